@@ -1,0 +1,34 @@
+# The two commands of the README, and the checks. Each target creates .venv when it is missing.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test check lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## make run: a perfbench perf run on the built-in simulated engine, then its report
+run: $(STAMP)
+	$(BIN)/perfbench perf --parallel 1 8 32 --number 20 160 640 --warmup 4 --name demo
+
+## make test: the test suite
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check perfbench tests benchmarks
+	$(BIN)/ruff format --check perfbench tests benchmarks
+
+check: lint test
+
+## make bench: the client-overhead benchmark (minutes; not part of the tests)
+bench: $(STAMP)
+	$(BIN)/python benchmarks/client_overhead.py
+
+clean:
+	rm -rf $(VENV) outputs .pytest_cache

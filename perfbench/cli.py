@@ -1,0 +1,351 @@
+"""The command line: parse flags into specs, call the library, print, exit. No logic of its own.
+
+Exit codes: 0 ok; 1 the run could not do its work (no request succeeded); 2 bad usage or input
+(one line on stderr, no traceback); 130/143 stopped by SIGINT/SIGTERM after everything measured
+was saved and reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+PROG = "perfbench"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and exit 2), not a usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} must be at least 1")
+    return value
+
+
+def _rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number (use inf for all at once)") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text} must be positive")
+    return value
+
+
+def _db_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("database")
+    g.add_argument("--outputs-dir", default="outputs", help="folder of the database (default: %(default)s)")
+    g.add_argument("--db", help="the database file itself (default: OUTPUTS_DIR/perfbench.db)")
+
+
+def _output_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--json", action="store_true", help="print the report as JSON (schema_version 1)")
+    g.add_argument("--csv", action="store_true", help="print the report as CSV, one row per run")
+
+
+def _db_path(ns: argparse.Namespace) -> Path:
+    return Path(ns.db) if ns.db else Path(ns.outputs_dir) / "perfbench.db"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description="Load-and-eval benchmark for OpenAI-compatible LLM servers.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    perf = sub.add_parser("perf", help="benchmark a server (the built-in simulator when no --url)",
+                          description="Stream requests at a server, time every one, record them in SQLite and report.")
+    g = perf.add_argument_group("server")
+    g.add_argument("--url", help="server root, API base (/v1) or full endpoint; omit to run the built-in simulator")
+    g.add_argument("--model", help="model name (default: the first one the server lists)")
+    g.add_argument("--api", choices=("openai-chat", "openai-completions"), default=None,
+                   help="endpoint kind (default: from --url, else openai-chat)")
+    g.add_argument("--api-key", help="bearer token (default: $OPENAI_API_KEY); never stored")
+    g.add_argument("--header", action="append", default=[], metavar="K:V", help="extra HTTP header (repeatable)")
+    g.add_argument("--connect-timeout", type=float, default=10.0, help="seconds (default: %(default)s)")
+    g.add_argument("--read-timeout", type=float, default=600.0,
+                   help="seconds without data before a request fails (default: %(default)s)")
+    g.add_argument("--sim-args", default="", help="flags for the built-in simulator, e.g. '--preset instant'")
+
+    g = perf.add_argument_group("load")
+    g.add_argument("--parallel", type=_positive_int, nargs="+",
+                   help="closed loop: requests in flight (several values: one run each)")
+    g.add_argument("--number", type=_positive_int, nargs="+",
+                   help="requests per run, paired with --parallel/--rate (default: 10 × parallel, at least 100)")
+    g.add_argument("--rate", type=_rate, nargs="+",
+                   help="open loop: requests/s, Poisson arrivals (inf: all at once)")
+    g.add_argument("--burstiness", type=float, default=1.0,
+                   help="gamma shape of the arrival gaps: 1 Poisson, <1 burstier (default: %(default)s)")
+    g.add_argument("--max-concurrency", type=_positive_int, help="open loop: cap on requests in flight")
+    g.add_argument("--duration", type=float, help="seconds of scheduling; ends the run early")
+    g.add_argument("--warmup", type=int, default=0, help="requests sent first and left out of the figures")
+    g.add_argument("--seed", type=int, default=0, help="seed of arrivals and of the simulator")
+
+    g = perf.add_argument_group("request")
+    g.add_argument("--max-tokens", type=int, default=256, help="(default: %(default)s)")
+    g.add_argument("--min-tokens", type=int)
+    g.add_argument("--temperature", type=float)
+    g.add_argument("--top-p", type=float)
+    g.add_argument("--top-k", type=int)
+    g.add_argument("--stream", action=argparse.BooleanOptionalAction, default=True,
+                   help="stream the response (default: on)")
+    g.add_argument("--extra-body", help="JSON object merged into every request body")
+
+    g = perf.add_argument_group("workload")
+    g.add_argument("--dataset", default="openqa", help="dataset name (default: %(default)s)")
+    g.add_argument("--dataset-path", help="file the dataset reads")
+    g.add_argument("--prompt", help="send this one prompt")
+
+    g = perf.add_argument_group("output")
+    g.add_argument("--name", help="label the runs, to find them again by name")
+    g.add_argument("--quiet", action="store_true", help="no progress bar, no warnings block")
+    _output_options(perf)
+    _db_options(perf)
+    perf.set_defaults(func=cmd_perf)
+
+    sim = sub.add_parser("sim", help="run the simulated inference engine",
+                         description="An OpenAI-compatible simulated engine with continuous batching.")
+    _sim_arguments(sim)
+    sim.set_defaults(func=cmd_sim)
+
+    report = sub.add_parser("report", help="report runs from the database",
+                            description="Report runs by id or name (default: the latest batch).")
+    report.add_argument("runs", nargs="*", metavar="RUN", help="run id or name")
+    report.add_argument("--name", help="all runs with this name")
+    report.add_argument("--errors", action="store_true", help="list failed requests' messages")
+    report.add_argument("--quiet", action="store_true", help="no warnings block")
+    _output_options(report)
+    _db_options(report)
+    report.set_defaults(func=cmd_report)
+
+    runs = sub.add_parser("runs", help="list the runs in the database")
+    runs.add_argument("--json", action="store_true")
+    _db_options(runs)
+    runs.set_defaults(func=cmd_runs)
+    return parser
+
+
+def _sim_arguments(p: argparse.ArgumentParser) -> None:
+    from perfbench import sim
+
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000, help="0 picks a free port (default: %(default)s)")
+    sim.add_arguments(p)
+
+
+def _version() -> str:
+    from perfbench import __version__
+
+    return __version__
+
+
+def _loads(ns: argparse.Namespace) -> tuple[Any, ...]:
+    from perfbench.config import LoadSpec
+    from perfbench.errors import ConfigError
+
+    if ns.rate and ns.parallel and len(ns.parallel) > 1:
+        raise ConfigError("with --rate, give one --parallel (it caps requests in flight) or use --max-concurrency")
+    axis = ns.rate if ns.rate else (ns.parallel or [1])
+    numbers = ns.number
+    if numbers is None:
+        numbers = [None] * len(axis)
+    elif len(numbers) == 1:
+        numbers = numbers * len(axis)
+    elif len(numbers) != len(axis):
+        what = "--rate" if ns.rate else "--parallel"
+        raise ConfigError(f"--number has {len(numbers)} values and {what} {len(axis)}: give one, or one per {what} value")
+    loads = []
+    for value, number in zip(axis, numbers):
+        if ns.rate:
+            cap = ns.max_concurrency or (ns.parallel[0] if ns.parallel else None)
+            if number is None and ns.duration is None:
+                number = 100
+            loads.append(LoadSpec(parallel=None, number=number, rate=value, burstiness=ns.burstiness,
+                                  max_concurrency=cap, duration=ns.duration, warmup=ns.warmup, seed=ns.seed))
+        else:
+            if number is None and ns.duration is None:
+                number = max(100, 10 * value)
+            loads.append(LoadSpec(parallel=value, number=number, duration=ns.duration,
+                                  warmup=ns.warmup, seed=ns.seed))
+    return tuple(loads)
+
+
+def _client(ns: argparse.Namespace) -> Any:
+    from perfbench.config import ClientSpec
+    from perfbench.errors import ConfigError
+
+    extra: dict[str, Any] = {}
+    if ns.extra_body:
+        try:
+            extra = json.loads(ns.extra_body)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"--extra-body is not valid JSON ({exc.msg} at column {exc.colno}); "
+                              "e.g. --extra-body '{\"ignore_eos\": true}'") from None
+        if not isinstance(extra, dict):
+            raise ConfigError("--extra-body must be a JSON object, e.g. '{\"ignore_eos\": true}'")
+    headers = []
+    for h in ns.header:
+        key, sep, value = h.partition(":")
+        if not sep or not key.strip():
+            raise ConfigError(f"--header {h!r} is not K:V, e.g. --header 'X-Team: search'")
+        headers.append((key.strip(), value.strip()))
+    return ClientSpec(
+        url=ns.url, api=ns.api, model=ns.model, stream=ns.stream, max_tokens=ns.max_tokens,
+        min_tokens=ns.min_tokens, temperature=ns.temperature, top_p=ns.top_p, top_k=ns.top_k,
+        extra_body=extra, headers=tuple(headers),
+        api_key=ns.api_key or os.environ.get("OPENAI_API_KEY") or None,
+        connect_timeout=ns.connect_timeout, read_timeout=ns.read_timeout,
+    )
+
+
+def cmd_perf(ns: argparse.Namespace, argv: Sequence[str]) -> int:
+    import shlex
+
+    from perfbench.config import PerfSpec, WorkloadSpec
+    from perfbench.metadata import redact_argv
+    from perfbench.runner import run
+
+    sim_args = tuple(shlex.split(ns.sim_args))
+    if ns.url is None:
+        sim_args = ("--seed", str(ns.seed), *sim_args)
+    spec = PerfSpec(
+        client=_client(ns),
+        loads=_loads(ns),
+        workload=WorkloadSpec(dataset=ns.dataset, dataset_path=ns.dataset_path, prompt=ns.prompt, seed=ns.seed),
+        db_path=_db_path(ns),
+        name=ns.name,
+        sim_args=sim_args,
+        command=" ".join([PROG, *redact_argv(list(argv))]),
+    )
+    observer = None
+    if not ns.quiet and sys.stdout.isatty() and not (ns.json or ns.csv):
+        from perfbench.report.progress import ProgressObserver
+
+        observer = ProgressObserver()
+    result = run(spec, observer=observer)
+    summaries = [r.summary for r in result.runs]
+    _print(summaries, ns)
+    if result.stopped_by is not None:
+        print(f"{PROG}: stopped by signal {result.stopped_by}; everything measured is in {spec.db_path}",
+              file=sys.stderr)
+    return result.exit_code
+
+
+def _print(summaries: list[Any], ns: argparse.Namespace) -> None:
+    from perfbench.report import print_report, to_csv, to_json
+
+    if ns.json:
+        print(to_json(summaries))
+    elif ns.csv:
+        sys.stdout.write(to_csv(summaries))
+    else:
+        print_report(summaries, quiet=ns.quiet)
+
+
+def cmd_report(ns: argparse.Namespace, argv: Sequence[str]) -> int:
+    from perfbench.metrics import summarize
+    from perfbench.store import Store
+
+    store = Store(_db_path(ns))
+    try:
+        runs = store.find(ns.runs, ns.name)
+        _print([summarize(store, r) for r in runs], ns)
+        if ns.errors:
+            _print_errors(store, [r.id for r in runs])
+    finally:
+        store.close()
+    return 0
+
+
+def _print_errors(store: Any, run_ids: list[int]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="Failed requests", title_justify="left")
+    for col in ("Run", "Status", "HTTP", "Count", "Message"):
+        table.add_column(col)
+    marks = ",".join("?" * len(run_ids))
+    rows = store.db.conn.execute(
+        f"SELECT run_id, status, http_status, count(*), error FROM requests WHERE run_id IN ({marks}) "
+        "AND status != 'ok' GROUP BY run_id, status, http_status, error ORDER BY run_id, count(*) DESC",
+        run_ids,
+    ).fetchall()
+    for run_id, status, http, count, error in rows:
+        table.add_row(str(run_id), status, str(http or "—"), str(count), error or "")
+    Console().print(table)
+
+
+def cmd_runs(ns: argparse.Namespace, argv: Sequence[str]) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from perfbench.store import Store
+
+    store = Store(_db_path(ns))
+    try:
+        runs = store.runs()
+        counts = {r.id: store.count_by_status(r.id) for r in runs}
+    finally:
+        store.close()
+    if ns.json:
+        print(json.dumps({"schema_version": 1, "runs": [
+            {"id": r.id, "name": r.name, "batch": r.batch, "status": r.status, "started_at": r.started_at,
+             "ended_at": r.ended_at, "model": r.model, "endpoint": r.endpoint, "load": r.load,
+             "scheduled": r.scheduled, "recorded": r.recorded, "requests": counts[r.id]}
+            for r in runs]}, indent=2))
+        return 0
+    table = Table(title=str(_db_path(ns)), title_justify="left")
+    for col in ("Id", "Name", "Status", "Started", "Model", "Load", "OK", "Failed"):
+        table.add_column(col)
+    for r in runs:
+        load = r.load
+        shape = (f"rate {load.get('rate')}" if load.get("rate") is not None else f"parallel {load.get('parallel')}")
+        ok = counts[r.id].get("ok", 0)
+        failed = sum(counts[r.id].values()) - ok
+        table.add_row(str(r.id), r.name or "", r.status, r.started_at, r.model or "", shape, str(ok), str(failed))
+    Console().print(table)
+    return 0
+
+
+def cmd_sim(ns: argparse.Namespace, argv: Sequence[str]) -> int:
+    from perfbench import sim
+
+    try:
+        config = sim.config_from_args(ns)
+    except ValueError as exc:
+        from perfbench.errors import ConfigError
+
+        raise ConfigError(str(exc)) from None
+    sim.serve(config, host=ns.host, port=ns.port)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from perfbench.errors import PerfbenchError
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    ns = parser.parse_args(args)
+    try:
+        return int(ns.func(ns, args))
+    except PerfbenchError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0

@@ -1,0 +1,376 @@
+"""The streaming HTTP client: ``RequestSpec`` in, ``RequestRecord`` out.
+
+Timing rules (DESIGN.md, "Metric definitions"):
+
+* The send stamp is taken when aiohttp hands the request body to the socket (its
+  ``on_request_chunk_sent`` trace signal fires right before the write), not when we asked for
+  the request: on a busy loop the two differ by however long other tasks ran in between, and
+  that wait is the client's, not the server's.
+* Every read of the body is stamped when ``iter_any()`` returns it; each event in that read
+  shares the stamp, which is its true arrival as far as a Python process can see.
+* Connections are opened before the run (``prewarm``), so that TCP setup never lands inside a
+  measured request.
+
+The per-chunk loop in ``_stream`` is the hottest code in the project: it does one typed decode
+per event and appends one integer per token-carrying chunk; everything else is done once per
+request. ``benchmarks/client_overhead.py`` measures it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+import msgspec
+
+from perfbench.client.record import RequestRecord, RequestSpec
+from perfbench.client.sse import SSEDecoder
+from perfbench.client.wire import Chunk, decode_chunk, error_message
+from perfbench.config import ClientSpec
+from perfbench.errors import ServerRejected, ServerUnreachable
+
+Clock = Callable[[], int]
+
+
+class _Stamp:
+    __slots__ = ("sent",)
+
+    def __init__(self) -> None:
+        self.sent = 0
+
+
+class _Failed(Exception):
+    """Internal: ends a request with a status and a message."""
+
+    def __init__(self, status: str, message: str, http_status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.http_status = http_status
+
+
+class Client:
+    """One pooled aiohttp session against one endpoint.
+
+    >>> async with Client(spec, pool_size=8) as client:   # doctest: +SKIP
+    ...     await client.prewarm(8)
+    ...     record = await client.send(RequestSpec(0, body, time.perf_counter_ns()))
+    """
+
+    def __init__(self, spec: ClientSpec, *, pool_size: int, clock: Clock = time.perf_counter_ns):
+        assert spec.url is not None
+        self.spec = spec
+        self.pool_size = pool_size
+        self.clock = clock
+        headers = {"Content-Type": "application/json"}
+        if spec.stream:
+            headers["Accept"] = "text/event-stream"
+        if spec.api_key:
+            headers["Authorization"] = f"Bearer {spec.api_key}"
+        headers.update(dict(spec.headers))
+        self._headers = headers
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> Client:
+        clock = self.clock
+
+        async def on_chunk_sent(_s: Any, ctx: Any, _p: Any) -> None:
+            stamp = ctx.trace_request_ctx
+            if stamp is not None and not stamp.sent:
+                stamp.sent = clock()
+
+        trace = aiohttp.TraceConfig()
+        trace.on_request_chunk_sent.append(on_chunk_sent)
+        connector = aiohttp.TCPConnector(
+            limit=self.pool_size, limit_per_host=0, ttl_dns_cache=None, keepalive_timeout=60
+        )
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=self.spec.connect_timeout, sock_read=self.spec.read_timeout
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector, timeout=timeout, trace_configs=[trace], headers=self._headers
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        assert self._session is not None, "use `async with Client(...)`"
+        return self._session
+
+    async def check(self, timeout: float = 3.0) -> list[str]:
+        """The pre-run check: can we reach the server, and which models does it serve?
+
+        Raises ServerUnreachable when no connection can be made, ServerRejected on 401/403.
+        Returns the served model ids ([] when the server has no ``/v1/models``).
+        """
+        url = self.spec.models_url
+        try:
+            async with self.session.get(
+                url, timeout=aiohttp.ClientTimeout(total=timeout)
+            ) as resp:
+                body = await resp.read()
+                if resp.status in (401, 403):
+                    raise ServerRejected(
+                        f"{url} refused the request ({error_message(resp.status, body)}): "
+                        "check --api-key or OPENAI_API_KEY"
+                    )
+                if resp.status != 200:
+                    return []
+        except aiohttp.ClientConnectorError as exc:
+            raise ServerUnreachable(
+                f"cannot reach {url} ({_reason(exc)}): is the server running? check --url"
+            ) from exc
+        except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
+            raise ServerUnreachable(
+                f"no answer from {url} within {timeout:g}s ({type(exc).__name__}): "
+                "is the server running? check --url"
+            ) from exc
+        try:
+            data = msgspec.json.decode(body)
+            return [str(m["id"]) for m in data.get("data", [])]
+        except (msgspec.DecodeError, AttributeError, KeyError, TypeError):
+            return []
+
+    async def prewarm(self, n: int) -> None:
+        """Open up to ``n`` keep-alive connections now, so that no measured request pays for one."""
+        url = self.spec.models_url
+
+        async def one() -> None:
+            try:
+                async with self.session.get(url) as resp:
+                    await resp.read()
+            except (aiohttp.ClientError, asyncio.TimeoutError):
+                pass
+
+        await asyncio.gather(*(one() for _ in range(n)))
+
+    async def send(self, req: RequestSpec) -> RequestRecord:
+        """Send one request and return its record; never raises for a request's own failure.
+
+        Cancellation (the run stopping) is recorded as status ``cancelled`` and the record is
+        returned, so that every scheduled request yields exactly one row.
+        """
+        stamp = _Stamp()
+        st = _State()
+        asked = self.clock()
+        try:
+            async with self.session.post(
+                self.spec.url, data=req.body, trace_request_ctx=stamp
+            ) as resp:
+                st.http_status = resp.status
+                if resp.status != 200:
+                    body = await resp.content.read(4096)
+                    raise _Failed("http", error_message(resp.status, body), resp.status)
+                if self.spec.stream:
+                    await self._stream(resp, st)
+                else:
+                    await self._whole(resp, st)
+        except _Failed as exc:
+            st.status, st.error = exc.status, str(exc)
+        except asyncio.CancelledError:
+            st.status, st.error = "cancelled", "the run stopped before the request completed"
+        except aiohttp.ClientConnectorError as exc:
+            st.status, st.error = "connect", _reason(exc)
+        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            st.status = "timeout"
+            st.error = str(exc) or "no data within --read-timeout"
+        except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError) as exc:
+            st.status, st.error = "disconnect", _short(exc)
+        except aiohttp.ClientResponseError as exc:
+            st.status, st.error = "malformed", _short(exc)
+        except (aiohttp.ClientError, OSError) as exc:
+            st.status, st.error = "disconnect", _short(exc)
+        end = self.clock()
+        return st.record(req, stamp.sent or asked, end)
+
+    async def _stream(self, resp: aiohttp.ClientResponse, st: _State) -> None:
+        clock = self.clock
+        decoder = SSEDecoder()
+        decode = decoder.decode
+        chunk_ns = st.chunk_ns
+        content = st.content
+        reasoning = st.reasoning
+        done = False
+        try:
+            async for block in resp.content.iter_any():
+                now = clock()
+                if not st.ttfb:
+                    st.ttfb = now
+                for event, data in decode(block):
+                    if data == b"[DONE]":
+                        done = True
+                        continue
+                    if event and event != "message":
+                        if event == "error":
+                            raise _Failed("stream_error", error_message(200, data))
+                        continue
+                    self._chunk(decode_chunk(data), now, st, chunk_ns, content, reasoning)
+            for _, data in decoder.flush():
+                if data == b"[DONE]":
+                    done = True
+                else:
+                    self._chunk(decode_chunk(data), clock(), st, chunk_ns, content, reasoning)
+        except msgspec.DecodeError as exc:
+            raise _Failed("malformed", f"undecodable event: {exc}") from exc
+        if not done and st.finish_reason is None:
+            raise _Failed("disconnect", "the stream ended before [DONE] or a finish_reason")
+
+    @staticmethod
+    def _chunk(
+        chunk: Chunk, now: int, st: _State, chunk_ns: list[int], content: list[str],
+        reasoning: list[str],
+    ) -> None:
+        if chunk.error is not None:
+            raise _Failed("stream_error", error_message(200, msgspec.json.encode(chunk.error)))
+        if chunk.usage is not None:
+            st.usage = chunk.usage
+        if st.response_id is None:
+            st.response_id = chunk.id
+        carried = False
+        for choice in chunk.choices:
+            delta = choice.delta
+            if delta is not None:
+                text = delta.content
+                thought = delta.reasoning_content or delta.reasoning
+            else:
+                text = choice.text
+                thought = None
+            if choice.index == 0:
+                if text:
+                    content.append(text)
+                    if not st.first_content:
+                        st.first_content = now
+                if thought:
+                    reasoning.append(thought)
+                    st.reasoning_chunks += 1
+            if text or thought:
+                carried = True
+            if choice.finish_reason is not None and choice.index == 0:
+                st.finish_reason = choice.finish_reason
+        if carried:
+            chunk_ns.append(now)
+
+    async def _whole(self, resp: aiohttp.ClientResponse, st: _State) -> None:
+        body = await resp.read()
+        now = self.clock()
+        st.ttfb = now
+        try:
+            chunk = decode_chunk(body)
+        except msgspec.DecodeError as exc:
+            raise _Failed("malformed", f"undecodable response: {exc}") from exc
+        if chunk.error is not None:
+            raise _Failed("stream_error", error_message(200, msgspec.json.encode(chunk.error)))
+        st.usage = chunk.usage
+        st.response_id = chunk.id
+        for choice in chunk.choices:
+            if choice.index != 0:
+                continue
+            msg = choice.message
+            text = msg.content if msg is not None else choice.text
+            thought = (msg.reasoning_content or msg.reasoning) if msg is not None else None
+            if text:
+                st.content.append(text)
+                st.first_content = now
+            if thought:
+                st.reasoning.append(thought)
+            st.finish_reason = choice.finish_reason
+        st.chunk_ns.append(now)
+        st.streamed = False
+
+
+class _State:
+    """The mutable working copy of one request's record, frozen at the end."""
+
+    __slots__ = (
+        "status", "error", "http_status", "ttfb", "first_content", "chunk_ns", "content",
+        "reasoning", "reasoning_chunks", "usage", "finish_reason", "response_id", "streamed",
+    )
+
+    def __init__(self) -> None:
+        self.status = "ok"
+        self.error: str | None = None
+        self.http_status: int | None = None
+        self.ttfb = 0
+        self.first_content = 0
+        self.chunk_ns: list[int] = []
+        self.content: list[str] = []
+        self.reasoning: list[str] = []
+        self.reasoning_chunks = 0
+        self.usage: Any = None
+        self.finish_reason: str | None = None
+        self.response_id: str | None = None
+        self.streamed = True
+
+    def record(self, req: RequestSpec, sent: int, end: int) -> RequestRecord:
+        chunks = self.chunk_ns
+        output = "".join(self.content)
+        thought = "".join(self.reasoning)
+        usage = self.usage
+        prompt_tokens = completion = reasoning_tokens = None
+        source = None
+        if usage is not None:
+            prompt_tokens = usage.prompt_tokens
+            completion = usage.completion_tokens
+            details = usage.completion_tokens_details
+            if details is not None:
+                reasoning_tokens = details.reasoning_tokens
+        if completion is not None:
+            source = "usage"
+        elif self.status == "ok" or chunks:
+            if self.streamed:
+                completion, source = len(chunks), "chunks"
+            else:
+                completion, source = _estimate(output + thought), "estimate"
+        if prompt_tokens is None and self.status == "ok":
+            # no usage from the server: the source names the weaker of the two counts
+            prompt_tokens = max(1, round(req.prompt_chars / 4))
+            source = "estimate"
+        if reasoning_tokens is None and completion and self.reasoning_chunks and chunks:
+            reasoning_tokens = round(completion * self.reasoning_chunks / len(chunks))
+        return RequestRecord(
+            index=req.index,
+            warmup=req.warmup,
+            prompt_id=req.prompt_id,
+            status=self.status,
+            intended_ns=req.intended_ns,
+            sent_ns=sent,
+            ttfb_ns=self.ttfb or None,
+            first_token_ns=chunks[0] if chunks else None,
+            first_content_ns=self.first_content or None,
+            last_token_ns=chunks[-1] if chunks else None,
+            end_ns=end,
+            chunk_ns=chunks,
+            reasoning_chunks=self.reasoning_chunks,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion,
+            reasoning_tokens=reasoning_tokens,
+            token_source=source,
+            output_text=output,
+            reasoning_text=thought,
+            finish_reason=self.finish_reason,
+            http_status=self.http_status,
+            error=self.error,
+            response_id=self.response_id,
+            streamed=self.streamed,
+        )
+
+
+def _estimate(text: str) -> int:
+    return max(1, round(len(text) / 4)) if text else 0
+
+
+def _reason(exc: aiohttp.ClientConnectorError) -> str:
+    os_error = exc.os_error
+    return (os_error.strerror or str(os_error)).lower() if os_error else _short(exc)
+
+
+def _short(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 200 else text[:197] + "..."

@@ -1,0 +1,93 @@
+"""The records the client takes and hands on. Plain frozen data: no I/O, no library types."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+STATUSES = ("ok", "connect", "timeout", "http", "disconnect", "malformed", "stream_error", "cancelled")
+"""Every request ends in exactly one of these.
+
+ok: the response completed. connect: no connection could be made. timeout: the connect or read
+timeout expired. http: a non-200 status before any streaming. disconnect: the connection closed
+before the response was complete. malformed: a body or event that is not the expected JSON.
+stream_error: the server sent an error event inside a 200 stream. cancelled: the run stopped
+(Ctrl-C, SIGTERM, end of --duration) while the request was waiting or in flight.
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class RequestSpec:
+    """One request as the schedule hands it to the client: a ready body and when to send it."""
+
+    index: int
+    body: bytes
+    intended_ns: int
+    warmup: bool = False
+    prompt_id: str | None = None
+    prompt_chars: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    """What happened to one request. Times are ``perf_counter_ns`` stamps (absolute, one clock).
+
+    ``chunk_ns`` holds the arrival stamp of every token-carrying chunk, in order: the first is
+    the TTFT stamp, the last the last-token stamp. Any stamp is None when the request never got
+    that far.
+    """
+
+    index: int
+    warmup: bool
+    prompt_id: str | None
+    status: str
+    intended_ns: int
+    sent_ns: int | None = None
+    ttfb_ns: int | None = None
+    first_token_ns: int | None = None
+    first_content_ns: int | None = None
+    last_token_ns: int | None = None
+    end_ns: int | None = None
+    chunk_ns: Sequence[int] = ()
+    reasoning_chunks: int = 0
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    token_source: str | None = None
+    output_text: str = ""
+    reasoning_text: str = ""
+    finish_reason: str | None = None
+    http_status: int | None = None
+    error: str | None = None
+    response_id: str | None = None
+    streamed: bool = True
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def ttft_ns(self) -> int | None:
+        if self.first_token_ns is None or self.sent_ns is None:
+            return None
+        return self.first_token_ns - self.sent_ns
+
+    @property
+    def e2e_ns(self) -> int | None:
+        if self.end_ns is None or self.sent_ns is None:
+            return None
+        return self.end_ns - self.sent_ns
+
+    @property
+    def tpot_ns(self) -> float | None:
+        """(last token − first token) / (output tokens − 1); None for 1-token or unstreamed."""
+        n = self.completion_tokens
+        if (
+            not self.streamed
+            or n is None
+            or n < 2
+            or self.first_token_ns is None
+            or self.last_token_ns is None
+        ):
+            return None
+        return (self.last_token_ns - self.first_token_ns) / (n - 1)

@@ -1,0 +1,93 @@
+"""An incremental ``text/event-stream`` decoder: bytes in, events out, no I/O, no clocks.
+
+It follows the WHATWG event-stream rules for the parts LLM servers use: ``data:`` lines
+(several are joined with ``\\n``), ``event:`` names, ``:`` comments and keep-alives (ignored),
+``id:``/``retry:`` (ignored), and any of ``\\r\\n``, ``\\n``, ``\\r`` as the line end, including a
+``\\r\\n`` split across two reads. Bytes can arrive cut anywhere; an event is returned only once
+its blank line has arrived. ``flush()`` at the end of the body returns an event whose blank line
+never came (lenient: some servers end ``data: [DONE]`` with a single newline).
+
+The common case is one or more whole ``data: {...}\\n\\n`` events in one read, which is split with
+one ``bytes.split`` and no per-line work; everything else takes the general path.
+"""
+
+from __future__ import annotations
+
+Event = tuple[str, bytes]
+"""(event name, data); the name is ``""`` for the default ``message`` event."""
+
+
+class SSEDecoder:
+    __slots__ = ("_tail", "_data", "_event", "_skip_lf")
+
+    def __init__(self) -> None:
+        self._tail = b""  # an incomplete line carried to the next read
+        self._data: list[bytes] = []  # data lines of the event being built
+        self._event = ""
+        self._skip_lf = False  # the last read ended in \r: a leading \n belongs to it
+
+    def decode(self, chunk: bytes) -> list[Event]:
+        if (
+            not self._tail
+            and not self._data
+            and not self._event
+            and not self._skip_lf
+            and chunk.endswith(b"\n\n")
+            and b"\r" not in chunk
+        ):
+            events: list[Event] = []
+            for block in chunk.split(b"\n\n")[:-1]:
+                if block.startswith(b"data: ") and b"\n" not in block:
+                    events.append(("", block[6:]))
+                else:
+                    self._lines(block.split(b"\n"), events)
+                    self._dispatch(events)
+            return events
+        return self._decode_general(chunk)
+
+    def _decode_general(self, chunk: bytes) -> list[Event]:
+        if self._skip_lf:
+            self._skip_lf = False
+            if chunk.startswith(b"\n"):
+                chunk = chunk[1:]
+        if b"\r" in chunk:
+            self._skip_lf = chunk.endswith(b"\r")
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        buf = self._tail + chunk if self._tail else chunk
+        lines = buf.split(b"\n")
+        self._tail = lines.pop()  # after the last \n: incomplete (or b"")
+        events: list[Event] = []
+        self._lines(lines, events)
+        return events
+
+    def _lines(self, lines: list[bytes], events: list[Event]) -> None:
+        for line in lines:
+            if not line:
+                self._dispatch(events)
+            elif line[0] == 0x3A:  # ":" comment / keep-alive
+                continue
+            else:
+                name, sep, value = line.partition(b":")
+                if sep and value[:1] == b" ":
+                    value = value[1:]
+                if name == b"data":
+                    self._data.append(value)
+                elif name == b"event":
+                    self._event = value.decode("utf-8", "replace")
+
+    def _dispatch(self, events: list[Event]) -> None:
+        if self._data:
+            data = self._data[0] if len(self._data) == 1 else b"\n".join(self._data)
+            events.append((self._event if self._event != "message" else "", data))
+        self._data = []
+        self._event = ""
+
+    def flush(self) -> list[Event]:
+        """End of body: return the event still being built, if it has data."""
+        events: list[Event] = []
+        if self._tail:
+            self._lines([self._tail], events)
+            self._tail = b""
+        self._skip_lf = False
+        self._dispatch(events)
+        return events

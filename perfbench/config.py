@@ -1,0 +1,208 @@
+"""Frozen, validated configuration: built by the CLI (or a Python caller), read by everyone else.
+
+Each spec rejects a bad value when it is built, with one sentence naming the flag, so that a
+run never starts with a configuration it cannot honour. Change a field with
+``dataclasses.replace``; there is no settings singleton.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from perfbench.errors import ConfigError
+
+Api = Literal["openai-chat", "openai-completions"]
+API_PATHS: dict[str, str] = {
+    "openai-chat": "/chat/completions",
+    "openai-completions": "/completions",
+}
+DEFAULT_DB = Path("outputs") / "perfbench.db"
+
+
+def resolve_endpoint(url: str, api: Api | None) -> tuple[str, str, Api]:
+    """Turn what the user typed into (endpoint URL, models URL, api).
+
+    Accepts a server root (``http://h:8000``), an API base (``http://h:8000/v1``) or a full
+    endpoint (``http://h:8000/v1/chat/completions``); a full endpoint also decides ``api``
+    when it was not given.
+
+    >>> resolve_endpoint("http://127.0.0.1:8000", None)[0]
+    'http://127.0.0.1:8000/v1/chat/completions'
+    """
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"--url {url!r} is not an http(s) URL; try --url http://127.0.0.1:8000")
+    path = parts.path.rstrip("/")
+    for name, suffix in API_PATHS.items():
+        if path.endswith(suffix):
+            if api is not None and api != name:
+                raise ConfigError(f"--url ends in {suffix} but --api is {api}; drop one of them")
+            api = name  # type: ignore[assignment]
+            path = path[: -len(suffix)]
+            break
+    if api is None:
+        api = "openai-chat"
+    if not path.endswith("/v1"):
+        path = f"{path}/v1"
+
+    def build(p: str) -> str:
+        return urlunsplit((parts.scheme, parts.netloc, p, parts.query, ""))
+
+    return build(path + API_PATHS[api]), build(path + "/models"), api
+
+
+@dataclass(frozen=True)
+class ClientSpec:
+    """Where and how to send requests. ``api_key`` never leaves the process.
+
+    ``url=None`` means the embedded simulated engine, started for the run.
+    """
+
+    url: str | None = None
+    api: Api | None = None
+    model: str | None = None
+    stream: bool = True
+    max_tokens: int | None = 256
+    min_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    extra_body: dict[str, Any] = field(default_factory=dict)
+    headers: tuple[tuple[str, str], ...] = ()
+    api_key: str | None = field(default=None, repr=False)
+    connect_timeout: float = 10.0
+    read_timeout: float = 600.0
+
+    def __post_init__(self) -> None:
+        if self.url is not None:
+            endpoint, _, api = resolve_endpoint(self.url, self.api)
+            object.__setattr__(self, "url", endpoint)
+            object.__setattr__(self, "api", api)
+        elif self.api is None:
+            object.__setattr__(self, "api", "openai-chat")
+        if self.max_tokens is not None and self.max_tokens < 1:
+            raise ConfigError("--max-tokens must be at least 1")
+        if self.min_tokens is not None and self.min_tokens < 0:
+            raise ConfigError("--min-tokens must be 0 or more")
+        if (
+            self.min_tokens is not None
+            and self.max_tokens is not None
+            and self.min_tokens > self.max_tokens
+        ):
+            raise ConfigError("--min-tokens must not exceed --max-tokens")
+        if self.temperature is not None and self.temperature < 0:
+            raise ConfigError("--temperature must be 0 or more")
+        if self.top_p is not None and not 0 < self.top_p <= 1:
+            raise ConfigError("--top-p must be in (0, 1]")
+        if self.connect_timeout <= 0 or self.read_timeout <= 0:
+            raise ConfigError("--connect-timeout and --read-timeout must be positive")
+        for key, _ in self.headers:
+            if not key or any(c in key for c in " :\r\n"):
+                raise ConfigError(f"--header name {key!r} is not a valid HTTP header name")
+
+    @property
+    def models_url(self) -> str:
+        assert self.url is not None, "the endpoint is known once the run starts"
+        return resolve_endpoint(self.url, self.api)[1]
+
+    def redacted(self) -> dict[str, Any]:
+        """The spec as plain data with every secret removed (for the runs table)."""
+        data = dataclasses.asdict(self)
+        data.pop("api_key")
+        data["headers"] = [
+            [k, "<redacted>" if _is_secret_header(k) else v] for k, v in self.headers
+        ]
+        return data
+
+
+def _is_secret_header(name: str) -> bool:
+    lowered = name.lower()
+    return any(s in lowered for s in ("auth", "key", "token", "secret", "cookie", "password"))
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    """When to send: one run's load shape.
+
+    Closed loop: ``parallel`` workers, each sending its next request when the previous one
+    ends. Open loop: ``rate`` requests/s with gamma-distributed gaps (``burstiness`` 1 is
+    Poisson; lower is burstier), optionally capped at ``max_concurrency`` in flight. A run
+    ends after ``number`` requests or ``duration`` seconds of scheduling, whichever comes
+    first. ``warmup`` requests are sent first, recorded, and left out of every figure.
+    """
+
+    parallel: int | None = 1
+    number: int | None = 100
+    rate: float | None = None
+    burstiness: float = 1.0
+    max_concurrency: int | None = None
+    duration: float | None = None
+    warmup: int = 0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.parallel is not None and self.parallel < 1:
+            raise ConfigError("--parallel must be at least 1")
+        if self.number is not None and self.number < 1:
+            raise ConfigError("--number must be at least 1")
+        if self.rate is not None and not (self.rate > 0):
+            raise ConfigError("--rate must be positive (use inf for all at once)")
+        if not (self.burstiness > 0) or math.isinf(self.burstiness):
+            raise ConfigError("--burstiness must be a positive number")
+        if self.max_concurrency is not None and self.max_concurrency < 1:
+            raise ConfigError("--max-concurrency must be at least 1")
+        if self.duration is not None and not (self.duration > 0):
+            raise ConfigError("--duration must be positive")
+        if self.warmup < 0:
+            raise ConfigError("--warmup must be 0 or more")
+        if self.number is None and self.duration is None:
+            raise ConfigError("give --number or --duration so that the run ends")
+        if self.rate is None and self.parallel is None:
+            raise ConfigError("give --parallel (closed loop) or --rate (open loop)")
+
+    @property
+    def open_loop(self) -> bool:
+        return self.rate is not None
+
+    @property
+    def concurrency(self) -> int | None:
+        """The most requests in flight at once, or None when the open loop is uncapped."""
+        if not self.open_loop:
+            return self.parallel
+        return self.max_concurrency
+
+
+@dataclass(frozen=True)
+class WorkloadSpec:
+    """What to send: a dataset by name (with a file where it needs one), or one prompt."""
+
+    dataset: str = "openqa"
+    dataset_path: str | None = None
+    prompt: str | None = None
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class PerfSpec:
+    """Everything ``perfbench.run`` needs; one run per entry of ``loads``.
+
+    >>> spec = PerfSpec(client=ClientSpec(url="http://127.0.0.1:8000"),
+    ...                 loads=(LoadSpec(parallel=4, number=40),))
+    """
+
+    client: ClientSpec
+    loads: tuple[LoadSpec, ...]
+    workload: WorkloadSpec = WorkloadSpec()
+    db_path: Path = DEFAULT_DB
+    name: str | None = None
+    sim_args: tuple[str, ...] = ()
+    command: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.loads:
+            raise ConfigError("at least one load (--parallel/--number pair) is needed")

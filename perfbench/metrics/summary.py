@@ -1,0 +1,294 @@
+"""A run's figures, computed from its rows in the store (never from memory of the run).
+
+Definitions are DESIGN.md's and docs/metrics.md's; this module is their one implementation.
+``Summary.warnings`` lists every reason its numbers should not be taken at face value.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from perfbench.metrics.percentiles import PERCENTILES, exact, min_samples, streamed
+from perfbench.store.runs import Run, Store
+
+SCHEMA_VERSION = 1
+
+# (key, label, unit) of the percentile table's columns, in order
+DISTRIBUTIONS = (
+    ("ttft_ms", "TTFT", "ms"),
+    ("itl_ms", "ITL", "ms"),
+    ("tpot_ms", "TPOT", "ms"),
+    ("e2e_ms", "E2E", "ms"),
+    ("prompt_tokens", "Input tok", ""),
+    ("completion_tokens", "Output tok", ""),
+    ("output_tps", "Output tok/s", "per request"),
+)
+OPEN_LOOP_DISTRIBUTIONS = (
+    ("ttft_intended_ms", "TTFT from plan", "ms"),
+    ("e2e_intended_ms", "E2E from plan", "ms"),
+    ("schedule_lag_ms", "Schedule lag", "ms"),
+)
+
+_COLUMNS = (
+    "status", "sent_ns", "end_ns", "intended_ns", "ttft_ms", "ttfa_ms", "tpot_ms", "e2e_ms",
+    "ttft_intended_ms", "e2e_intended_ms", "schedule_lag_ms", "n_chunks", "prompt_tokens",
+    "completion_tokens", "reasoning_tokens", "token_source", "streamed",
+)
+
+
+@dataclass
+class Distribution:
+    n: int
+    mean: float
+    values: dict[str, float]  # percentile label ("p50") -> value
+    exact: bool = True
+
+
+@dataclass
+class Summary:
+    schema_version: int
+    run_id: int
+    name: str | None
+    status: str
+    model: str | None
+    endpoint: str | None
+    mode: str  # "closed" or "open"
+    parallel: int | None
+    rate: float | None
+    max_concurrency: int | None
+    scheduled: int
+    measured: int
+    warmup: int
+    ok: int
+    failed: int
+    errors: dict[str, int]
+    duration_s: float
+    req_per_s: float
+    output_tok_per_s: float
+    total_tok_per_s: float
+    achieved_concurrency: float
+    planned_rate: float | None
+    achieved_send_rate: float | None
+    mean_ttft_ms: float
+    mean_tpot_ms: float
+    mean_itl_ms: float
+    mean_e2e_ms: float
+    mean_input_tokens: float
+    mean_output_tokens: float
+    tokens_per_chunk: float
+    token_sources: dict[str, int]
+    loop_lag_ms: dict[str, float]
+    distributions: dict[str, Distribution] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _clean(asdict(self))
+
+
+def _clean(value: Any) -> Any:
+    """NaN → None, so that the JSON is standard."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _pct_label(p: float) -> str:
+    return f"p{p:g}"
+
+
+def _mean(a: np.ndarray) -> float:
+    a = a[~np.isnan(a)]
+    return float(a.mean()) if a.size else math.nan
+
+
+def _dist(values: np.ndarray) -> Distribution:
+    values = values[~np.isnan(values)]
+    pct = exact(values)
+    return Distribution(
+        n=int(values.size),
+        mean=float(values.mean()) if values.size else math.nan,
+        values={_pct_label(p): v for p, v in zip(PERCENTILES, pct)},
+    )
+
+
+def summarize(store: Store, run: Run) -> Summary:
+    """All figures of one run, read back from the store."""
+    cols = store.columns(run.id, _COLUMNS, where="AND warmup = 0")
+    load = run.load
+    status = cols["status"]
+    ok = status == "ok"
+    measured = int(status.size)
+    n_ok = int(ok.sum())
+    errors: dict[str, int] = {}
+    for s in status[~ok]:
+        errors[str(s)] = errors.get(str(s), 0) + 1
+
+    sent, end = cols["sent_ns"], cols["end_ns"]
+    finished = ~np.isnan(end) & ~np.isnan(sent)
+    if finished.any():
+        window = (np.nanmax(end[finished]) - np.nanmin(sent[finished])) / 1e9
+    else:
+        window = math.nan
+    prompt = np.where(ok, cols["prompt_tokens"], np.nan)
+    completion = np.where(ok, cols["completion_tokens"], np.nan)
+    out_tokens = float(np.nansum(completion))
+    in_tokens = float(np.nansum(prompt))
+    e2e_ok = np.where(ok, cols["e2e_ms"], np.nan)
+
+    def per_s(x: float) -> float:
+        return x / window if window and window > 0 else math.nan
+
+    dists: dict[str, Distribution] = {}
+    for key, _, _ in DISTRIBUTIONS:
+        if key == "itl_ms":
+            continue
+        if key == "output_tps":
+            values = completion / (e2e_ok / 1e3)
+        else:
+            values = np.where(ok, cols[key], np.nan)
+        dists[key] = _dist(values)
+    pcts, itl_mean, itl_exact = streamed(
+        (g / 1e6 for g in store.iter_gaps(run.id)), store.gap_count(run.id)
+    )
+    itl_n = store.gap_count(run.id)
+    dists["itl_ms"] = Distribution(
+        n=itl_n, mean=itl_mean, values={_pct_label(p): v for p, v in zip(PERCENTILES, pcts)},
+        exact=itl_exact,
+    )
+    open_loop = load.get("rate") is not None
+    planned_rate = achieved_rate = None
+    if open_loop:
+        for key, _, _ in OPEN_LOOP_DISTRIBUTIONS:
+            dists[key] = _dist(np.where(ok, cols[key], np.nan) if key != "schedule_lag_ms" else cols[key])
+        intended = np.sort(cols["intended_ns"])
+        sent_sorted = np.sort(sent[~np.isnan(sent)])
+        if intended.size > 1 and intended[-1] > intended[0]:
+            planned_rate = (intended.size - 1) / ((intended[-1] - intended[0]) / 1e9)
+        if sent_sorted.size > 1 and sent_sorted[-1] > sent_sorted[0]:
+            achieved_rate = (sent_sorted.size - 1) / ((sent_sorted[-1] - sent_sorted[0]) / 1e9)
+
+    chunks = np.where(ok, cols["n_chunks"], np.nan)
+    streamed_ok = ok & (cols["streamed"] == 1)
+    tok_per_chunk = (
+        float(np.nansum(completion[streamed_ok]) / np.nansum(chunks[streamed_ok]))
+        if streamed_ok.any() and np.nansum(chunks[streamed_ok]) > 0 else math.nan
+    )
+    sources: dict[str, int] = {}
+    for s in cols["token_source"][ok]:
+        sources[str(s)] = sources.get(str(s), 0) + 1
+
+    e2e_all = cols["e2e_ms"][finished]
+    summary = Summary(
+        schema_version=SCHEMA_VERSION,
+        run_id=run.id,
+        name=run.name,
+        status=run.status,
+        model=run.model,
+        endpoint=run.endpoint,
+        mode="open" if open_loop else "closed",
+        parallel=load.get("parallel"),
+        rate=load.get("rate"),
+        max_concurrency=load.get("max_concurrency"),
+        scheduled=int(run.scheduled or 0),
+        measured=measured,
+        warmup=int(load.get("warmup") or 0),
+        ok=n_ok,
+        failed=measured - n_ok,
+        errors=errors,
+        duration_s=float(window),
+        req_per_s=per_s(n_ok),
+        output_tok_per_s=per_s(out_tokens),
+        total_tok_per_s=per_s(out_tokens + in_tokens),
+        achieved_concurrency=per_s(float(np.nansum(e2e_all)) / 1e3),
+        planned_rate=planned_rate,
+        achieved_send_rate=achieved_rate,
+        mean_ttft_ms=dists["ttft_ms"].mean,
+        mean_tpot_ms=dists["tpot_ms"].mean,
+        mean_itl_ms=itl_mean,
+        mean_e2e_ms=dists["e2e_ms"].mean,
+        mean_input_tokens=_mean(prompt),
+        mean_output_tokens=_mean(completion),
+        tokens_per_chunk=tok_per_chunk,
+        token_sources=sources,
+        loop_lag_ms=dict(run.health.get("loop_lag_ms", {})),
+        distributions=dists,
+    )
+    summary.warnings = _warnings(summary, run, bool(np.all(cols["streamed"][ok] == 1)) if n_ok else True)
+    return summary
+
+
+def _warnings(s: Summary, run: Run, all_streamed: bool) -> list[str]:
+    """Every reason the figures should not be trusted as they stand, each with what to do."""
+    out: list[str] = []
+    if s.status == "interrupted":
+        out.append(
+            f"the run was interrupted: {s.measured} of the planned requests were recorded; "
+            "figures cover what was measured before the stop"
+        )
+    if s.status == "failed":
+        out.append("the run failed before it finished: figures cover what was recorded")
+    if s.ok == 0 and s.measured:
+        out.append("no request succeeded, so there are no latency figures; see the errors above")
+    if s.failed:
+        detail = ", ".join(f"{k}: {v}" for k, v in sorted(s.errors.items(), key=lambda kv: -kv[1]))
+        out.append(
+            f"{s.failed} of {s.measured} requests failed ({detail}); latency figures cover the "
+            f"{s.ok} that succeeded. `perfbench report --errors` shows the messages"
+        )
+    estimated = {k: v for k, v in s.token_sources.items() if k != "usage"}
+    if estimated:
+        n = sum(estimated.values())
+        how = " and ".join(
+            {"chunks": "counted as one per streamed chunk", "estimate": "estimated from text length"}.get(k, k)
+            for k in estimated
+        )
+        out.append(
+            f"token counts of {n} requests were not reported by the server ({how}): TPOT and "
+            "token throughput rest on them. Servers report usage when asked with "
+            "stream_options.include_usage; check that yours honours it"
+        )
+    if not all_streamed:
+        out.append("--no-stream: TTFT equals E2E latency and there are no ITL/TPOT figures")
+    lag = s.loop_lag_ms
+    if lag and (lag.get("p99", 0) > 5 or lag.get("max", 0) > 50):
+        out.append(
+            f"the client's event loop lagged (p99 {lag.get('p99', 0):.1f} ms, max "
+            f"{lag.get('max', 0):.1f} ms): timings include the client's own delay. Lower "
+            "--parallel/--rate, or split the load over several perfbench processes"
+        )
+    if s.mode == "open":
+        sched = s.distributions.get("schedule_lag_ms")
+        if sched and sched.n and (sched.mean > 2 or sched.values.get("p99", 0) > 10):
+            capped = " (--max-concurrency holds requests back by design)" if s.max_concurrency else ""
+            out.append(
+                f"requests went out late against the plan (schedule lag mean {sched.mean:.1f} ms, "
+                f"p99 {sched.values['p99']:.1f} ms){capped}: the 'from plan' figures include it"
+            )
+        if s.planned_rate and s.achieved_send_rate and s.achieved_send_rate < 0.95 * s.planned_rate:
+            out.append(
+                f"achieved send rate {s.achieved_send_rate:.2f} req/s is more than 5% below the "
+                f"planned {s.planned_rate:.2f} req/s: the client or --max-concurrency held it back"
+            )
+    elif s.parallel and s.measured and s.achieved_concurrency < 0.9 * s.parallel:
+        out.append(
+            f"achieved concurrency {s.achieved_concurrency:.1f} is below --parallel {s.parallel} "
+            "(ramp-up and tail of the run, or too few requests per worker): send at least "
+            "10 requests per worker (--number ≥ 10 × --parallel) for steady-state figures"
+        )
+    thin = [p for p in PERCENTILES if 0 < s.ok < min_samples(p)]
+    if thin:
+        worst = max(thin)
+        out.append(
+            f"too few samples for the upper percentiles: p{worst:g} needs at least "
+            f"{min_samples(worst)} successful requests and this run has {s.ok}; "
+            f"percentiles from p{min(thin):g} up are at or near the maximum"
+        )
+    return out

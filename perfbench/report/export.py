@@ -1,0 +1,50 @@
+"""Machine-readable reports: versioned JSON and flat CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from perfbench.metrics.summary import SCHEMA_VERSION, Summary
+
+
+def to_json(summaries: Sequence[Summary]) -> str:
+    return json.dumps(
+        {"schema_version": SCHEMA_VERSION, "runs": [s.to_dict() for s in summaries]}, indent=2
+    )
+
+
+def flat(s: Summary) -> dict[str, Any]:
+    """One CSV row: scalar fields, then ``<metric>_<stat>`` for every distribution."""
+    data = s.to_dict()
+    row: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in ("distributions", "warnings"):
+            continue
+        if isinstance(value, dict):
+            for k, v in value.items():
+                row[f"{key}_{k}"] = v
+        else:
+            row[key] = value
+    for name, dist in data["distributions"].items():
+        row[f"{name}_n"] = dist["n"]
+        row[f"{name}_mean"] = dist["mean"]
+        for label, v in dist["values"].items():
+            row[f"{name}_{label}"] = v
+    row["warnings"] = " | ".join(s.warnings)
+    return row
+
+
+def to_csv(summaries: Sequence[Summary]) -> str:
+    rows = [flat(s) for s in summaries]
+    fields: list[str] = []
+    for row in rows:
+        fields.extend(k for k in row if k not in fields)
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()

@@ -1,0 +1,135 @@
+"""The report as rich tables: a summary and a percentile table per run, warnings last.
+
+The layout follows what ``evalscope perf`` users know (a key/value summary, then percentiles as
+rows and metrics as columns); times are in milliseconds throughout.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from rich import box
+from rich.console import Console, Group, RenderableType
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from perfbench.metrics.percentiles import PERCENTILES, min_samples
+from perfbench.metrics.summary import DISTRIBUTIONS, OPEN_LOOP_DISTRIBUTIONS, Summary
+
+
+def fmt(value: float | None, digits: int = 2) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "—"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}" if digits <= 2 else f"{value:,.1f}"
+    return f"{value:.{digits}f}"
+
+
+def _load_label(s: Summary) -> str:
+    if s.mode == "closed":
+        return f"closed loop, {s.parallel} in parallel"
+    rate = "inf" if s.rate is not None and math.isinf(s.rate) else f"{s.rate:g} req/s"
+    cap = f", at most {s.max_concurrency} in flight" if s.max_concurrency else ""
+    return f"open loop, {rate}{cap}"
+
+
+def summary_table(s: Summary) -> Table:
+    title = f"Run {s.run_id}" + (f" · {s.name}" if s.name else "") + f" · {s.status}"
+    t = Table(title=title, box=box.SIMPLE_HEAVY, show_header=True, title_justify="left")
+    t.add_column("Key", style="bold")
+    t.add_column("Value", justify="right")
+    rows: list[tuple[str, str]] = [
+        ("Model", s.model or "—"),
+        ("Load", _load_label(s)),
+        ("Time taken (s)", fmt(s.duration_s, 3)),
+        ("Achieved concurrency", fmt(s.achieved_concurrency)),
+        ("Requests ok / failed", f"{s.ok} / {s.failed}" + (f" (+{s.warmup} warm-up)" if s.warmup else "")),
+        ("Request throughput (req/s)", fmt(s.req_per_s, 3)),
+        ("Output throughput (tok/s)", fmt(s.output_tok_per_s)),
+        ("Total throughput (tok/s)", fmt(s.total_tok_per_s)),
+        ("Mean TTFT (ms)", fmt(s.mean_ttft_ms)),
+        ("Mean TPOT (ms)", fmt(s.mean_tpot_ms, 3)),
+        ("Mean ITL (ms)", fmt(s.mean_itl_ms, 3)),
+        ("Mean E2E latency (ms)", fmt(s.mean_e2e_ms)),
+        ("Mean input tokens", fmt(s.mean_input_tokens, 1)),
+        ("Mean output tokens", fmt(s.mean_output_tokens, 1)),
+        ("Tokens per chunk", fmt(s.tokens_per_chunk, 3)),
+    ]
+    if s.mode == "open":
+        rows.insert(4, ("Planned / achieved send rate (req/s)",
+                        f"{fmt(s.planned_rate, 3)} / {fmt(s.achieved_send_rate, 3)}"))
+    if s.errors:
+        rows.append(("Errors", ", ".join(f"{k} {v}" for k, v in sorted(s.errors.items()))))
+    for key, value in rows:
+        t.add_row(key, value)
+    return t
+
+
+def percentile_table(s: Summary) -> Table:
+    t = Table(title=f"Percentiles · run {s.run_id}", box=box.SIMPLE_HEAVY, title_justify="left")
+    t.add_column("Pct", style="bold", no_wrap=True)
+    columns = list(DISTRIBUTIONS) + (list(OPEN_LOOP_DISTRIBUTIONS) if s.mode == "open" else [])
+    for key, label, unit in columns:
+        unit_label = f" ({unit})" if unit and unit != "per request" else ""
+        t.add_column(label + unit_label, justify="right")
+    for p in PERCENTILES:
+        label = f"p{p:g}"
+        cells = []
+        for key, _, _ in columns:
+            d = s.distributions.get(key)
+            value = d.values.get(label) if d else None
+            digits = 0 if "tok" in key and "tps" not in key else 2
+            thin = d is not None and 0 < d.n < min_samples(p)
+            cells.append(fmt(value, digits) + ("*" if thin else ""))
+        t.add_row(f"{p:g}%", *cells)
+    counts = [str(s.distributions[k].n) if k in s.distributions else "—" for k, _, _ in columns]
+    t.add_row(Text("n", style="dim"), *[Text(c, style="dim") for c in counts])
+    return t
+
+
+def warnings_panel(warnings: Sequence[str]) -> Panel:
+    body = Text()
+    for i, w in enumerate(warnings):
+        if i:
+            body.append("\n")
+        body.append("• ", style="bold yellow")
+        body.append(w)
+    return Panel(body, title="WARNING: read these figures with care", border_style="yellow",
+                 title_align="left")
+
+
+def overview_table(summaries: Sequence[Summary]) -> Table:
+    t = Table(title="Overview", box=box.SIMPLE_HEAVY, title_justify="left")
+    for col in ("Run", "Load", "Req/s", "Out tok/s", "Mean TTFT", "p99 TTFT", "Mean TPOT",
+                "p99 TPOT", "Mean E2E", "p99 E2E", "OK %"):
+        t.add_column(col, justify="right" if col not in ("Load",) else "left")
+    for s in summaries:
+        d = s.distributions
+        ok_pct = 100 * s.ok / s.measured if s.measured else math.nan
+        t.add_row(
+            str(s.run_id), _load_label(s), fmt(s.req_per_s, 3), fmt(s.output_tok_per_s),
+            fmt(s.mean_ttft_ms), fmt(d["ttft_ms"].values.get("p99")), fmt(s.mean_tpot_ms, 3),
+            fmt(d["tpot_ms"].values.get("p99"), 3), fmt(s.mean_e2e_ms), fmt(d["e2e_ms"].values.get("p99")),
+            fmt(ok_pct, 1),
+        )
+    return t
+
+
+def render(summaries: Sequence[Summary], *, quiet: bool = False) -> RenderableType:
+    parts: list[RenderableType] = []
+    for s in summaries:
+        parts.append(summary_table(s))
+        parts.append(percentile_table(s))
+        if s.ok and any(s.ok < min_samples(p) for p in PERCENTILES):
+            parts.append(Text("* fewer samples than this percentile needs (see warnings)", style="dim"))
+        if s.warnings and not quiet:
+            parts.append(warnings_panel(s.warnings))
+    if len(summaries) > 1:
+        parts.append(overview_table(summaries))
+    return Group(*parts)
+
+
+def print_report(summaries: Sequence[Summary], *, console: Console | None = None, quiet: bool = False) -> None:
+    (console or Console()).print(render(summaries, quiet=quiet))

@@ -1,0 +1,411 @@
+"""``perfbench.run``: the Python API behind ``perfbench perf``. One spec in, results out.
+
+It wires the stages together and owns nothing else: prompts from the workload, arrival plans
+from the load stage, requests through the client, records into the store writer, figures from
+the metrics stage. Stopping (SIGINT, SIGTERM) is handled here: scheduling stops, requests in
+flight are cancelled and recorded as such, the writer drains, and the run is marked
+interrupted, so that ``scheduled == recorded`` holds whatever happens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import itertools
+import math
+import signal
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from perfbench import metadata
+from perfbench.client import Client, RequestRecord, RequestSpec
+from perfbench.client.wire import build_body
+from perfbench.config import ClientSpec, LoadSpec, PerfSpec
+from perfbench.embedded import EmbeddedSim
+from perfbench.errors import ConfigError, ServerRejected
+from perfbench.load import arrival_offsets
+from perfbench.metrics import Summary, summarize
+from perfbench.store import RecordWriter, Store
+from perfbench.workload import Prompt, load_prompts
+
+Clock = Callable[[], int]
+EXIT_SIGNALS = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+
+@dataclass
+class LiveStats:
+    """Running counters for a progress display; written by the loop, read by any thread."""
+
+    label: str = ""
+    total: int | None = None
+    completed: int = 0
+    failed: int = 0
+    in_flight: int = 0
+    started_ns: int = 0
+    recent_ttft_ms: collections.deque[float] = field(
+        default_factory=lambda: collections.deque(maxlen=512)
+    )
+
+    def p50_ttft_ms(self) -> float:
+        values = list(self.recent_ttft_ms)
+        return float(np.median(values)) if values else math.nan
+
+
+class Observer(Protocol):
+    def begin(self, stats: LiveStats) -> None: ...
+    def end(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_id: int
+    status: str  # completed | interrupted | failed
+    summary: Summary
+
+
+@dataclass
+class BatchResult:
+    """What ``run`` returns: one result per load, and how the batch ended."""
+
+    db_path: str
+    runs: list[RunResult]
+    stopped_by: int | None = None  # the signal that interrupted the batch, if any
+
+    @property
+    def exit_code(self) -> int:
+        if self.stopped_by is not None:
+            return EXIT_SIGNALS.get(signal.Signals(self.stopped_by), 130)
+        if any(r.summary.measured and r.summary.ok == 0 for r in self.runs):
+            return 1
+        return 0
+
+
+def run(spec: PerfSpec, *, observer: Observer | None = None) -> BatchResult:
+    """Run every load of ``spec`` in turn against one server, recording into one database.
+
+    >>> from perfbench import ClientSpec, LoadSpec, PerfSpec, run   # doctest: +SKIP
+    >>> result = run(PerfSpec(ClientSpec(), loads=(LoadSpec(parallel=4, number=100),)))
+    >>> result.runs[0].summary.mean_ttft_ms
+    """
+    return _event_loop_run(_Batch(spec, observer).main())
+
+
+def _event_loop_run(coro: Awaitable[BatchResult]) -> BatchResult:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency, but not on Windows
+        return asyncio.run(coro)  # type: ignore[arg-type]
+    return uvloop.run(coro)  # type: ignore[arg-type,no-any-return]
+
+
+class _Batch:
+    def __init__(self, spec: PerfSpec, observer: Observer | None) -> None:
+        self.spec = spec
+        self.observer = observer
+        self.clock: Clock = time.perf_counter_ns
+        self.stopped_by: int | None = None
+        self._stop = asyncio.Event()
+        self._current: list[asyncio.Task[Any]] = []
+
+    async def main(self) -> BatchResult:
+        spec = self.spec
+        prompts = load_prompts(spec.workload)
+        store = Store(spec.db_path, create=True)
+        loop = asyncio.get_running_loop()
+        for sig in EXIT_SIGNALS:
+            loop.add_signal_handler(sig, self._on_signal, sig)
+        sim: EmbeddedSim | None = None
+        try:
+            client_spec = spec.client
+            if client_spec.url is None:
+                sim = EmbeddedSim(spec.sim_args).__enter__()
+                client_spec = dataclasses.replace(client_spec, url=sim.url)
+            batch = uuid.uuid4().hex[:12]
+            results: list[RunResult] = []
+            for load in spec.loads:
+                if self._stop.is_set():
+                    break
+                run_id = await self._one(store, client_spec, load, prompts, batch, sim is not None)
+                run = store.run(run_id)
+                results.append(RunResult(run_id, run.status, summarize(store, run)))
+            return BatchResult(str(spec.db_path), results, self.stopped_by)
+        finally:
+            for sig in EXIT_SIGNALS:
+                loop.remove_signal_handler(sig)
+            if sim is not None:
+                sim.__exit__()
+            store.close()
+
+    def _on_signal(self, sig: int) -> None:
+        if self.stopped_by is None:
+            self.stopped_by = sig
+        self._stop.set()
+        for task in self._current:
+            task.cancel()
+
+    async def _one(
+        self, store: Store, client_spec: ClientSpec, load: LoadSpec, prompts: list[Prompt],
+        batch: str, embedded: bool,
+    ) -> int:
+        spec = self.spec
+        planned = None
+        offsets = None
+        if load.open_loop:
+            assert load.rate is not None
+            offsets = arrival_offsets(
+                load.rate, number=load.number, duration=load.duration,
+                burstiness=load.burstiness, seed=load.seed,
+            )
+            planned = len(offsets)
+            pool = load.concurrency or min(max(planned, 1), 1024)
+        else:
+            assert load.parallel is not None
+            planned = load.number
+            pool = load.parallel
+        async with Client(client_spec, pool_size=pool, clock=self.clock) as client:
+            models = await client.check()
+            model = client_spec.model
+            if model is None:
+                if not models:
+                    raise ConfigError(f"{client_spec.models_url} lists no models: give --model")
+                model = models[0]
+            elif models and model not in models:
+                raise ServerRejected(
+                    f"model {model!r} is not served by {client_spec.models_url} "
+                    f"(it serves: {', '.join(models)}); check --model"
+                )
+            client_spec = dataclasses.replace(client_spec, model=model)
+            await client.prewarm(min(pool, planned or pool, 1024))
+            bodies = _Bodies(client_spec, model, prompts)
+            t0 = self.clock()
+            run_id = store.create_run(
+                name=spec.name, batch=batch, t0_ns=t0, endpoint=client_spec.url, model=model,
+                load={**dataclasses.asdict(load), "planned": planned},
+                client=client_spec.redacted(),
+                workload={**dataclasses.asdict(spec.workload), "prompts": len(prompts)},
+                server={"models": models, "embedded": embedded,
+                        "sim_args": list(spec.sim_args) if embedded else None},
+                host=metadata.collect(type(asyncio.get_running_loop()).__module__.split(".")[0]),
+                command=spec.command,
+            )
+            writer = RecordWriter(spec.db_path, run_id, t0).start()
+            stats = LiveStats(label=f"run {run_id}", total=(planned or 0) + load.warmup)
+            execution = _Execution(client, bodies, writer, stats, self.clock)
+            lag = _LoopLag(self.clock)
+            lag_task = asyncio.create_task(lag.watch())
+            if self.observer is not None:
+                self.observer.begin(stats)
+            status = "failed"
+            try:
+                if load.warmup and not self._stop.is_set():
+                    await self._phase(execution.closed(load.concurrency or pool, 0, load.warmup, None, warmup=True))
+                if not self._stop.is_set():
+                    start = load.warmup
+                    if offsets is not None:
+                        phase = execution.open(offsets, start, load.concurrency)
+                    else:
+                        deadline = None if load.duration is None else self.clock() + int(load.duration * 1e9)
+                        end = start + load.number if load.number is not None else None
+                        phase = execution.closed(pool, start, end, deadline, warmup=False)
+                    await self._phase(phase)
+                status = "interrupted" if self._stop.is_set() else "completed"
+            finally:
+                lag_task.cancel()
+                if self.observer is not None:
+                    self.observer.end()
+                recorded = writer.close()
+                store.update_run(
+                    run_id, status=status, ended_at=_now(), duration_s=(self.clock() - t0) / 1e9,
+                    scheduled=execution.scheduled, recorded=recorded,
+                    health={"loop_lag_ms": lag.stats()},
+                )
+            return run_id
+
+    async def _phase(self, coro: Awaitable[None]) -> None:
+        """Run one phase; a stop signal cancels it, and its requests record themselves."""
+        task = asyncio.ensure_future(coro)
+        self._current = [task]
+        try:
+            await task
+        except asyncio.CancelledError:
+            if not self._stop.is_set():
+                raise
+        finally:
+            self._current = []
+
+
+def _now() -> str:
+    from perfbench.store.runs import now_iso
+
+    return now_iso()
+
+
+class _Bodies:
+    """Request bodies, encoded once per prompt."""
+
+    def __init__(self, spec: ClientSpec, model: str, prompts: list[Prompt]) -> None:
+        self.spec, self.model, self.prompts = spec, model, prompts
+        self._cache: dict[int, bytes] = {}
+
+    def request(self, index: int, intended_ns: int, warmup: bool) -> RequestSpec:
+        k = index % len(self.prompts)
+        prompt = self.prompts[k]
+        body = self._cache.get(k)
+        if body is None:
+            messages = [dict(m) for m in prompt.messages] if prompt.messages is not None else None
+            max_tokens = prompt.max_tokens if prompt.max_tokens is not None else self.spec.max_tokens
+            body = self._cache[k] = build_body(self.spec, self.model, messages, prompt.text, max_tokens)
+        return RequestSpec(index, body, intended_ns, warmup, prompt.id, prompt.chars)
+
+
+class _Execution:
+    """Drives the requests of one run; every request it starts ends as exactly one record."""
+
+    def __init__(
+        self, client: Client, bodies: _Bodies, writer: RecordWriter, stats: LiveStats, clock: Clock
+    ) -> None:
+        self.client, self.bodies, self.writer, self.stats, self.clock = client, bodies, writer, stats, clock
+        self.scheduled = 0
+        stats.started_ns = clock()
+
+    async def _send(self, req: RequestSpec) -> str:
+        stats = self.stats
+        stats.in_flight += 1
+        try:
+            record = await self.client.send(req)
+        finally:
+            stats.in_flight -= 1
+        self._sink(record)
+        return record.status
+
+    def _sink(self, record: RequestRecord) -> None:
+        self.writer.add(record)
+        stats = self.stats
+        if record.status == "ok":
+            stats.completed += 1
+            ttft = record.ttft_ns
+            if ttft is not None:
+                stats.recent_ttft_ms.append(ttft / 1e6)
+        else:
+            stats.failed += 1
+
+    async def closed(
+        self, workers: int, start: int, end: int | None, deadline: int | None, *, warmup: bool
+    ) -> None:
+        """``workers`` loops, each sending its next request as soon as the last one ended."""
+        counter = itertools.count(start)
+        clock = self.clock
+
+        async def worker() -> None:
+            while True:
+                now = clock()
+                if deadline is not None and now >= deadline:
+                    return
+                i = next(counter)
+                if end is not None and i >= end:
+                    return
+                self.scheduled += 1
+                if await self._send(self.bodies.request(i, now, warmup)) == "cancelled":
+                    return  # the run is stopping
+
+        n = workers if end is None else min(workers, end - start)
+        tasks = [asyncio.create_task(worker()) for _ in range(n)]
+        await _join(tasks)
+
+    async def open(self, offsets: np.ndarray, start: int, cap: int | None) -> None:
+        """Send request k at ``t_start + offsets[k]`` whatever the server does.
+
+        With ``cap``, a request whose time has come waits for a free slot; the wait is
+        schedule lag, recorded on its row.
+        """
+        clock = self.clock
+        sem = asyncio.Semaphore(cap) if cap else None
+        tasks: set[asyncio.Task[None]] = set()
+        t_start = clock()
+        planned = (t_start + (offsets * 1e9).astype(np.int64)).tolist()
+
+        async def one(req: RequestSpec) -> None:
+            try:
+                await self._send(req)
+            finally:
+                if sem is not None:
+                    sem.release()
+
+        waiting: RequestSpec | None = None
+        try:
+            for k, intended in enumerate(planned):
+                delay = intended - clock()
+                if delay > 0:
+                    await asyncio.sleep(delay / 1e9)
+                req = self.bodies.request(start + k, intended, False)
+                self.scheduled += 1
+                if sem is not None:
+                    waiting = req
+                    await sem.acquire()
+                    waiting = None
+                task = asyncio.create_task(one(req))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+        except asyncio.CancelledError:
+            if waiting is not None:  # its time had come: it gets its row
+                self._sink(_cancelled(waiting, clock()))
+            await _join(list(tasks))
+            raise
+        await _join(list(tasks))
+
+
+def _cancelled(req: RequestSpec, now: int) -> RequestRecord:
+    return RequestRecord(
+        index=req.index, warmup=req.warmup, prompt_id=req.prompt_id, status="cancelled",
+        intended_ns=req.intended_ns, end_ns=now,
+        error="the run stopped while the request waited for a free slot",
+    )
+
+
+async def _join(tasks: list[asyncio.Task[Any]]) -> None:
+    """Wait for every task; when cancelled, cancel them all and still wait for them to record."""
+    if not tasks:
+        return
+    try:
+        await asyncio.gather(*tasks)
+    except asyncio.CancelledError:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
+class _LoopLag:
+    """How late the event loop wakes a 10 ms timer: the client's own delay, measured."""
+
+    def __init__(self, clock: Clock, interval: float = 0.01) -> None:
+        self.clock, self.interval = clock, interval
+        self.samples: collections.deque[float] = collections.deque(maxlen=100_000)
+        self.max = 0.0
+
+    async def watch(self) -> None:
+        interval_ns = int(self.interval * 1e9)
+        while True:
+            before = self.clock()
+            await asyncio.sleep(self.interval)
+            lag = max(0, self.clock() - before - interval_ns) / 1e6
+            self.samples.append(lag)
+            if lag > self.max:
+                self.max = lag
+
+    def stats(self) -> dict[str, float]:
+        if not self.samples:
+            return {}
+        values = np.fromiter(self.samples, dtype=np.float64)
+        return {
+            "mean": float(values.mean()),
+            "p99": float(np.percentile(values, 99)),
+            "max": self.max,
+            "samples": float(values.size),
+        }

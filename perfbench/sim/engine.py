@@ -1,0 +1,354 @@
+"""The simulated engine: continuous batching and its timing model. Pure asyncio, no HTTP.
+
+The model
+=========
+
+A request becomes a :class:`Sequence` of ``n`` choices that are decoded in lockstep (one token
+per choice per step). It waits in a FIFO queue until it can be *admitted*: the running sequences
+plus its ``n`` stay within ``max_num_seqs``, and the KV tokens reserved by running requests plus
+its footprint (prompt + all its output tokens, known up front) stay within ``kv_tokens``. The
+whole footprint is reserved on admission, so there is no preemption; the reported KV usage is what
+running requests hold so far (prompt + tokens generated). The queue is strict FIFO: a request that
+does not fit blocks the ones behind it, as vLLM's FCFS scheduler does.
+
+Timing semantics (all times from ``time.perf_counter_ns()``, i.e. CLOCK_MONOTONIC)
+-------------------------------------------------------------------------------
+
+* A request is admitted at ``admit = max(recv, free)``, where ``recv`` is when its HTTP handler
+  started and ``free`` is the *due time* of the step that freed the capacity it waited for (so a
+  queued request's start does not depend on event-loop jitter either).
+* Its first token (step 0) is due at ``admit + ttft_ms + prefill_us_per_token * prompt_tokens``.
+* Step ``k + 1`` is due at ``due(k) + itl``, with ``itl = itl_ms + itl_ms_per_seq * (running - 1)``
+  evaluated when step ``k`` is written, ``running`` counting every admitted sequence (so the batch
+  slows down as it fills, and speeds up as it drains). A stall fault adds ``stall_ms`` once.
+* Deadlines are absolute and computed from the previous *deadline*, never from the time a token
+  was actually written, so lateness never accumulates: with a constant batch, token ``k`` is due
+  at ``first + k * itl``. With ``itl_ms_per_seq = 0`` and nothing queued, TTFT and ITL are exact up
+  to event-loop jitter (timers on Linux have about 1 ms resolution; see ``SLACK_NS``).
+
+The implementation is one scheduler, not one coroutine per stream: a heap of (deadline, sequence)
+and a single timer armed for the earliest deadline. When it fires, every step that is due is
+handed to its sequence's sink (which writes pre-encoded bytes straight to the transport), the
+next deadline is pushed, and the timer is re-armed. The per-token cost is a heap push and pop plus
+the write, which is what lets one core keep hundreds of streams on time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+from collections import deque
+from dataclasses import dataclass, field
+from time import perf_counter_ns
+from typing import Protocol
+
+from .config import SimConfig
+
+#: A step due within this much of now is written now rather than after another timer round.
+#: Event-loop timers are millisecond-grained (epoll's timeout, libuv's clock), so waking "exactly"
+#: on time is impossible; this trades at most SLACK_NS of earliness for fewer wake-ups that would
+#: otherwise spin until the deadline.
+SLACK_NS = 200_000
+
+#: The most steps handled in one timer callback before yielding to I/O (matters only when many
+#: steps are due at once, e.g. with the ``instant`` preset).
+MAX_STEPS_PER_TICK = 2048
+
+
+class Sink(Protocol):
+    """Where a sequence's steps go. The server's stream writer is the only real one."""
+
+    def emit(self, step: int) -> bool:
+        """Write step ``step`` (0 is the first token); return False to end the sequence now."""
+        ...
+
+
+class Sequence:
+    """One request in the engine: its shape, its fate and its timestamps."""
+
+    __slots__ = (
+        "uid",
+        "sink",
+        "n",
+        "lengths",
+        "steps",
+        "prompt_tokens",
+        "footprint",
+        "held",
+        "finish_reason",
+        "stall_at",
+        "stall_ns",
+        "recv_ns",
+        "admit_ns",
+        "first_due_ns",
+        "first_ns",
+        "last_ns",
+        "late_max_ns",
+        "late_sum_ns",
+        "step",
+        "done",
+    )
+
+    def __init__(
+        self,
+        *,
+        lengths: list[int],
+        prompt_tokens: int,
+        recv_ns: int,
+        sink: Sink | None = None,
+        finish_reason: str = "stop",
+        stall_at: int = -1,
+        stall_ns: int = 0,
+    ) -> None:
+        self.uid = 0
+        self.sink = sink
+        self.n = len(lengths)
+        self.lengths = lengths
+        self.steps = max(lengths)
+        self.prompt_tokens = prompt_tokens
+        self.footprint = prompt_tokens + sum(lengths)
+        self.held = 0
+        self.finish_reason = finish_reason
+        self.stall_at = stall_at
+        self.stall_ns = stall_ns
+        self.recv_ns = recv_ns
+        self.admit_ns = 0
+        self.first_due_ns = 0
+        self.first_ns = 0
+        self.last_ns = 0
+        self.late_max_ns = 0
+        self.late_sum_ns = 0
+        self.step = 0
+        # Resolves to True when every step was written, False when the sequence ended early.
+        self.done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+
+    def active(self, step: int) -> int:
+        """How many choices produce a token at ``step``."""
+        if self.n == 1:
+            return 1
+        return sum(1 for length in self.lengths if length > step)
+
+
+# Prometheus-style histogram buckets (seconds), the ones vLLM uses for these two metrics.
+TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0,
+                7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0)
+E2E_BUCKETS = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0,
+               120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0)
+
+
+@dataclass
+class Histogram:
+    buckets: tuple[float, ...]
+    counts: list[int] = field(default_factory=list)
+    total: float = 0.0
+    count: int = 0
+
+    def __post_init__(self) -> None:
+        self.counts = [0] * len(self.buckets)
+
+    def observe(self, value: float) -> None:
+        self.total += value
+        self.count += 1
+        for i, bound in enumerate(self.buckets):
+            if value <= bound:
+                self.counts[i] += 1
+                break
+
+    def cumulative(self) -> list[int]:
+        return list(itertools.accumulate(self.counts))
+
+
+@dataclass
+class Stats:
+    """Counters behind ``/metrics``."""
+
+    prompt_tokens: int = 0
+    generation_tokens: int = 0
+    finished: dict[str, int] = field(default_factory=lambda: {"stop": 0, "length": 0, "abort": 0})
+    ttft: Histogram = field(default_factory=lambda: Histogram(TTFT_BUCKETS))
+    e2e: Histogram = field(default_factory=lambda: Histogram(E2E_BUCKETS))
+
+
+class Engine:
+    """Admission, deadlines and the scheduler loop. See the module docstring for the model."""
+
+    def __init__(self, config: SimConfig) -> None:
+        self.config = config
+        self.max_num_seqs = config.max_num_seqs
+        self.kv_tokens = config.kv_tokens
+        self._ttft_ns = round(config.ttft_ms * 1e6)
+        self._prefill_ns = config.prefill_us_per_token * 1e3
+        self._itl_ns = round(config.itl_ms * 1e6)
+        self._itl_per_seq_ns = config.itl_ms_per_seq * 1e6
+        self.waiting: deque[Sequence] = deque()
+        self.running = 0  # sequences (choices) admitted, for max_num_seqs and the ITL model
+        self.running_requests = 0
+        self.kv_reserved = 0
+        self.kv_used = 0
+        self.stats = Stats()
+        self._heap: list[tuple[int, int, Sequence]] = []
+        self._uids = itertools.count(1)
+        self._timer: asyncio.TimerHandle | asyncio.Handle | None = None
+        self._timer_due = 0
+        self._live: dict[int, Sequence] = {}
+        self._closed = False
+
+    # -- public -----------------------------------------------------------------------------
+
+    def check(self, n: int, footprint: int) -> str | None:
+        """Why a request of this shape could never run, or None if it can."""
+        if n > self.max_num_seqs:
+            return f"n={n} is more than the engine's --max-num-seqs ({self.max_num_seqs})."
+        if footprint > self.kv_tokens:
+            return f"The request needs {footprint} KV tokens, more than --kv-tokens ({self.kv_tokens})."
+        return None
+
+    def submit(self, seq: Sequence) -> None:
+        """Queue a sequence; it is admitted as soon as it fits (see the module docstring)."""
+        if self._closed:
+            seq.done.set_result(False)
+            return
+        seq.uid = next(self._uids)
+        self._live[seq.uid] = seq
+        self.stats.prompt_tokens += seq.prompt_tokens
+        self.waiting.append(seq)
+        if len(self.waiting) == 1:
+            self._admit(seq.recv_ns)
+            self._arm()
+
+    def cancel(self, seq: Sequence) -> None:
+        """Drop a sequence whose client went away (waiting or running)."""
+        if seq.uid not in self._live or seq.done.done():
+            return
+        if seq.admit_ns:
+            self._finish(seq, perf_counter_ns(), completed=False)
+            # Its heap entry stays and is skipped when it comes up.
+        else:
+            self.waiting.remove(seq)
+            del self._live[seq.uid]
+            self.stats.finished["abort"] += 1
+            seq.done.set_result(False)
+        self._arm()
+
+    def close(self) -> None:
+        """End every sequence now (server shutdown)."""
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for seq in list(self._live.values()):
+            if not seq.done.done():
+                seq.done.set_result(False)
+        self._live.clear()
+        self.waiting.clear()
+        self._heap.clear()
+
+    @property
+    def num_waiting(self) -> int:
+        return len(self.waiting)
+
+    # -- the model --------------------------------------------------------------------------
+
+    def _itl(self) -> int:
+        return self._itl_ns + round(self._itl_per_seq_ns * (self.running - 1))
+
+    def _admit(self, free_ns: int) -> None:
+        waiting = self.waiting
+        while waiting:
+            seq = waiting[0]
+            if (
+                self.running + seq.n > self.max_num_seqs
+                or self.kv_reserved + seq.footprint > self.kv_tokens
+            ):
+                return
+            waiting.popleft()
+            self.running += seq.n
+            self.running_requests += 1
+            self.kv_reserved += seq.footprint
+            seq.held = seq.prompt_tokens
+            self.kv_used += seq.held
+            admit = seq.recv_ns if seq.recv_ns > free_ns else free_ns
+            seq.admit_ns = admit
+            due = admit + self._ttft_ns + round(self._prefill_ns * seq.prompt_tokens)
+            seq.first_due_ns = due
+            heapq.heappush(self._heap, (due, seq.uid, seq))
+
+    def _finish(self, seq: Sequence, due: int, *, completed: bool) -> None:
+        self.running -= seq.n
+        self.running_requests -= 1
+        self.kv_reserved -= seq.footprint
+        self.kv_used -= seq.held
+        self._live.pop(seq.uid, None)
+        stats = self.stats
+        stats.finished[seq.finish_reason if completed else "abort"] += 1
+        if seq.first_ns:
+            stats.ttft.observe((seq.first_ns - seq.recv_ns) / 1e9)
+            stats.e2e.observe((seq.last_ns - seq.recv_ns) / 1e9)
+        if not seq.done.done():
+            seq.done.set_result(completed)
+        self._admit(due)
+
+    # -- the scheduler loop -----------------------------------------------------------------
+
+    def _arm(self) -> None:
+        heap = self._heap
+        if not heap or self._closed:
+            return
+        due = heap[0][0]
+        if self._timer is not None:
+            if self._timer_due <= due:
+                return
+            self._timer.cancel()
+        self._timer_due = due
+        delay = (due - SLACK_NS - perf_counter_ns()) / 1e9
+        loop = asyncio.get_running_loop()
+        if delay > 0:
+            self._timer = loop.call_later(delay, self._tick)
+        else:
+            self._timer = loop.call_soon(self._tick)
+
+    def _tick(self) -> None:
+        self._timer = None
+        heap = self._heap
+        live = self._live
+        stats = self.stats
+        pop, push = heapq.heappop, heapq.heappush
+        budget = MAX_STEPS_PER_TICK
+        while heap and budget:
+            now = perf_counter_ns()
+            due, uid, seq = heap[0]
+            if due > now + SLACK_NS:
+                break
+            pop(heap)
+            if uid not in live:  # cancelled while it waited for this step
+                continue
+            budget -= 1
+            step = seq.step
+            late = now - due
+            if step == 0:
+                seq.first_ns = now
+            if late > seq.late_max_ns:
+                seq.late_max_ns = late
+            seq.late_sum_ns += late
+            seq.last_ns = now
+            produced = 1 if seq.n == 1 else seq.active(step)
+            stats.generation_tokens += produced
+            seq.held += produced
+            self.kv_used += produced
+            sink = seq.sink
+            alive = True if sink is None else sink.emit(step)
+            step += 1
+            seq.step = step
+            if step >= seq.steps or not alive:
+                self._finish(seq, due, completed=alive)
+                continue
+            nxt = due + self._itl()
+            if step == seq.stall_at:
+                nxt += seq.stall_ns
+            push(heap, (nxt, uid, seq))
+        if heap and not budget:
+            self._timer_due = 0
+            self._timer = asyncio.get_running_loop().call_soon(self._tick)
+            return
+        self._arm()

@@ -1,0 +1,149 @@
+"""Reading an OpenAI-style request body into the few facts the sim acts on.
+
+Only what changes the simulated output is read; sampling knobs (temperature, top_p, ...) are
+accepted and ignored, as a deterministic model would. A bad body raises :class:`RequestError`,
+which the server turns into an OpenAI-style error object.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from .tokens import count_text_tokens
+
+
+class RequestError(Exception):
+    """A request the sim refuses, with the HTTP status and OpenAI error type to answer with."""
+
+    def __init__(self, message: str, status: int = 400, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.param = param
+
+    @property
+    def error_type(self) -> str:
+        return {404: "NotFoundError", 429: "RateLimitError"}.get(
+            self.status, "BadRequestError" if self.status < 500 else "InternalServerError"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class GenRequest:
+    """One generation request, as the sim understands it."""
+
+    chat: bool
+    model: str
+    prompt_tokens: int
+    n: int
+    max_tokens: int | None  # None: up to the model's length limit
+    min_tokens: int
+    ignore_eos: bool
+    stream: bool
+    include_usage: bool
+    seed: int | None
+
+
+_decoder = msgspec.json.Decoder()
+
+
+def parse_request(raw: bytes, *, chat: bool, models: tuple[str, ...]) -> GenRequest:
+    """Decode and validate a ``/v1/chat/completions`` or ``/v1/completions`` body."""
+    try:
+        body = _decoder.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise RequestError(f"The request body is not valid JSON: {exc}.") from None
+    if not isinstance(body, dict):
+        raise RequestError("The request body must be a JSON object.")
+
+    model = body.get("model")
+    if model is None:
+        model = models[0]
+    elif not isinstance(model, str):
+        raise RequestError("`model` must be a string.", param="model")
+    elif model not in models:
+        raise RequestError(f"The model `{model}` does not exist.", status=404)
+
+    prompt_tokens = _chat_prompt_tokens(body) if chat else _completion_prompt_tokens(body)
+
+    n = _int(body, "n", 1, low=1)
+    max_tokens = _int(body, "max_completion_tokens", None, low=1) if chat else None
+    if max_tokens is None:
+        max_tokens = _int(body, "max_tokens", None, low=1)
+    min_tokens = _int(body, "min_tokens", 0, low=0)
+    if max_tokens is not None and min_tokens > max_tokens:
+        raise RequestError("`min_tokens` must be <= `max_tokens`.", param="min_tokens")
+    stream = _bool(body, "stream")
+    options = body.get("stream_options")
+    if options is not None and not isinstance(options, dict):
+        raise RequestError("`stream_options` must be an object.", param="stream_options")
+    include_usage = bool(options and options.get("include_usage"))
+    seed = body.get("seed")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+        raise RequestError("`seed` must be an integer.", param="seed")
+    return GenRequest(
+        chat=chat,
+        model=model,
+        prompt_tokens=prompt_tokens,
+        n=n,
+        max_tokens=max_tokens,
+        min_tokens=min_tokens,
+        ignore_eos=_bool(body, "ignore_eos"),
+        stream=stream,
+        include_usage=include_usage,
+        seed=seed,
+    )
+
+
+def _chat_prompt_tokens(body: dict[str, Any]) -> int:
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise RequestError("`messages` must be a non-empty list.", param="messages")
+    chars = 0
+    for message in messages:
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+            raise RequestError("Each message must be an object with a `role`.", param="messages")
+        content = message.get("content")
+        if isinstance(content, str):
+            chars += len(content)
+        elif isinstance(content, list):
+            for part in content:
+                if isinstance(part, dict) and isinstance(part.get("text"), str):
+                    chars += len(part["text"])
+        elif content is not None:
+            raise RequestError("A message `content` must be a string or a list.", param="messages")
+    return count_text_tokens(chars)
+
+
+def _completion_prompt_tokens(body: dict[str, Any]) -> int:
+    prompt = body.get("prompt")
+    if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], (str, list)):
+        prompt = prompt[0]  # a batch of one
+    if isinstance(prompt, str):
+        return count_text_tokens(len(prompt))
+    if isinstance(prompt, list) and prompt and all(type(t) is int for t in prompt):
+        return len(prompt)
+    if isinstance(prompt, list) and len(prompt) > 1:
+        raise RequestError("The sim does not support batched prompts; send one per request.")
+    raise RequestError("`prompt` must be a string or a list of token ids.", param="prompt")
+
+
+def _int(body: dict[str, Any], key: str, default: int | None, *, low: int) -> int | None:
+    value = body.get(key)
+    if value is None:
+        return default
+    if type(value) is not int or value < low:
+        raise RequestError(f"`{key}` must be an integer >= {low}.", param=key)
+    return value
+
+
+def _bool(body: dict[str, Any], key: str) -> bool:
+    value = body.get(key, False)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise RequestError(f"`{key}` must be a boolean.", param=key)
+    return value

@@ -1,0 +1,442 @@
+"""The HTTP face of the simulated engine: aiohttp routes in vLLM's OpenAI-compatible shape.
+
+Routes: ``POST /v1/chat/completions``, ``POST /v1/completions`` (streaming and not),
+``GET /v1/models``, ``GET /health``, ``GET /version`` and ``GET /metrics``. A request is read into
+a :class:`~perfbench.sim.request.GenRequest`, given its output (lengths, texts, faults) from its own
+seeded generator, then either handed to the :class:`~perfbench.sim.engine.Engine`, which decides
+when each token is written, or, with ``--burst``, written whole at once.
+
+Determinism: each request gets a ``random.Random`` seeded from ``--seed`` and the request's
+arrival number, or, when the body carries a ``seed``, from ``--seed``, that seed and the prompt's
+token count (so a seeded request gets the same output whatever the arrival order).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from time import perf_counter_ns
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from . import metrics, wire
+from .config import SimConfig
+from .engine import Engine, Sequence
+from .faults import NO_STEP, FaultPlan, draw_faults
+from .request import GenRequest, RequestError, parse_request
+from .stream import ResponseStream, Token, usage_tail
+from .timing_log import TimingLog
+from .tokens import draw_tokens, output_length
+
+SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
+JSON_HEADERS = {"Content-Type": "application/json"}
+BURST_CACHE_SIZE = 4096
+
+
+@dataclass
+class Output:
+    """What one request will generate, decided before it is queued."""
+
+    lengths: list[int]
+    finish_reasons: list[str]
+    reasoning_k: list[int]
+    faults: FaultPlan
+    rng: random.Random
+
+    @property
+    def completion_tokens(self) -> int:
+        return sum(self.lengths)
+
+    def reasoning_tokens(self, config: SimConfig, chat: bool) -> int | None:
+        return sum(self.reasoning_k) if chat and config.reasoning_ratio > 0 else None
+
+
+@dataclass
+class SimState:
+    config: SimConfig
+    engine: Engine
+    timing_log: TimingLog | None = None
+    arrivals: int = 0
+    base_seed: int = field(default_factory=lambda: int.from_bytes(os.urandom(8), "little"))
+    burst_cache: dict[tuple[Any, ...], list[bytes]] = field(default_factory=dict)
+    started: int = field(default_factory=lambda: int(time.time()))
+
+    def __post_init__(self) -> None:
+        if self.config.seed is not None:
+            self.base_seed = self.config.seed
+
+    def rng_for(self, req: GenRequest) -> random.Random:
+        self.arrivals += 1
+        if req.seed is not None:
+            key = f"{self.base_seed}/seed/{req.seed}/{req.prompt_tokens}"
+            return random.Random(key)
+        return random.Random(self.base_seed * 1_000_003 + self.arrivals)
+
+    def plan(self, req: GenRequest) -> Output:
+        """Decide the request's output, or raise RequestError if it can never be served."""
+        c = self.config
+        room = c.max_model_len - req.prompt_tokens
+        wanted = req.max_tokens if req.max_tokens is not None else max(room, 0)
+        if room < 1 or wanted > room:
+            raise RequestError(
+                f"This model's maximum context length is {c.max_model_len} tokens. However, you "
+                f"requested {req.prompt_tokens + wanted} tokens ({req.prompt_tokens} in the "
+                f"messages, {wanted} in the completion). Please reduce the length of the "
+                "messages or completion."
+            )
+        rng = self.rng_for(req)
+        lengths: list[int] = []
+        for _ in range(req.n):
+            if req.ignore_eos:
+                length = wanted
+            else:
+                natural = output_length(rng, c.output_len_dist, c.output_len_mean, c.output_len_sigma)
+                length = min(max(natural, req.min_tokens), wanted)
+            lengths.append(length)
+        why = self.engine.check(req.n, req.prompt_tokens + sum(lengths))
+        if why:
+            raise RequestError(why)
+        finish = ["length" if length >= wanted else "stop" for length in lengths]
+        ratio = c.reasoning_ratio if req.chat else 0.0
+        reasoning_k = [round(ratio * length) for length in lengths]
+        faults = draw_faults(c, rng, max(lengths))
+        return Output(lengths, finish, reasoning_k, faults, rng)
+
+
+STATE = web.AppKey("perfbench_sim_state", SimState)
+
+
+def build_app(config: SimConfig) -> web.Application:
+    """The simulated engine as an aiohttp application (serve it with any aiohttp runner)::
+
+        runner = web.AppRunner(build_app(SimConfig(itl_ms=10)))
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+    """
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app[STATE] = SimState(config=config, engine=Engine(config))
+    app.router.add_post("/v1/chat/completions", _chat)
+    app.router.add_post("/v1/completions", _completions)
+    app.router.add_get("/v1/models", _models)
+    app.router.add_get("/health", _health)
+    app.router.add_get("/version", _version)
+    app.router.add_get("/metrics", _metrics)
+    app.on_startup.append(_on_startup)
+    app.on_shutdown.append(_on_shutdown)
+    app.on_cleanup.append(_on_cleanup)
+    return app
+
+
+async def _on_startup(app: web.Application) -> None:
+    state = app[STATE]
+    if state.config.timing_log:
+        state.timing_log = TimingLog(state.config.timing_log)
+        state.timing_log.start()
+
+
+async def _on_shutdown(app: web.Application) -> None:
+    # End every sequence so that open streams finish now instead of holding the shutdown.
+    app[STATE].engine.close()
+
+
+async def _on_cleanup(app: web.Application) -> None:
+    state = app[STATE]
+    if state.timing_log is not None:
+        await state.timing_log.close()
+
+
+# -- simple routes ------------------------------------------------------------------------------
+
+
+async def _health(request: web.Request) -> web.Response:
+    return web.Response()
+
+
+async def _version(request: web.Request) -> web.Response:
+    return _json({"version": "perfbench-sim"})
+
+
+async def _models(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    config = state.config
+    data = [
+        {
+            "id": name,
+            "object": "model",
+            "created": state.started,
+            "owned_by": "vllm",
+            "root": name,
+            "parent": None,
+            "max_model_len": config.max_model_len,
+        }
+        for name in config.served_model_name
+    ]
+    return _json({"object": "list", "data": data})
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    text = metrics.render(state.engine, state.config.served_model_name[0])
+    return web.Response(body=text.encode(), headers={"Content-Type": metrics.CONTENT_TYPE})
+
+
+def _json(obj: Any, status: int = 200) -> web.Response:
+    return web.Response(status=status, body=msgspec.json.encode(obj), headers=JSON_HEADERS)
+
+
+def _error(err: RequestError) -> web.Response:
+    headers = {"Content-Type": "application/json"}
+    if err.status == 429:
+        headers["Retry-After"] = "1"
+    body = wire.error_object(err.message, err.error_type, err.status, err.param)
+    return web.Response(status=err.status, body=body, headers=headers)
+
+
+# -- generation ---------------------------------------------------------------------------------
+
+
+async def _chat(request: web.Request) -> web.StreamResponse:
+    return await _generate(request, chat=True)
+
+
+async def _completions(request: web.Request) -> web.StreamResponse:
+    return await _generate(request, chat=False)
+
+
+async def _generate(request: web.Request, *, chat: bool) -> web.StreamResponse:
+    recv_ns = perf_counter_ns()
+    state = request.app[STATE]
+    config = state.config
+    try:
+        req = parse_request(await request.read(), chat=chat, models=config.served_model_name)
+        out = state.plan(req)
+    except RequestError as err:
+        return _error(err)
+    rid = wire.new_id(chat)
+    if out.faults.status:
+        _log(state, rid, recv_ns, None, out.faults.status, out.faults, tokens=0)
+        status = out.faults.status
+        message = (
+            "Rate limit exceeded (simulated); retry after 1 second."
+            if status == 429
+            else "The simulated engine failed (injected error)."
+        )
+        return _error(RequestError(message, status=status))
+    if config.burst:
+        return await _burst(request, state, req, out, rid, recv_ns)
+    if req.stream:
+        return await _stream(request, state, req, out, rid, recv_ns)
+    return await _whole(request, state, req, out, rid, recv_ns)
+
+
+def _tokens(out: Output) -> list[list[Token]]:
+    return [draw_tokens(out.rng, length) for length in out.lengths]
+
+
+def _response_stream(
+    state: SimState, req: GenRequest, out: Output, rid: str, transport: asyncio.Transport | None,
+    tokens: list[list[Token]] | None = None,
+) -> ResponseStream:
+    enc = wire.Encoder(
+        chat=req.chat, rid=rid, model=req.model, n=req.n,
+        reasoning_field=state.config.reasoning_field,
+    )
+    tail = usage_tail(
+        enc, req.prompt_tokens, out.completion_tokens,
+        out.reasoning_tokens(state.config, req.chat), req.include_usage,
+    )
+    return ResponseStream(
+        transport, enc, tokens=tokens if tokens is not None else _tokens(out),
+        reasoning_k=out.reasoning_k, finish_reasons=out.finish_reasons, tail=tail,
+        faults=out.faults,
+    )
+
+
+async def _stream(
+    request: web.Request, state: SimState, req: GenRequest, out: Output, rid: str, recv_ns: int
+) -> web.StreamResponse:
+    """The timed streaming path: headers now, then each step when the engine says."""
+    resp = web.StreamResponse(headers=SSE_HEADERS)
+    await resp.prepare(request)
+    sink = _response_stream(state, req, out, rid, request.transport)
+    seq = Sequence(
+        lengths=out.lengths, prompt_tokens=req.prompt_tokens, recv_ns=recv_ns, sink=sink,
+        finish_reason=out.finish_reasons[0], stall_at=out.faults.stall_at,
+        stall_ns=round(state.config.stall_ms * 1e6),
+    )
+    await _run(state, seq)
+    if sink.outcome in ("ok", "error_event"):
+        try:
+            await resp.write_eof()
+        except ConnectionError:
+            sink.outcome = "client_gone"
+    _log(state, rid, recv_ns, seq, 200, out.faults, tokens=sink.tokens_written)
+    return resp
+
+
+async def _run(state: SimState, seq: Sequence) -> None:
+    state.engine.submit(seq)
+    try:
+        await seq.done
+    finally:
+        if not seq.done.done():  # cancelled (server shutdown): free its place
+            state.engine.cancel(seq)
+
+
+class _StopAt:
+    """Sink for a non-streaming request that a fault cuts short at ``step``."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def emit(self, step: int) -> bool:
+        return step != self.step
+
+
+async def _whole(
+    request: web.Request, state: SimState, req: GenRequest, out: Output, rid: str, recv_ns: int
+) -> web.StreamResponse:
+    """A non-streaming request: the same engine timing, one JSON body at the end."""
+    faults = out.faults
+    cut = min(
+        (at for at in (faults.disconnect_at, faults.error_event_at) if at != NO_STEP),
+        default=NO_STEP,
+    )
+    seq = Sequence(
+        lengths=out.lengths, prompt_tokens=req.prompt_tokens, recv_ns=recv_ns,
+        sink=_StopAt(cut) if cut != NO_STEP else None, finish_reason=out.finish_reasons[0],
+        stall_at=faults.stall_at, stall_ns=round(state.config.stall_ms * 1e6),
+    )
+    await _run(state, seq)
+    tokens = out.completion_tokens
+    if cut != NO_STEP:
+        _log(state, rid, recv_ns, seq, 500, faults, tokens=0)
+        if cut == faults.disconnect_at and request.transport is not None:
+            request.transport.abort()
+            return web.Response()  # never reaches the client
+        return _error(RequestError("The simulated engine failed while generating.", status=500))
+    body = _whole_body(state, req, out, rid)
+    if faults.malformed_at != NO_STEP:
+        body = body[: len(body) // 2]
+    _log(state, rid, recv_ns, seq, 200, faults, tokens=tokens)
+    return web.Response(body=body, headers=JSON_HEADERS)
+
+
+def _whole_body(state: SimState, req: GenRequest, out: Output, rid: str) -> bytes:
+    texts: list[tuple[str, str]] = []
+    for toks, k in zip(_tokens(out), out.reasoning_k):
+        words = [t[0] for t in toks]
+        texts.append(("".join(words[:k]), "".join(words[k:])))
+    return wire.completion_body(
+        chat=req.chat, rid=rid, model=req.model, texts=texts, finish_reasons=out.finish_reasons,
+        prompt_tokens=req.prompt_tokens, completion_tokens=out.completion_tokens,
+        reasoning_tokens=out.reasoning_tokens(state.config, req.chat),
+        reasoning_field=state.config.reasoning_field,
+    )
+
+
+async def _burst(
+    request: web.Request, state: SimState, req: GenRequest, out: Output, rid: str, recv_ns: int
+) -> web.StreamResponse:
+    """``--burst``: no timing; the whole response is written as fast as the socket takes it.
+
+    A fault-free stream is built from a cached template per (endpoint, model, lengths, reasoning
+    split, finish reasons): the template's shared event prefix (id, created, model) is swapped for
+    this response's in one ``bytes.join``, and the usage/[DONE] tail appended. Token texts are
+    therefore the same for every stream of one shape in this mode.
+    """
+    stats = state.engine.stats
+    stats.prompt_tokens += req.prompt_tokens
+    stats.generation_tokens += out.completion_tokens
+    if not req.stream:
+        body = _whole_body(state, req, out, rid)
+        stats.finished[out.finish_reasons[0]] += 1
+        _log(state, rid, recv_ns, None, 200, out.faults, tokens=out.completion_tokens)
+        return web.Response(body=body, headers=JSON_HEADERS)
+    if out.faults.name is None:
+        body = _burst_body(state, req, out, rid)
+        resp = web.StreamResponse(headers=SSE_HEADERS)
+        await resp.prepare(request)
+        first_ns = perf_counter_ns()
+        await resp.write_eof(body)
+        stats.finished[out.finish_reasons[0]] += 1
+        if state.timing_log is not None:
+            end_ns = perf_counter_ns()
+            state.timing_log.add(_record(rid, 200, None, recv_ns, recv_ns, first_ns, first_ns,
+                                         first_ns, end_ns, out.completion_tokens))
+        return resp
+    # With faults: the same sink as the timed path, driven without timing.
+    resp = web.StreamResponse(headers=SSE_HEADERS)
+    await resp.prepare(request)
+    sink = _response_stream(state, req, out, rid, request.transport)
+    first_ns = perf_counter_ns()
+    for step in range(sink.steps):
+        if step == out.faults.stall_at and step:
+            await asyncio.sleep(state.config.stall_ms / 1e3)
+        if not sink.emit(step):
+            break
+    if sink.outcome in ("ok", "error_event"):
+        await resp.write_eof()
+    stats.finished[out.finish_reasons[0] if sink.outcome == "ok" else "abort"] += 1
+    if state.timing_log is not None:
+        end_ns = perf_counter_ns()
+        state.timing_log.add(_record(rid, 200, out.faults.name, recv_ns, recv_ns, first_ns,
+                                     first_ns, end_ns, end_ns, sink.tokens_written))
+    return resp
+
+
+def _burst_body(state: SimState, req: GenRequest, out: Output, rid: str) -> bytes:
+    key = (req.chat, req.model, tuple(out.lengths), tuple(out.reasoning_k),
+           tuple(out.finish_reasons))
+    cache = state.burst_cache
+    parts = cache.get(key)
+    enc = wire.Encoder(chat=req.chat, rid=rid, model=req.model, n=req.n,
+                       reasoning_field=state.config.reasoning_field)
+    if parts is None:
+        template = ResponseStream(
+            None, enc, tokens=_tokens(out), reasoning_k=out.reasoning_k,
+            finish_reasons=out.finish_reasons, tail=b"",
+        )
+        body = b"".join(template.step_bytes(step) for step in range(template.steps))
+        parts = body.split(enc.head)
+        if len(cache) >= BURST_CACHE_SIZE:
+            cache.clear()
+        cache[key] = parts
+    body = enc.head.join(parts)
+    return body + usage_tail(enc, req.prompt_tokens, out.completion_tokens,
+                             out.reasoning_tokens(state.config, req.chat), req.include_usage)
+
+
+# -- timing log ---------------------------------------------------------------------------------
+
+
+def _log(state: SimState, rid: str, recv_ns: int, seq: Sequence | None, status: int,
+         faults: FaultPlan, *, tokens: int) -> None:
+    if state.timing_log is None:
+        return
+    end_ns = perf_counter_ns()
+    if seq is None:
+        record = _record(rid, status, faults.name, recv_ns, None, None, None, None, end_ns, tokens)
+    else:
+        record = _record(rid, status, faults.name, recv_ns, seq.admit_ns or None,
+                         seq.first_due_ns or None, seq.first_ns or None, seq.last_ns or None,
+                         end_ns, tokens)
+        steps = seq.step
+        record["late_max_ns"] = seq.late_max_ns
+        record["late_mean_ns"] = seq.late_sum_ns // steps if steps else None
+    state.timing_log.add(record)
+
+
+def _record(rid: str, status: int, fault: str | None, recv_ns: int, admit_ns: int | None,
+            first_due_ns: int | None, first_ns: int | None, last_ns: int | None, end_ns: int,
+            tokens: int) -> dict[str, Any]:
+    return {
+        "id": rid, "status": status, "fault": fault, "recv_ns": recv_ns, "admit_ns": admit_ns,
+        "first_due_ns": first_due_ns, "first_token_ns": first_ns, "last_token_ns": last_ns,
+        "end_ns": end_ns, "tokens": tokens,
+    }

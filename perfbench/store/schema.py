@@ -1,0 +1,103 @@
+"""The SQLite layout, as named migrations. docs/schema.md documents every column.
+
+Times in ``requests`` are integer nanoseconds from the run's ``t0_ns`` (one monotonic clock),
+kept at full precision; the ``*_ms`` columns are derived from them once, when the row is
+written, so that ``sqlite3`` users can query latencies directly.
+"""
+
+from __future__ import annotations
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+migrations = Migrations("perfbench")
+
+REQUEST_COLUMNS: dict[str, type] = {
+    "run_id": int,
+    "idx": int,
+    "warmup": int,
+    "prompt_id": str,
+    "status": str,
+    "http_status": int,
+    "error": str,
+    "intended_ns": int,
+    "sent_ns": int,
+    "ttfb_ns": int,
+    "first_token_ns": int,
+    "first_content_ns": int,
+    "last_token_ns": int,
+    "end_ns": int,
+    "schedule_lag_ms": float,
+    "ttfb_ms": float,
+    "ttft_ms": float,
+    "ttfa_ms": float,
+    "tpot_ms": float,
+    "itl_ms": float,
+    "e2e_ms": float,
+    "ttft_intended_ms": float,
+    "e2e_intended_ms": float,
+    "n_chunks": int,
+    "prompt_tokens": int,
+    "completion_tokens": int,
+    "reasoning_tokens": int,
+    "token_source": str,
+    "finish_reason": str,
+    "streamed": int,
+    "response_id": str,
+    "output_text": str,
+    "reasoning_text": str,
+}
+
+
+@migrations()
+def m001_initial(db: Database) -> None:
+    db["runs"].create(
+        {
+            "id": int,
+            "name": str,
+            "batch": str,
+            "status": str,
+            "started_at": str,
+            "ended_at": str,
+            "t0_ns": int,
+            "duration_s": float,
+            "endpoint": str,
+            "model": str,
+            "load": str,
+            "client": str,
+            "workload": str,
+            "server": str,
+            "host": str,
+            "command": str,
+            "scheduled": int,
+            "recorded": int,
+            "health": str,
+        },
+        pk="id",
+        not_null={"status", "started_at", "t0_ns"},
+    )
+    db["runs"].create_index(["name"])
+    db["requests"].create(
+        REQUEST_COLUMNS,
+        pk=("run_id", "idx"),
+        not_null={"run_id", "idx", "warmup", "status", "intended_ns"},
+        foreign_keys=[("run_id", "runs", "id")],
+    )
+    db["requests"].create_index(["run_id", "status"])
+    db["chunks"].create(
+        {"run_id": int, "idx": int, "width": int, "gaps": bytes},
+        pk=("run_id", "idx"),
+        not_null={"run_id", "idx", "width", "gaps"},
+        foreign_keys=[("run_id", "runs", "id")],
+    )
+
+
+def open_db(path: str, *, create: bool) -> Database:
+    """Open (and migrate) the database; WAL mode so that readers never block the writer."""
+    db = Database(path)
+    db.conn.execute("PRAGMA busy_timeout = 10000")
+    if create:
+        db.enable_wal()
+        db.conn.execute("PRAGMA synchronous = NORMAL")
+    migrations.apply(db)
+    return db

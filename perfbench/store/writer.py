@@ -1,0 +1,151 @@
+"""Batched writes of request records, in a thread of their own.
+
+The event loop only puts finished records on a queue (a few hundred nanoseconds). A writer
+thread wakes every ``interval`` seconds, turns the records into rows and inserts them in one
+transaction, so that SQLite never runs on the loop that times requests, and a crash loses at
+most the last interval. ``close()`` drains everything, so a clean stop loses nothing.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from perfbench.client.record import RequestRecord
+from perfbench.store.schema import REQUEST_COLUMNS, open_db
+
+
+def encode_gaps(chunk_ns: Iterable[int]) -> tuple[int, bytes] | None:
+    """Gaps between successive token chunks, in ns, as little-endian uint32 (int64 if any ≥ 4.29 s)."""
+    stamps = np.fromiter(chunk_ns, dtype=np.int64)
+    if stamps.size < 2:
+        return None
+    gaps = np.diff(stamps)
+    if gaps.max() < 2**32:
+        return 4, gaps.astype("<u4").tobytes()
+    return 8, gaps.astype("<i8").tobytes()
+
+
+def decode_gaps(width: int, blob: bytes) -> np.ndarray:
+    return np.frombuffer(blob, dtype="<u4" if width == 4 else "<i8").astype(np.int64)
+
+
+def _rel(stamp: int | None, t0: int) -> int | None:
+    return None if stamp is None else stamp - t0
+
+
+def _ms(a: int | None, b: int | None) -> float | None:
+    return None if a is None or b is None else (b - a) / 1e6
+
+
+def to_row(run_id: int, t0: int, r: RequestRecord) -> dict[str, Any]:
+    """The ``requests`` row of a record; derived figures follow DESIGN.md's definitions."""
+    n = len(r.chunk_ns)
+    tpot = r.tpot_ns
+    itl = (r.chunk_ns[-1] - r.chunk_ns[0]) / (n - 1) / 1e6 if n > 1 and r.streamed else None
+    return {
+        "run_id": run_id,
+        "idx": r.index,
+        "warmup": int(r.warmup),
+        "prompt_id": r.prompt_id,
+        "status": r.status,
+        "http_status": r.http_status,
+        "error": r.error,
+        "intended_ns": r.intended_ns - t0,
+        "sent_ns": _rel(r.sent_ns, t0),
+        "ttfb_ns": _rel(r.ttfb_ns, t0),
+        "first_token_ns": _rel(r.first_token_ns, t0),
+        "first_content_ns": _rel(r.first_content_ns, t0),
+        "last_token_ns": _rel(r.last_token_ns, t0),
+        "end_ns": _rel(r.end_ns, t0),
+        "schedule_lag_ms": _ms(r.intended_ns, r.sent_ns),
+        "ttfb_ms": _ms(r.sent_ns, r.ttfb_ns),
+        "ttft_ms": _ms(r.sent_ns, r.first_token_ns),
+        "ttfa_ms": _ms(r.sent_ns, r.first_content_ns),
+        "tpot_ms": None if tpot is None else tpot / 1e6,
+        "itl_ms": itl,
+        "e2e_ms": _ms(r.sent_ns, r.end_ns),
+        "ttft_intended_ms": _ms(r.intended_ns, r.first_token_ns),
+        "e2e_intended_ms": _ms(r.intended_ns, r.end_ns),
+        "n_chunks": n,
+        "prompt_tokens": r.prompt_tokens,
+        "completion_tokens": r.completion_tokens,
+        "reasoning_tokens": r.reasoning_tokens,
+        "token_source": r.token_source,
+        "finish_reason": r.finish_reason,
+        "streamed": int(r.streamed),
+        "response_id": r.response_id,
+        "output_text": r.output_text,
+        "reasoning_text": r.reasoning_text,
+    }
+
+
+class RecordWriter:
+    """Writes one run's records from a background thread; ``add`` is safe on the event loop."""
+
+    def __init__(self, path: Path, run_id: int, t0_ns: int, interval: float = 0.5) -> None:
+        self.path = path
+        self.run_id = run_id
+        self.t0_ns = t0_ns
+        self.interval = interval
+        self.written = 0
+        self.error: BaseException | None = None
+        self._queue: queue.SimpleQueue[RequestRecord] = queue.SimpleQueue()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._main, name="perfbench-writer", daemon=True)
+
+    def start(self) -> RecordWriter:
+        self._thread.start()
+        return self
+
+    def add(self, record: RequestRecord) -> None:
+        self._queue.put(record)
+
+    def close(self) -> int:
+        """Flush what is queued, stop the thread; returns the number of rows written."""
+        self._stop.set()
+        self._thread.join()
+        if self.error is not None:
+            raise self.error
+        return self.written
+
+    def _main(self) -> None:
+        try:
+            db = open_db(str(self.path), create=True)
+            try:
+                while not self._stop.wait(self.interval):
+                    self._flush(db)
+                self._flush(db)
+            finally:
+                db.close()
+        except BaseException as exc:  # surfaced by close(); the run must not die silently
+            self.error = exc
+
+    def _flush(self, db: Any) -> None:
+        batch: list[RequestRecord] = []
+        get = self._queue.get_nowait
+        try:
+            while True:
+                batch.append(get())
+        except queue.Empty:
+            pass
+        if not batch:
+            return
+        rows = [to_row(self.run_id, self.t0_ns, r) for r in batch]
+        chunk_rows = []
+        for r in batch:
+            encoded = encode_gaps(r.chunk_ns) if r.streamed else None
+            if encoded is not None:
+                chunk_rows.append(
+                    {"run_id": self.run_id, "idx": r.index, "width": encoded[0], "gaps": encoded[1]}
+                )
+        with db.conn:
+            db["requests"].insert_all(rows, batch_size=999 // len(REQUEST_COLUMNS), replace=True)
+            if chunk_rows:
+                db["chunks"].insert_all(chunk_rows, batch_size=200, replace=True)
+        self.written += len(rows)

@@ -1,0 +1,95 @@
+"""Prompts and the dataset registry.
+
+A dataset is one small module that calls ``register`` with a name, a one-line description and
+a loader ``(WorkloadSpec) -> list[Prompt]``. ``perfbench/workload/__init__.py`` imports the
+modules; adding a dataset is adding a module and one import line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from perfbench.config import WorkloadSpec
+from perfbench.errors import DatasetError
+
+DATASETS_DIR = Path(__file__).resolve().parents[2] / "datasets"
+
+
+@dataclass(frozen=True, slots=True)
+class Prompt:
+    """One thing to send: chat ``messages`` or plain ``text`` (one of them), and what it expects.
+
+    ``max_tokens`` overrides the run's --max-tokens for this prompt (e.g. the reply length of a
+    recorded conversation); ``answer`` and ``metadata`` carry what a grader needs.
+    """
+
+    id: str
+    text: str | None = None
+    messages: tuple[Mapping[str, Any], ...] | None = None
+    max_tokens: int | None = None
+    answer: str | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if (self.text is None) == (self.messages is None):
+            raise ValueError("a Prompt has either text or messages")
+
+    @property
+    def chars(self) -> int:
+        if self.text is not None:
+            return len(self.text)
+        return sum(len(str(m.get("content", ""))) for m in self.messages or ())
+
+
+Loader = Callable[[WorkloadSpec], list[Prompt]]
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    description: str
+    load: Loader
+    needs_path: bool = False
+
+
+REGISTRY: dict[str, Dataset] = {}
+
+
+def register(name: str, description: str, *, needs_path: bool = False) -> Callable[[Loader], Loader]:
+    def decorate(load: Loader) -> Loader:
+        REGISTRY[name] = Dataset(name, description, load, needs_path)
+        return load
+
+    return decorate
+
+
+def load_prompts(spec: WorkloadSpec) -> list[Prompt]:
+    """The prompts of a workload, in dataset order; raises DatasetError with the fix."""
+    if spec.prompt is not None:
+        if not spec.prompt.strip():
+            raise DatasetError("--prompt is empty; give the text to send")
+        return [Prompt(id="prompt", text=spec.prompt)]
+    dataset = REGISTRY.get(spec.dataset)
+    if dataset is None:
+        known = ", ".join(sorted(REGISTRY))
+        raise DatasetError(f"unknown --dataset {spec.dataset!r}; known datasets: {known}")
+    if dataset.needs_path and not spec.dataset_path:
+        raise DatasetError(f"--dataset {spec.dataset} needs --dataset-path FILE")
+    if spec.dataset_path and not Path(spec.dataset_path).is_file():
+        raise DatasetError(f"--dataset-path {spec.dataset_path}: no such file")
+    prompts = dataset.load(spec)
+    if not prompts:
+        raise DatasetError(f"--dataset {spec.dataset} gave no prompts; check the file's content")
+    return prompts
+
+
+def read_text(path: str | Path) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    except OSError as exc:
+        raise DatasetError(f"cannot read {path}: {exc.strerror}") from exc
