@@ -168,7 +168,7 @@ def _loads(ns: argparse.Namespace) -> tuple[Any, ...]:
         what = "--rate" if ns.rate else "--parallel"
         raise ConfigError(f"--number has {len(numbers)} values and {what} {len(axis)}: give one, or one per {what} value")
     loads = []
-    for value, number in zip(axis, numbers):
+    for value, number in zip(axis, numbers, strict=False):
         if ns.rate:
             cap = ns.max_concurrency or (ns.parallel[0] if ns.parallel else None)
             if number is None and ns.duration is None:

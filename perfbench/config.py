@@ -73,7 +73,7 @@ class ClientSpec:
     top_p: float | None = None
     top_k: int | None = None
     extra_body: dict[str, Any] = field(default_factory=dict)
-    headers: tuple[tuple[str, str], ...] = ()
+    headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     api_key: str | None = field(default=None, repr=False)
     connect_timeout: float = 10.0
     read_timeout: float = 600.0
@@ -114,10 +114,20 @@ class ClientSpec:
         """The spec as plain data with every secret removed (for the runs table)."""
         data = dataclasses.asdict(self)
         data.pop("api_key")
+        data["url"] = redact_url(self.url) if self.url else None
         data["headers"] = [
             [k, "<redacted>" if _is_secret_header(k) else v] for k, v in self.headers
         ]
         return data
+
+
+def redact_url(url: str) -> str:
+    """The URL without a password in it (``http://user:pw@h`` → ``http://user:<redacted>@h``)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit((parts.scheme, f"{parts.username}:<redacted>@{host}", parts.path, parts.query, parts.fragment))
 
 
 def _is_secret_header(name: str) -> bool:
@@ -162,6 +172,8 @@ class LoadSpec:
             raise ConfigError("--warmup must be 0 or more")
         if self.number is None and self.duration is None:
             raise ConfigError("give --number or --duration so that the run ends")
+        if self.rate is not None and math.isinf(self.rate) and self.number is None:
+            raise ConfigError("--rate inf sends everything at once: give --number")
         if self.rate is None and self.parallel is None:
             raise ConfigError("give --parallel (closed loop) or --rate (open loop)")
 

@@ -26,7 +26,7 @@ import numpy as np
 from perfbench import metadata
 from perfbench.client import Client, RequestRecord, RequestSpec
 from perfbench.client.wire import build_body
-from perfbench.config import ClientSpec, LoadSpec, PerfSpec
+from perfbench.config import ClientSpec, LoadSpec, PerfSpec, redact_url
 from perfbench.embedded import EmbeddedSim
 from perfbench.errors import ConfigError, ServerRejected
 from perfbench.load import arrival_offsets
@@ -185,7 +185,7 @@ class _Batch:
             bodies = _Bodies(client_spec, model, prompts)
             t0 = self.clock()
             run_id = store.create_run(
-                name=spec.name, batch=batch, t0_ns=t0, endpoint=client_spec.url, model=model,
+                name=spec.name, batch=batch, t0_ns=t0, endpoint=redact_url(client_spec.url), model=model,
                 load={**dataclasses.asdict(load), "planned": planned},
                 client=client_spec.redacted(),
                 workload={**dataclasses.asdict(spec.workload), "prompts": len(prompts)},

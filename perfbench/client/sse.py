@@ -26,6 +26,11 @@ class SSEDecoder:
         self._event = ""
         self._skip_lf = False  # the last read ended in \r: a leading \n belongs to it
 
+    @property
+    def idle(self) -> bool:
+        """True between events: nothing carried over from earlier reads."""
+        return not (self._tail or self._data or self._event or self._skip_lf)
+
     def decode(self, chunk: bytes) -> list[Event]:
         if (
             not self._tail
@@ -46,6 +51,8 @@ class SSEDecoder:
         return self._decode_general(chunk)
 
     def _decode_general(self, chunk: bytes) -> list[Event]:
+        if not chunk:
+            return []
         if self._skip_lf:
             self._skip_lf = False
             if chunk.startswith(b"\n"):
@@ -91,3 +98,31 @@ class SSEDecoder:
         self._skip_lf = False
         self._dispatch(events)
         return events
+
+
+_DONE = b"data: [DONE]\n\n"
+
+
+def as_json_array(block: bytes) -> tuple[bytes, bool] | None:
+    """A read made only of whole one-line ``data:`` events, as one JSON array; else None.
+
+    The hot path of the client: vLLM-style streams are exactly this shape, and a whole read
+    becomes ``[e1,e2,...]`` with one ``replace``, so that one typed decode takes every event of
+    the read. A one-line data payload holds no raw newline (JSON escapes them), so after the
+    ``\n\ndata: `` separators are replaced, any newline left means the read had another shape
+    (comments, ``event:`` lines, multi-line data, a split event): None, and the caller uses
+    the decoder. Content that still is not a JSON array of objects fails the typed decode, and
+    the caller falls back to the decoder as well. Returns (the array, or b"" when the read held
+    only ``[DONE]``; whether the read ended with ``[DONE]``). Valid only when the decoder is idle.
+    """
+    if not (block.startswith(b"data: ") and block.endswith(b"\n\n")):
+        return None
+    done = block.endswith(_DONE)
+    if done:
+        block = block[: -len(_DONE)]
+        if not block:
+            return b"", True
+    payload = block[6:-2].replace(b"\n\ndata: ", b",")
+    if b"\n" in payload or b"\r" in payload:
+        return None
+    return b"[" + payload + b"]", done

@@ -54,6 +54,7 @@ class Chunk(msgspec.Struct, gc=False):
 
 
 decode_chunk = msgspec.json.Decoder(Chunk).decode
+decode_chunks = msgspec.json.Decoder(list[Chunk]).decode
 encode = msgspec.json.Encoder().encode
 
 
@@ -98,7 +99,7 @@ def error_message(status: int, body: bytes) -> str:
             err = data.get("error", data.get("detail", data.get("message", "")))
             if isinstance(err, dict):
                 err = err.get("message", err)
-            detail = str(err)
+            detail = "" if err is None else str(err)
         else:
             detail = str(data)
     detail = " ".join(detail.split())

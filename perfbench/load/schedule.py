@@ -27,11 +27,26 @@ def arrival_offsets(
     if math.isinf(rate):
         n = number if number is not None else 1
         return np.zeros(n)
-    cap = number if number is not None else int(rate * duration * 1.2 + 10 * math.sqrt(rate * duration) + 10)  # type: ignore[operator]
     rng = np.random.default_rng(seed)
-    gaps = rng.gamma(shape=burstiness, scale=1.0 / (rate * burstiness), size=cap)
-    gaps[0] = 0.0
-    offsets = np.cumsum(gaps)
+    scale = 1.0 / (rate * burstiness)
+    if number is not None:
+        gaps = rng.gamma(shape=burstiness, scale=scale, size=number)
+        gaps[0] = 0.0
+        offsets = np.cumsum(gaps)
+    else:
+        # draw in blocks until the plan passes the duration (bursty shapes can need many more)
+        assert duration is not None
+        block = int(rate * duration * 1.1) + 16
+        parts: list[np.ndarray] = []
+        last = 0.0
+        while last < duration:
+            gaps = rng.gamma(shape=burstiness, scale=scale, size=block)
+            if not parts:
+                gaps[0] = 0.0
+            part = last + np.cumsum(gaps)
+            parts.append(part)
+            last = float(part[-1])
+        offsets = np.concatenate(parts)
     if duration is not None:
         offsets = offsets[offsets < duration]
     return offsets

@@ -62,11 +62,10 @@ class LogHistogram:
             if rank < low.size:
                 out.append(float(low[int(rank)]))
                 continue
+            # counts[1 + b] holds edges[b] <= v < edges[b + 1]: answer that bin's geometric middle
             b = int(np.searchsorted(cum, rank - low.size, side="right"))
-            b = min(b, self.edges.size - 1)
-            hi = self.edges[b] if b < self.edges.size else self.edges[-1]
-            lo = self.edges[b - 1] if b > 0 else hi
-            out.append(float(math.sqrt(lo * hi)))
+            b = min(b, self.edges.size - 2)
+            out.append(float(math.sqrt(self.edges[b] * self.edges[b + 1])))
         return out
 
 

@@ -115,7 +115,7 @@ def _dist(values: np.ndarray) -> Distribution:
     return Distribution(
         n=int(values.size),
         mean=float(values.mean()) if values.size else math.nan,
-        values={_pct_label(p): v for p, v in zip(PERCENTILES, pct)},
+        values={_pct_label(p): v for p, v in zip(PERCENTILES, pct, strict=False)},
     )
 
 
@@ -160,7 +160,7 @@ def summarize(store: Store, run: Run) -> Summary:
     )
     itl_n = store.gap_count(run.id)
     dists["itl_ms"] = Distribution(
-        n=itl_n, mean=itl_mean, values={_pct_label(p): v for p, v in zip(PERCENTILES, pcts)},
+        n=itl_n, mean=itl_mean, values={_pct_label(p): v for p, v in zip(PERCENTILES, pcts, strict=False)},
         exact=itl_exact,
     )
     open_loop = load.get("rate") is not None

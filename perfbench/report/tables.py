@@ -71,7 +71,7 @@ def percentile_table(s: Summary) -> Table:
     t = Table(title=f"Percentiles · run {s.run_id}", box=box.SIMPLE_HEAVY, title_justify="left")
     t.add_column("Pct", style="bold", no_wrap=True)
     columns = list(DISTRIBUTIONS) + (list(OPEN_LOOP_DISTRIBUTIONS) if s.mode == "open" else [])
-    for key, label, unit in columns:
+    for _key, label, unit in columns:
         unit_label = f" ({unit})" if unit and unit != "per request" else ""
         t.add_column(label + unit_label, justify="right")
     for p in PERCENTILES:

@@ -19,4 +19,12 @@ from .config import PRESETS, SimConfig, add_arguments, config_from_args
 from .serve import main, serve
 from .server import build_app
 
-__all__ = ["PRESETS", "SimConfig", "add_arguments", "build_app", "config_from_args", "main", "serve"]
+__all__ = [
+    "PRESETS",
+    "SimConfig",
+    "add_arguments",
+    "build_app",
+    "config_from_args",
+    "main",
+    "serve",
+]

@@ -218,4 +218,3 @@ def config_from_args(ns: argparse.Namespace) -> SimConfig:
     if "served_model_name" in changes:
         changes["served_model_name"] = tuple(changes["served_model_name"])
     return dataclasses.replace(base, **changes)
-

@@ -25,34 +25,63 @@ def render(engine: Engine, model_name: str) -> str:
         out.append(f"# TYPE {name} {kind}")
         out.append(f"{name}{{{extra}{label}}} {float(value)!r}")
 
-    metric("vllm:num_requests_running", "gauge",
-           "Number of requests in model execution batches.", engine.running_requests)
-    metric("vllm:num_requests_waiting", "gauge",
-           "Number of requests waiting to be processed.", engine.num_waiting)
+    metric(
+        "vllm:num_requests_running",
+        "gauge",
+        "Number of requests in model execution batches.",
+        engine.running_requests,
+    )
+    metric(
+        "vllm:num_requests_waiting",
+        "gauge",
+        "Number of requests waiting to be processed.",
+        engine.num_waiting,
+    )
     metric("vllm:kv_cache_usage_perc", "gauge", "KV-cache usage. 1 means 100 percent usage.", kv)
-    metric("vllm:gpu_cache_usage_perc", "gauge", "GPU KV-cache usage. 1 means 100 percent usage.", kv)
+    metric(
+        "vllm:gpu_cache_usage_perc", "gauge", "GPU KV-cache usage. 1 means 100 percent usage.", kv
+    )
     metric("vllm:num_preemptions_total", "counter", "Cumulative number of preemptions.", 0)
-    metric("vllm:prompt_tokens_total", "counter", "Number of prefill tokens processed.",
-           stats.prompt_tokens)
-    metric("vllm:generation_tokens_total", "counter", "Number of generation tokens processed.",
-           stats.generation_tokens)
+    metric(
+        "vllm:prompt_tokens_total",
+        "counter",
+        "Number of prefill tokens processed.",
+        stats.prompt_tokens,
+    )
+    metric(
+        "vllm:generation_tokens_total",
+        "counter",
+        "Number of generation tokens processed.",
+        stats.generation_tokens,
+    )
     out.append("# HELP vllm:request_success_total Count of successfully processed requests.")
     out.append("# TYPE vllm:request_success_total counter")
     for reason, count in stats.finished.items():
         if reason != "abort":
-            out.append(f'vllm:request_success_total{{finished_reason="{reason}",{label}}} '
-                       f"{float(count)!r}")
-    _histogram(out, "vllm:time_to_first_token_seconds", "Histogram of time to first token in seconds.",
-               stats.ttft, label)
-    _histogram(out, "vllm:e2e_request_latency_seconds",
-               "Histogram of end to end request latency in seconds.", stats.e2e, label)
+            out.append(
+                f'vllm:request_success_total{{finished_reason="{reason}",{label}}} {float(count)!r}'
+            )
+    _histogram(
+        out,
+        "vllm:time_to_first_token_seconds",
+        "Histogram of time to first token in seconds.",
+        stats.ttft,
+        label,
+    )
+    _histogram(
+        out,
+        "vllm:e2e_request_latency_seconds",
+        "Histogram of end to end request latency in seconds.",
+        stats.e2e,
+        label,
+    )
     return "\n".join(out) + "\n"
 
 
 def _histogram(out: list[str], name: str, help_: str, hist: Histogram, label: str) -> None:
     out.append(f"# HELP {name} {help_}")
     out.append(f"# TYPE {name} histogram")
-    for bound, count in zip(hist.buckets, hist.cumulative()):
+    for bound, count in zip(hist.buckets, hist.cumulative(), strict=True):
         out.append(f'{name}_bucket{{le="{bound!r}",{label}}} {float(count)!r}')
     out.append(f'{name}_bucket{{le="+Inf",{label}}} {float(hist.count)!r}')
     out.append(f"{name}_count{{{label}}} {float(hist.count)!r}")

@@ -69,11 +69,11 @@ def parse_request(raw: bytes, *, chat: bool, models: tuple[str, ...]) -> GenRequ
 
     prompt_tokens = _chat_prompt_tokens(body) if chat else _completion_prompt_tokens(body)
 
-    n = _int(body, "n", 1, low=1)
-    max_tokens = _int(body, "max_completion_tokens", None, low=1) if chat else None
+    n = _int(body, "n", low=1) or 1
+    max_tokens = _int(body, "max_completion_tokens", low=1) if chat else None
     if max_tokens is None:
-        max_tokens = _int(body, "max_tokens", None, low=1)
-    min_tokens = _int(body, "min_tokens", 0, low=0)
+        max_tokens = _int(body, "max_tokens", low=1)
+    min_tokens = _int(body, "min_tokens", low=0) or 0
     if max_tokens is not None and min_tokens > max_tokens:
         raise RequestError("`min_tokens` must be <= `max_tokens`.", param="min_tokens")
     stream = _bool(body, "stream")
@@ -131,10 +131,10 @@ def _completion_prompt_tokens(body: dict[str, Any]) -> int:
     raise RequestError("`prompt` must be a string or a list of token ids.", param="prompt")
 
 
-def _int(body: dict[str, Any], key: str, default: int | None, *, low: int) -> int | None:
+def _int(body: dict[str, Any], key: str, *, low: int) -> int | None:
     value = body.get(key)
     if value is None:
-        return default
+        return None
     if type(value) is not int or value < low:
         raise RequestError(f"`{key}` must be an integer >= {low}.", param=key)
     return value

@@ -25,7 +25,9 @@ SHUTDOWN_TIMEOUT_S = 2.0
 
 
 def serve(config: SimConfig, host: str = "127.0.0.1", port: int = 0) -> None:
-    """Serve the simulated engine until SIGINT or SIGTERM (blocking; uses uvloop if installed)::
+    """Serve the simulated engine until SIGINT or SIGTERM (blocking; uses uvloop if installed).
+
+    Example::
 
         from perfbench.sim import PRESETS, serve
         serve(PRESETS["instant"], port=8000)
@@ -73,8 +75,12 @@ def build_parser(prog: str = "perfbench sim") -> argparse.ArgumentParser:
         prog=prog,
         description="Serve a simulated vLLM-compatible inference engine (OpenAI API).",
     )
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0 picks a free one)")
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)"
+    )
+    parser.add_argument(
+        "--port", type=int, default=8000, help="port (default: 8000; 0 picks a free one)"
+    )
     add_arguments(parser)
     return parser
 
@@ -90,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         serve(config, ns.host, ns.port)
     except OSError as exc:
-        print(f"perfbench sim: cannot listen on {ns.host}:{ns.port}: {exc.strerror or exc}", file=sys.stderr)
+        print(
+            f"perfbench sim: cannot listen on {ns.host}:{ns.port}: {exc.strerror or exc}",
+            file=sys.stderr,
+        )
         return 1
     return 0

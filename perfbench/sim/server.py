@@ -95,7 +95,9 @@ class SimState:
             if req.ignore_eos:
                 length = wanted
             else:
-                natural = output_length(rng, c.output_len_dist, c.output_len_mean, c.output_len_sigma)
+                natural = output_length(
+                    rng, c.output_len_dist, c.output_len_mean, c.output_len_sigma
+                )
                 length = min(max(natural, req.min_tokens), wanted)
             lengths.append(length)
         why = self.engine.check(req.n, req.prompt_tokens + sum(lengths))
@@ -112,7 +114,9 @@ STATE = web.AppKey("perfbench_sim_state", SimState)
 
 
 def build_app(config: SimConfig) -> web.Application:
-    """The simulated engine as an aiohttp application (serve it with any aiohttp runner)::
+    """The simulated engine as an aiohttp application, to serve with any aiohttp runner.
+
+    Example::
 
         runner = web.AppRunner(build_app(SimConfig(itl_ms=10)))
         await runner.setup()
@@ -239,20 +243,34 @@ def _tokens(out: Output) -> list[list[Token]]:
 
 
 def _response_stream(
-    state: SimState, req: GenRequest, out: Output, rid: str, transport: asyncio.Transport | None,
+    state: SimState,
+    req: GenRequest,
+    out: Output,
+    rid: str,
+    transport: asyncio.Transport | None,
     tokens: list[list[Token]] | None = None,
 ) -> ResponseStream:
     enc = wire.Encoder(
-        chat=req.chat, rid=rid, model=req.model, n=req.n,
+        chat=req.chat,
+        rid=rid,
+        model=req.model,
+        n=req.n,
         reasoning_field=state.config.reasoning_field,
     )
     tail = usage_tail(
-        enc, req.prompt_tokens, out.completion_tokens,
-        out.reasoning_tokens(state.config, req.chat), req.include_usage,
+        enc,
+        req.prompt_tokens,
+        out.completion_tokens,
+        out.reasoning_tokens(state.config, req.chat),
+        req.include_usage,
     )
     return ResponseStream(
-        transport, enc, tokens=tokens if tokens is not None else _tokens(out),
-        reasoning_k=out.reasoning_k, finish_reasons=out.finish_reasons, tail=tail,
+        transport,
+        enc,
+        tokens=tokens if tokens is not None else _tokens(out),
+        reasoning_k=out.reasoning_k,
+        finish_reasons=out.finish_reasons,
+        tail=tail,
         faults=out.faults,
     )
 
@@ -265,11 +283,19 @@ async def _stream(
     await resp.prepare(request)
     sink = _response_stream(state, req, out, rid, request.transport)
     seq = Sequence(
-        lengths=out.lengths, prompt_tokens=req.prompt_tokens, recv_ns=recv_ns, sink=sink,
-        finish_reason=out.finish_reasons[0], stall_at=out.faults.stall_at,
+        lengths=out.lengths,
+        prompt_tokens=req.prompt_tokens,
+        recv_ns=recv_ns,
+        sink=sink,
+        finish_reason=out.finish_reasons[0],
+        stall_at=out.faults.stall_at,
         stall_ns=round(state.config.stall_ms * 1e6),
     )
-    await _run(state, seq)
+    completed = await _run(state, seq)
+    if not completed and sink.outcome == "ok":  # the engine shut down under this stream
+        sink.outcome = "shutdown"
+        if request.transport is not None:
+            request.transport.abort()
     if sink.outcome in ("ok", "error_event"):
         try:
             await resp.write_eof()
@@ -279,10 +305,11 @@ async def _stream(
     return resp
 
 
-async def _run(state: SimState, seq: Sequence) -> None:
+async def _run(state: SimState, seq: Sequence) -> bool:
+    """Run a sequence through the engine; True if every step was written."""
     state.engine.submit(seq)
     try:
-        await seq.done
+        return await seq.done
     finally:
         if not seq.done.done():  # cancelled (server shutdown): free its place
             state.engine.cancel(seq)
@@ -308,17 +335,22 @@ async def _whole(
         default=NO_STEP,
     )
     seq = Sequence(
-        lengths=out.lengths, prompt_tokens=req.prompt_tokens, recv_ns=recv_ns,
-        sink=_StopAt(cut) if cut != NO_STEP else None, finish_reason=out.finish_reasons[0],
-        stall_at=faults.stall_at, stall_ns=round(state.config.stall_ms * 1e6),
+        lengths=out.lengths,
+        prompt_tokens=req.prompt_tokens,
+        recv_ns=recv_ns,
+        sink=_StopAt(cut) if cut != NO_STEP else None,
+        finish_reason=out.finish_reasons[0],
+        stall_at=faults.stall_at,
+        stall_ns=round(state.config.stall_ms * 1e6),
     )
-    await _run(state, seq)
+    completed = await _run(state, seq)
     tokens = out.completion_tokens
-    if cut != NO_STEP:
-        _log(state, rid, recv_ns, seq, 500, faults, tokens=0)
-        if cut == faults.disconnect_at and request.transport is not None:
+    if cut != NO_STEP or not completed:
+        if (cut == faults.disconnect_at or not completed) and request.transport is not None:
+            _log(state, rid, recv_ns, seq, 0, faults, tokens=0)
             request.transport.abort()
             return web.Response()  # never reaches the client
+        _log(state, rid, recv_ns, seq, 500, faults, tokens=0)
         return _error(RequestError("The simulated engine failed while generating.", status=500))
     body = _whole_body(state, req, out, rid)
     if faults.malformed_at != NO_STEP:
@@ -329,12 +361,17 @@ async def _whole(
 
 def _whole_body(state: SimState, req: GenRequest, out: Output, rid: str) -> bytes:
     texts: list[tuple[str, str]] = []
-    for toks, k in zip(_tokens(out), out.reasoning_k):
+    for toks, k in zip(_tokens(out), out.reasoning_k, strict=True):
         words = [t[0] for t in toks]
         texts.append(("".join(words[:k]), "".join(words[k:])))
     return wire.completion_body(
-        chat=req.chat, rid=rid, model=req.model, texts=texts, finish_reasons=out.finish_reasons,
-        prompt_tokens=req.prompt_tokens, completion_tokens=out.completion_tokens,
+        chat=req.chat,
+        rid=rid,
+        model=req.model,
+        texts=texts,
+        finish_reasons=out.finish_reasons,
+        prompt_tokens=req.prompt_tokens,
+        completion_tokens=out.completion_tokens,
         reasoning_tokens=out.reasoning_tokens(state.config, req.chat),
         reasoning_field=state.config.reasoning_field,
     )
@@ -359,17 +396,18 @@ async def _burst(
         _log(state, rid, recv_ns, None, 200, out.faults, tokens=out.completion_tokens)
         return web.Response(body=body, headers=JSON_HEADERS)
     if out.faults.name is None:
-        body = _burst_body(state, req, out, rid)
-        resp = web.StreamResponse(headers=SSE_HEADERS)
-        await resp.prepare(request)
-        first_ns = perf_counter_ns()
-        await resp.write_eof(body)
+        # One Response, chunked like vLLM's, so that aiohttp writes headers, body and the final
+        # chunk in a single send: on loopback each send costs more than building the body.
+        whole = web.Response(body=_burst_body(state, req, out, rid), headers=SSE_HEADERS)
+        whole.enable_chunked_encoding()
         stats.finished[out.finish_reasons[0]] += 1
         if state.timing_log is not None:
-            end_ns = perf_counter_ns()
-            state.timing_log.add(_record(rid, 200, None, recv_ns, recv_ns, first_ns, first_ns,
-                                         first_ns, end_ns, out.completion_tokens))
-        return resp
+            # Handed to aiohttp now; it writes the whole response as soon as this returns.
+            now = perf_counter_ns()
+            state.timing_log.add(
+                _record(rid, 200, None, recv_ns, recv_ns, now, now, now, now, out.completion_tokens)
+            )
+        return whole
     # With faults: the same sink as the timed path, driven without timing.
     resp = web.StreamResponse(headers=SSE_HEADERS)
     await resp.prepare(request)
@@ -385,22 +423,48 @@ async def _burst(
     stats.finished[out.finish_reasons[0] if sink.outcome == "ok" else "abort"] += 1
     if state.timing_log is not None:
         end_ns = perf_counter_ns()
-        state.timing_log.add(_record(rid, 200, out.faults.name, recv_ns, recv_ns, first_ns,
-                                     first_ns, end_ns, end_ns, sink.tokens_written))
+        state.timing_log.add(
+            _record(
+                rid,
+                200,
+                out.faults.name,
+                recv_ns,
+                recv_ns,
+                first_ns,
+                first_ns,
+                end_ns,
+                end_ns,
+                sink.tokens_written,
+            )
+        )
     return resp
 
 
 def _burst_body(state: SimState, req: GenRequest, out: Output, rid: str) -> bytes:
-    key = (req.chat, req.model, tuple(out.lengths), tuple(out.reasoning_k),
-           tuple(out.finish_reasons))
+    key = (
+        req.chat,
+        req.model,
+        tuple(out.lengths),
+        tuple(out.reasoning_k),
+        tuple(out.finish_reasons),
+    )
     cache = state.burst_cache
     parts = cache.get(key)
-    enc = wire.Encoder(chat=req.chat, rid=rid, model=req.model, n=req.n,
-                       reasoning_field=state.config.reasoning_field)
+    enc = wire.Encoder(
+        chat=req.chat,
+        rid=rid,
+        model=req.model,
+        n=req.n,
+        reasoning_field=state.config.reasoning_field,
+    )
     if parts is None:
         template = ResponseStream(
-            None, enc, tokens=_tokens(out), reasoning_k=out.reasoning_k,
-            finish_reasons=out.finish_reasons, tail=b"",
+            None,
+            enc,
+            tokens=_tokens(out),
+            reasoning_k=out.reasoning_k,
+            finish_reasons=out.finish_reasons,
+            tail=b"",
         )
         body = b"".join(template.step_bytes(step) for step in range(template.steps))
         parts = body.split(enc.head)
@@ -408,35 +472,73 @@ def _burst_body(state: SimState, req: GenRequest, out: Output, rid: str) -> byte
             cache.clear()
         cache[key] = parts
     body = enc.head.join(parts)
-    return body + usage_tail(enc, req.prompt_tokens, out.completion_tokens,
-                             out.reasoning_tokens(state.config, req.chat), req.include_usage)
+    return body + usage_tail(
+        enc,
+        req.prompt_tokens,
+        out.completion_tokens,
+        out.reasoning_tokens(state.config, req.chat),
+        req.include_usage,
+    )
 
 
 # -- timing log ---------------------------------------------------------------------------------
 
 
-def _log(state: SimState, rid: str, recv_ns: int, seq: Sequence | None, status: int,
-         faults: FaultPlan, *, tokens: int) -> None:
+def _log(
+    state: SimState,
+    rid: str,
+    recv_ns: int,
+    seq: Sequence | None,
+    status: int,
+    faults: FaultPlan,
+    *,
+    tokens: int,
+) -> None:
     if state.timing_log is None:
         return
     end_ns = perf_counter_ns()
     if seq is None:
         record = _record(rid, status, faults.name, recv_ns, None, None, None, None, end_ns, tokens)
     else:
-        record = _record(rid, status, faults.name, recv_ns, seq.admit_ns or None,
-                         seq.first_due_ns or None, seq.first_ns or None, seq.last_ns or None,
-                         end_ns, tokens)
+        record = _record(
+            rid,
+            status,
+            faults.name,
+            recv_ns,
+            seq.admit_ns or None,
+            seq.first_due_ns or None,
+            seq.first_ns or None,
+            seq.last_ns or None,
+            end_ns,
+            tokens,
+        )
         steps = seq.step
         record["late_max_ns"] = seq.late_max_ns
         record["late_mean_ns"] = seq.late_sum_ns // steps if steps else None
     state.timing_log.add(record)
 
 
-def _record(rid: str, status: int, fault: str | None, recv_ns: int, admit_ns: int | None,
-            first_due_ns: int | None, first_ns: int | None, last_ns: int | None, end_ns: int,
-            tokens: int) -> dict[str, Any]:
+def _record(
+    rid: str,
+    status: int,
+    fault: str | None,
+    recv_ns: int,
+    admit_ns: int | None,
+    first_due_ns: int | None,
+    first_ns: int | None,
+    last_ns: int | None,
+    end_ns: int,
+    tokens: int,
+) -> dict[str, Any]:
     return {
-        "id": rid, "status": status, "fault": fault, "recv_ns": recv_ns, "admit_ns": admit_ns,
-        "first_due_ns": first_due_ns, "first_token_ns": first_ns, "last_token_ns": last_ns,
-        "end_ns": end_ns, "tokens": tokens,
+        "id": rid,
+        "status": status,
+        "fault": fault,
+        "recv_ns": recv_ns,
+        "admit_ns": admit_ns,
+        "first_due_ns": first_due_ns,
+        "first_token_ns": first_ns,
+        "last_token_ns": last_ns,
+        "end_ns": end_ns,
+        "tokens": tokens,
     }

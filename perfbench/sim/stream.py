@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 
-from .faults import NO_FAULTS, NO_STEP, FaultPlan
+from .faults import NO_FAULTS, FaultPlan
 from .wire import DONE, Encoder, error_event
 
 Token = tuple[str, bytes]
@@ -55,7 +55,7 @@ class ResponseStream:
         self.steps = max(self.lengths)
         self.tail = tail  # usage event (if asked) + [DONE]
         self.faults = faults
-        self.outcome = "ok"  # or "disconnect", "error_event", "client_gone"
+        self.outcome = "ok"  # or "disconnect", "error_event", "client_gone", "shutdown"
         self.tokens_written = 0
         self._single = len(tokens) == 1
 
@@ -114,12 +114,14 @@ class ResponseStream:
         return True
 
 
-def usage_tail(enc: Encoder, prompt_tokens: int, completion_tokens: int,
-               reasoning_tokens: int | None, include_usage: bool) -> bytes:
+def usage_tail(
+    enc: Encoder,
+    prompt_tokens: int,
+    completion_tokens: int,
+    reasoning_tokens: int | None,
+    include_usage: bool,
+) -> bytes:
     """What follows the last token: the usage event if the client asked for it, then [DONE]."""
     if include_usage:
         return enc.usage(prompt_tokens, completion_tokens, reasoning_tokens) + DONE
     return DONE
-
-
-__all__ = ["NO_STEP", "ResponseStream", "usage_tail"]

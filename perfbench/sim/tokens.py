@@ -22,7 +22,7 @@ import msgspec
 
 CHARS_PER_TOKEN = 4
 
-_WORDS = """
+_WORD_TEXT = """
 the of and to in is that it for was on are as with be at by this have from or had not but
 what all were when we there can an your which their said if do will each about how up out them
 then she many some so these would other into has more her two like him see time could no make
@@ -40,7 +40,8 @@ times story boys since white days ever paper hard near sentence better best acro
 others however sure means knew try told young miles sun ways thing whole hear example heard
 several change answer room sea against top turned learn point city play toward five using himself
 usually model token engine batch cache request stream latency memory queue server
-""".split()
+"""
+_WORDS = _WORD_TEXT.split()
 
 # Punctuation tokens keep the prose from being one endless run of words.
 _PUNCTUATION = [",", ".", ",", ".", "?", ";"]

@@ -90,13 +90,19 @@ class Encoder:
     def finish(self, index: int, reason: str) -> bytes:
         """The event that closes a choice: empty delta (or text) and its finish_reason."""
         body = b'"delta":{"content":""}' if self.chat else b'"text":""'
-        return self.head + b'{"index":%d,%b,"logprobs":null,"finish_reason":"%b","stop_reason":null}]}\n\n' % (
-            index,
-            body,
-            reason.encode(),
+        return (
+            self.head
+            + b'{"index":%d,%b,"logprobs":null,"finish_reason":"%b","stop_reason":null}]}\n\n'
+            % (
+                index,
+                body,
+                reason.encode(),
+            )
         )
 
-    def usage(self, prompt_tokens: int, completion_tokens: int, reasoning_tokens: int | None) -> bytes:
+    def usage(
+        self, prompt_tokens: int, completion_tokens: int, reasoning_tokens: int | None
+    ) -> bytes:
         """The trailing usage event (``"choices":[]``), sent when ``include_usage`` was asked."""
         return self.head + b'],"usage":%b}\n\n' % _json(
             usage_dict(prompt_tokens, completion_tokens, reasoning_tokens)
@@ -142,7 +148,7 @@ def completion_body(
     ``texts[i]`` is choice ``i``'s (reasoning text, answer text).
     """
     choices: list[dict[str, Any]] = []
-    for i, ((reasoning, content), reason) in enumerate(zip(texts, finish_reasons)):
+    for i, ((reasoning, content), reason) in enumerate(zip(texts, finish_reasons, strict=True)):
         if chat:
             message: dict[str, Any] = {"role": "assistant", "content": content}
             if reasoning_tokens is not None:

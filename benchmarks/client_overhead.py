@@ -1,0 +1,119 @@
+"""How much the client costs, and how true its timing is, against ``perfbench sim``.
+
+Part 1, throughput: the client against ``perfbench sim --burst`` (whole 256-token streams written
+as fast as the socket takes them), 64 requests in flight. Reports the requests/s and chunks/s
+the client sustains and its CPU time per streamed token (this process only: the client, its
+SQLite writer thread and the report; the simulator is a separate process).
+
+Part 2, timing truth: 256 concurrent streams against a simulator set to TTFT 200 ms and ITL
+10 ms, which logs when it received each request and wrote each first token (same monotonic
+clock). Reports the reported TTFT minus 200 ms, and the reported TTFT minus the simulator's own
+receive→first-write time, mean and p99.
+
+    .venv/bin/python benchmarks/client_overhead.py            # both parts, ~1 minute
+    .venv/bin/python benchmarks/client_overhead.py --part 1 --requests 20000
+
+Traffic stays on 127.0.0.1; every loop is bounded by --requests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import sqlite3
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from perfbench import ClientSpec, LoadSpec, PerfSpec, run
+from perfbench.embedded import EmbeddedSim
+
+
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def throughput(requests: int, concurrency: int, tokens: int, tmp: Path) -> dict[str, float]:
+    with EmbeddedSim(("--burst", "--seed", "1")) as sim:
+        client = ClientSpec(url=sim.url, max_tokens=tokens, min_tokens=tokens)
+        spec = PerfSpec(client=client, loads=(LoadSpec(parallel=concurrency, number=requests),),
+                        db_path=tmp / "burst.db", workload=_workload())
+        run(PerfSpec(client=client, loads=(LoadSpec(parallel=concurrency, number=concurrency * 4),),
+                     db_path=tmp / "warm.db", workload=_workload()))  # imports, caches, JIT-free warm-up
+        cpu0, wall0 = _cpu(), time.perf_counter()
+        result = run(spec)
+        cpu, wall = _cpu() - cpu0, time.perf_counter() - wall0
+    s = result.runs[0].summary
+    total_tokens = s.mean_output_tokens * s.ok
+    chunks = total_tokens / s.tokens_per_chunk
+    return {
+        "requests": s.ok, "failed": s.failed, "window_s": s.duration_s,
+        "req_per_s": s.req_per_s, "chunks_per_s": chunks / s.duration_s,
+        "tokens_per_s": s.output_tok_per_s,
+        "cpu_us_per_token": 1e6 * cpu / total_tokens, "cpu_share_of_wall": cpu / wall,
+    }
+
+
+def timing(concurrency: int, rounds: int, tmp: Path) -> dict[str, float]:
+    log = tmp / "sim-timing.jsonl"
+    flags = ("--ttft-ms", "200", "--itl-ms", "10", "--itl-ms-per-seq", "0",
+             "--prefill-us-per-token", "0", "--max-num-seqs", str(concurrency), "--seed", "1",
+             "--timing-log", str(log))
+    db = tmp / "timing.db"
+    with EmbeddedSim(flags) as sim:
+        client = ClientSpec(url=sim.url, max_tokens=64, min_tokens=64)
+        result = run(PerfSpec(client=client, workload=_workload(), db_path=db,
+                              loads=(LoadSpec(parallel=concurrency, number=concurrency * rounds),)))
+    s = result.runs[0].summary
+    truth = {}
+    for line in log.read_text().splitlines():
+        entry = json.loads(line)
+        truth[entry["id"]] = entry
+    with sqlite3.connect(db) as conn:
+        measured = conn.execute(
+            "SELECT response_id, ttft_ms FROM requests WHERE status = 'ok' AND warmup = 0").fetchall()
+    ttft = np.array([t for _, t in measured])
+    own = np.array([(truth[r]["first_token_ns"] - truth[r]["recv_ns"]) / 1e6 for r, _ in measured])
+    return {
+        "requests": len(measured),
+        "ttft_minus_200_mean": float((ttft - 200).mean()),
+        "ttft_minus_200_p99": float(np.percentile(ttft, 99) - 200),
+        "ttft_minus_sim_own_mean": float((ttft - own).mean()),
+        "ttft_minus_sim_own_p99": float(np.percentile(ttft - own, 99)),
+        "sim_own_ttft_minus_200_mean": float((own - 200).mean()),
+        "loop_lag_p99_ms": s.loop_lag_ms.get("p99", float("nan")),
+    }
+
+
+def _workload():  # noqa: ANN202 - a short fixed prompt keeps the request cost constant
+    from perfbench.config import WorkloadSpec
+
+    return WorkloadSpec(prompt="Write a long story about a lighthouse keeper.")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--part", type=int, choices=(1, 2))
+    ap.add_argument("--requests", type=int, default=10_000, help="part 1 requests (default: %(default)s)")
+    ap.add_argument("--concurrency", type=int, default=64, help="part 1 (default: %(default)s)")
+    ap.add_argument("--tokens", type=int, default=256, help="part 1 stream length (default: %(default)s)")
+    ap.add_argument("--streams", type=int, default=256, help="part 2 concurrency (default: %(default)s)")
+    ap.add_argument("--rounds", type=int, default=4, help="part 2 requests per stream (default: %(default)s)")
+    args = ap.parse_args()
+    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        if args.part in (None, 1):
+            print("throughput", json.dumps(throughput(args.requests, args.concurrency, args.tokens, tmp), indent=1))
+        if args.part in (None, 2):
+            print("timing", json.dumps(timing(args.streams, args.rounds, tmp), indent=1))
+
+
+if __name__ == "__main__":
+    main()

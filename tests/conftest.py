@@ -1,0 +1,57 @@
+"""Shared fixtures: real simulated engines on 127.0.0.1, and the real CLI in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from perfbench.embedded import EmbeddedSim
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+
+
+class SimPool:
+    """One simulator subprocess per distinct flag set, shared by the whole session."""
+
+    def __init__(self) -> None:
+        self._sims: dict[tuple[str, ...], EmbeddedSim] = {}
+
+    def __call__(self, *args: str) -> str:
+        key = tuple(args)
+        if key not in self._sims:
+            self._sims[key] = EmbeddedSim(args).__enter__()
+        return self._sims[key].url
+
+    def close(self) -> None:
+        for sim in self._sims.values():
+            sim.__exit__()
+
+
+@pytest.fixture(scope="session")
+def sim() -> Iterator[SimPool]:
+    """``sim("--ttft-ms", "100")`` → the base URL of a simulator started with those flags."""
+    pool = SimPool()
+    yield pool
+    pool.close()
+
+
+def perfbench(*args: str, timeout: float = 120, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the real CLI in a subprocess, as a user would."""
+    full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
+    full_env.pop("OPENAI_API_KEY", None) if env is None or "OPENAI_API_KEY" not in env else None
+    return subprocess.run(
+        [sys.executable, "-m", "perfbench", *args], capture_output=True, text=True,
+        timeout=timeout, env=full_env, cwd=ROOT,
+    )
+
+
+def rows(db: Path, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute(sql, params).fetchall()
