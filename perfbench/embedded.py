@@ -28,7 +28,7 @@ class EmbeddedSim:
         self.start_timeout = start_timeout
         self.url = ""
         self._proc: subprocess.Popen[bytes] | None = None
-        self._stderr = tempfile.TemporaryFile()
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the process
 
     def __enter__(self) -> EmbeddedSim:
         cmd = [sys.executable, "-m", "perfbench", "sim", "--host", "127.0.0.1", "--port", "0", *self.args]
