@@ -18,19 +18,19 @@ SECRET_WORDS = ("auth", "key", "token", "secret", "cookie", "password")
 def redact_argv(argv: list[str]) -> list[str]:
     """The command line with --api-key values and secret-looking --header values replaced."""
     out: list[str] = []
-    hide_next = False
+    pending = ""  # what the next argument is the value of: "key", "header" or nothing
     for arg in argv:
-        if hide_next:
-            out.append(_redact_header(arg) if hide_next == "header" else "<redacted>")
-            hide_next = False
+        if pending:
+            out.append("<redacted>" if pending == "key" else _redact_header(arg))
+            pending = ""
             continue
         flag, eq, value = arg.partition("=")
         if flag in SECRET_FLAGS:
             out.append(f"{flag}=<redacted>" if eq else flag)
-            hide_next = not eq
+            pending = "" if eq else "key"
         elif flag in ("--header", "-H"):
             out.append(f"{flag}={_redact_header(value)}" if eq else flag)
-            hide_next = "header" if not eq else False  # type: ignore[assignment]
+            pending = "" if eq else "header"
         else:
             out.append(arg)
     return out

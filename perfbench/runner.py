@@ -101,7 +101,7 @@ def _event_loop_run(coro: Awaitable[BatchResult]) -> BatchResult:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency, but not on Windows
         return asyncio.run(coro)  # type: ignore[arg-type]
-    return uvloop.run(coro)  # type: ignore[arg-type,no-any-return]
+    return uvloop.run(coro)  # type: ignore[arg-type]
 
 
 class _Batch:
@@ -168,6 +168,7 @@ class _Batch:
             assert load.parallel is not None
             planned = load.number
             pool = load.parallel
+        assert client_spec.url is not None
         async with Client(client_spec, pool_size=pool, clock=self.clock) as client:
             models = await client.check()
             model = client_spec.model
@@ -185,7 +186,7 @@ class _Batch:
             bodies = _Bodies(client_spec, model, prompts)
             t0 = self.clock()
             run_id = store.create_run(
-                name=spec.name, batch=batch, t0_ns=t0, endpoint=redact_url(client_spec.url), model=model,
+                name=spec.name, batch=batch, t0_ns=t0, endpoint=redact_url(client_spec.url or ""), model=model,
                 load={**dataclasses.asdict(load), "planned": planned},
                 client=client_spec.redacted(),
                 workload={**dataclasses.asdict(spec.workload), "prompts": len(prompts)},

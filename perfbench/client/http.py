@@ -89,6 +89,7 @@ class Client:
             headers["Authorization"] = f"Bearer {spec.api_key}"
         headers.update(dict(spec.headers))
         self._headers = headers
+        self._url = yarl.URL(spec.url)
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> Client:
@@ -102,7 +103,6 @@ class Client:
             connector=connector, timeout=timeout, headers=self._headers,
             cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False,
         )
-        self._url = yarl.URL(self.spec.url)
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -86,7 +86,8 @@ class Summary:
     warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return _clean(asdict(self))
+        data: dict[str, Any] = _clean(asdict(self))
+        return data
 
 
 def _clean(value: Any) -> Any:

@@ -31,7 +31,7 @@ from .faults import NO_STEP, FaultPlan, draw_faults
 from .request import GenRequest, RequestError, parse_request
 from .stream import ResponseStream, Token, usage_tail
 from .timing_log import TimingLog
-from .tokens import draw_tokens, output_length
+from .tokens import TokenPool, output_length
 
 SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
 JSON_HEADERS = {"Content-Type": "application/json"}
@@ -66,9 +66,12 @@ class SimState:
     burst_cache: dict[tuple[Any, ...], list[bytes]] = field(default_factory=dict)
     started: int = field(default_factory=lambda: int(time.time()))
 
+    pool: TokenPool = field(init=False)
+
     def __post_init__(self) -> None:
         if self.config.seed is not None:
             self.base_seed = self.config.seed
+        self.pool = TokenPool(self.base_seed)
 
     def rng_for(self, req: GenRequest) -> random.Random:
         self.arrivals += 1
@@ -215,6 +218,7 @@ async def _completions(request: web.Request) -> web.StreamResponse:
 async def _generate(request: web.Request, *, chat: bool) -> web.StreamResponse:
     recv_ns = perf_counter_ns()
     state = request.app[STATE]
+    state.engine.poll()
     config = state.config
     try:
         req = parse_request(await request.read(), chat=chat, models=config.served_model_name)
@@ -238,8 +242,8 @@ async def _generate(request: web.Request, *, chat: bool) -> web.StreamResponse:
     return await _whole(request, state, req, out, rid, recv_ns)
 
 
-def _tokens(out: Output) -> list[list[Token]]:
-    return [draw_tokens(out.rng, length) for length in out.lengths]
+def _tokens(state: SimState, out: Output) -> list[list[Token]]:
+    return [state.pool.take(out.rng, length) for length in out.lengths]
 
 
 def _response_stream(
@@ -267,7 +271,7 @@ def _response_stream(
     return ResponseStream(
         transport,
         enc,
-        tokens=tokens if tokens is not None else _tokens(out),
+        tokens=tokens if tokens is not None else _tokens(state, out),
         reasoning_k=out.reasoning_k,
         finish_reasons=out.finish_reasons,
         tail=tail,
@@ -292,6 +296,7 @@ async def _stream(
         stall_ns=round(state.config.stall_ms * 1e6),
     )
     completed = await _run(state, seq)
+    state.engine.poll()
     if not completed and sink.outcome == "ok":  # the engine shut down under this stream
         sink.outcome = "shutdown"
         if request.transport is not None:
@@ -361,7 +366,7 @@ async def _whole(
 
 def _whole_body(state: SimState, req: GenRequest, out: Output, rid: str) -> bytes:
     texts: list[tuple[str, str]] = []
-    for toks, k in zip(_tokens(out), out.reasoning_k, strict=True):
+    for toks, k in zip(_tokens(state, out), out.reasoning_k, strict=True):
         words = [t[0] for t in toks]
         texts.append(("".join(words[:k]), "".join(words[k:])))
     return wire.completion_body(
@@ -461,7 +466,7 @@ def _burst_body(state: SimState, req: GenRequest, out: Output, rid: str) -> byte
         template = ResponseStream(
             None,
             enc,
-            tokens=_tokens(out),
+            tokens=_tokens(state, out),
             reasoning_k=out.reasoning_k,
             finish_reasons=out.finish_reasons,
             tail=b"",

@@ -84,21 +84,21 @@ class Store:
         row.setdefault("status", "running")
         row.setdefault("started_at", now_iso())
         with self.db.conn:
-            table = self.db["runs"].insert(row)
+            table = self.db.table("runs").insert(row)
         assert table.last_pk is not None
         return int(table.last_pk)
 
     def update_run(self, run_id: int, **fields: Any) -> None:
         row = {k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in fields.items()}
         with self.db.conn:
-            self.db["runs"].update(run_id, row)
+            self.db.table("runs").update(run_id, row)
 
     # -- reading ----------------------------------------------------------------------------
     def runs(self) -> list[Run]:
-        return [Run.from_row(r) for r in self.db["runs"].rows_where(order_by="id")]
+        return [Run.from_row(r) for r in self.db.table("runs").rows_where(order_by="id")]
 
     def run(self, run_id: int) -> Run:
-        rows = list(self.db["runs"].rows_where("id = ?", [run_id]))
+        rows = list(self.db.table("runs").rows_where("id = ?", [run_id]))
         if not rows:
             raise StoreError(f"no run {run_id} in {self.path}; `perfbench runs` lists them")
         return Run.from_row(rows[0])

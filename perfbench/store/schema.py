@@ -51,7 +51,7 @@ REQUEST_COLUMNS: dict[str, type] = {
 
 @migrations()
 def m001_initial(db: Database) -> None:
-    db["runs"].create(
+    db.table("runs").create(
         {
             "id": int,
             "name": str,
@@ -76,15 +76,15 @@ def m001_initial(db: Database) -> None:
         pk="id",
         not_null={"status", "started_at", "t0_ns"},
     )
-    db["runs"].create_index(["name"])
-    db["requests"].create(
+    db.table("runs").create_index(["name"])
+    db.table("requests").create(
         REQUEST_COLUMNS,
         pk=("run_id", "idx"),
         not_null={"run_id", "idx", "warmup", "status", "intended_ns"},
         foreign_keys=[("run_id", "runs", "id")],
     )
-    db["requests"].create_index(["run_id", "status"])
-    db["chunks"].create(
+    db.table("requests").create_index(["run_id", "status"])
+    db.table("chunks").create(
         {"run_id": int, "idx": int, "width": int, "gaps": bytes},
         pk=("run_id", "idx"),
         not_null={"run_id", "idx", "width", "gaps"},
