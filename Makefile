@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 
 ## make run: a perfbench perf run on the built-in simulated engine, then its report
 run: $(STAMP)
-	$(BIN)/perfbench perf --parallel 1 8 32 --number 20 160 640 --warmup 4 --name demo
+	$(BIN)/perfbench perf --parallel 1 8 32 --number 10 80 320 --max-tokens 128 --warmup 4 --name demo
 
 ## make test: the test suite
 test: $(STAMP)

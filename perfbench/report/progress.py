@@ -7,8 +7,8 @@ event loop that times requests does no display work at all.
 from __future__ import annotations
 
 import math
+import threading
 import time
-from typing import Any
 
 from rich.console import Console
 from rich.progress import (
@@ -40,44 +40,45 @@ class _StatsColumn(ProgressColumn):
         p50 = s.p50_ttft_ms()
         ttft = f"{p50:.1f} ms" if math.isfinite(p50) else "—"
         return Text.assemble(
-            (f"ok {s.completed}", "green"), " · ", (f"failed {s.failed}", "red" if s.failed else "dim"),
-            " · ", f"in flight {s.in_flight}", " · ", f"{rate:.1f} req/s", " · ", f"p50 TTFT {ttft}",
+            (f"ok {s.completed}", "green"), " ", (f"failed {s.failed}", "red" if s.failed else "dim"),
+            " ", f"in flight {s.in_flight}", " ", f"{rate:.1f} req/s", " ", f"p50 TTFT {ttft}",
         )
 
 
 class ProgressObserver:
-    """Shows a progress bar while a run goes; does nothing when stdout is not a terminal."""
+    """Shows a progress bar while a run goes (the CLI uses it only on a terminal)."""
 
     def __init__(self, console: Console | None = None) -> None:
-        self.console = console or Console(stderr=True)
+        self.console = console or Console()
         self._ref: list[LiveStats] = []
         self._progress: Progress | None = None
-        self._task: Any = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def begin(self, stats: LiveStats) -> None:
         self._ref[:] = [stats]
-        self._progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn(),
+        progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(bar_width=20), TaskProgressColumn(),
             _StatsColumn(self._ref), TimeElapsedColumn(),
             console=self.console, refresh_per_second=4, transient=True,
         )
-        self._task = self._progress.add_task(stats.label, total=stats.total or None)
-        self._progress.start()
-        progress, task = self._progress, self._task
+        task = progress.add_task(stats.label, total=stats.total or None)
+        progress.start()
+        self._progress = progress
+        self._stop.clear()
 
-        def update() -> None:
-            progress.update(task, completed=stats.completed + stats.failed)
+        def follow() -> None:  # counters are plain ints: reading them from here is safe
+            while not self._stop.wait(0.25):
+                progress.update(task, completed=stats.completed + stats.failed)
 
-        # rich calls get_renderable on its refresh thread; piggy-back the counter update on it
-        original = progress.get_renderable
-
-        def renderable() -> Any:
-            update()
-            return original()
-
-        progress.get_renderable = renderable  # type: ignore[method-assign]
+        self._thread = threading.Thread(target=follow, name="perfbench-progress", daemon=True)
+        self._thread.start()
 
     def end(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
