@@ -351,9 +351,8 @@ class _State:
             else:
                 completion, source = _estimate(output + thought), "estimate"
         if prompt_tokens is None and self.status == "ok":
-            # no usage from the server: the source names the weaker of the two counts
+            # no usage from the server: estimate the input too (token_source says "not usage")
             prompt_tokens = max(1, round(req.prompt_chars / 4))
-            source = "estimate"
         if reasoning_tokens is None and completion and self.reasoning_chunks and chunks:
             reasoning_tokens = round(completion * self.reasoning_chunks / len(chunks))
         return RequestRecord(

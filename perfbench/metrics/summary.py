@@ -252,9 +252,9 @@ def _warnings(s: Summary, run: Run, all_streamed: bool) -> list[str]:
             for k in estimated
         )
         out.append(
-            f"token counts of {n} requests were not reported by the server ({how}): TPOT and "
-            "token throughput rest on them. Servers report usage when asked with "
-            "stream_options.include_usage; check that yours honours it"
+            f"output tokens of {n} requests were not reported by the server ({how}; their input "
+            "tokens are text length / 4): TPOT and token throughput rest on these counts. Servers "
+            "report usage when asked with stream_options.include_usage; check that yours honours it"
         )
     if not all_streamed:
         out.append("--no-stream: TTFT equals E2E latency and there are no ITL/TPOT figures")
