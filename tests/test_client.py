@@ -154,3 +154,10 @@ def test_events_split_across_writes_are_stamped_when_complete():
 def test_http_error_status_carries_the_message():
     r = fetch([], status=404)
     assert (r.status, r.http_status) == ("http", 404) and r.error == "HTTP 404: nope"
+
+
+def test_a_read_ending_inside_an_event_is_not_taken_for_a_whole_one():
+    whole = _event({"content": "hello"}, finish="stop")
+    # "data: {...}\n" then "\n": the first read holds one newline, at len - 1, not a whole event
+    r = fetch([ROLE, whole[:-1], whole[-1:], DONE], pause=0.02)
+    assert r.status == "ok" and r.output_text == "hello"

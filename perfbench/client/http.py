@@ -6,8 +6,9 @@ Timing rules (DESIGN.md, "Metric definitions"):
   method, just before the one write of request line, headers and body), not when we asked for
   the request: on a busy loop the two differ by however long other tasks ran in between, and
   that wait is the client's, not the server's.
-* Every read of the body is stamped when ``iter_any()`` returns it; each event in that read
-  shares the stamp, which is its true arrival as far as a Python process can see.
+* Every read of the body is stamped when the event loop hands it from the socket to aiohttp's
+  parser (``_StampingHandler.data_received``), not when our task gets to run; each event in that
+  read shares the stamp, which is its true arrival as far as a Python process can see.
 * Connections are opened before the run (``prewarm``), so that TCP setup never lands inside a
   measured request.
 
@@ -19,13 +20,15 @@ request. ``benchmarks/client_overhead.py`` measures it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import aiohttp
 import msgspec
 import yarl
+from aiohttp.client_proto import ResponseHandler
 
 from perfbench.client.record import RequestRecord, RequestSpec
 from perfbench.client.sse import SSEDecoder, as_json_array
@@ -58,6 +61,25 @@ class _StampedBody(aiohttp.BytesPayload):
         if not self.sent:
             self.sent = self.clock()
         await super().write_with_length(writer, content_length)
+
+
+class _StampingHandler(ResponseHandler):
+    """aiohttp's client protocol, noting when bytes come off the socket.
+
+    ``data_received`` is where the event loop hands a socket read to the HTTP parser: the
+    earliest moment Python sees the bytes. A task woken by them runs later, after whatever
+    else is ready on the loop (with hundreds of streams, up to milliseconds later), so the
+    stream reader stamps each block with this time rather than with when it got to run.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, clock: Clock) -> None:
+        super().__init__(loop)
+        self.clock = clock
+        self.arrived_ns = 0
+
+    def data_received(self, data: bytes) -> None:
+        self.arrived_ns = self.clock()
+        super().data_received(data)
 
 
 class _Failed(Exception):
@@ -96,6 +118,9 @@ class Client:
         connector = aiohttp.TCPConnector(
             limit=self.pool_size, limit_per_host=0, ttl_dns_cache=None, keepalive_timeout=60
         )
+        loop = asyncio.get_running_loop()
+        # the connector builds each connection's protocol through ``_factory`` (aiohttp 3.x)
+        connector._factory = functools.partial(_StampingHandler, loop=loop, clock=self.clock)  # type: ignore[attr-defined]
         timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=self.spec.connect_timeout, sock_read=self.spec.read_timeout
         )
@@ -204,11 +229,25 @@ class Client:
         decoder = SSEDecoder()
         absorb = self._absorb
         done = False
+        proto = _protocol(resp)
         try:
             async for block in resp.content.iter_any():
-                now = clock()
+                now = proto.arrived_ns if proto is not None else clock()
                 if not st.ttfb:
                     st.ttfb = now
+                if (
+                    decoder.idle
+                    and block.find(b"\n") == len(block) - 2
+                    and block[-1:] == b"\n"
+                    and block[:6] == b"data: "
+                ):
+                    # the real-time case: one whole one-line event per read
+                    data = block[6:-2]
+                    if data == b"[DONE]":
+                        done = True
+                    else:
+                        absorb((decode_chunk(data),), now, st)
+                    continue
                 if decoder.idle:
                     array = as_json_array(block)
                     if array is not None:
@@ -245,7 +284,7 @@ class Client:
             raise _Failed("disconnect", "the stream ended before [DONE] or a finish_reason")
 
     @staticmethod
-    def _absorb(chunks: list[Chunk], now: int, st: _State) -> None:
+    def _absorb(chunks: Sequence[Chunk], now: int, st: _State) -> None:
         """Take in the chunks of one read, all stamped ``now`` (the read's arrival)."""
         stamps = st.chunk_ns
         for chunk in chunks:
@@ -281,7 +320,8 @@ class Client:
 
     async def _whole(self, resp: aiohttp.ClientResponse, st: _State) -> None:
         body = await resp.read()
-        now = self.clock()
+        proto = _protocol(resp)
+        now = proto.arrived_ns if proto is not None else self.clock()
         st.ttfb = now
         try:
             chunk = decode_chunk(body)
@@ -381,6 +421,12 @@ class _State:
             response_id=self.response_id,
             streamed=self.streamed,
         )
+
+
+def _protocol(resp: aiohttp.ClientResponse) -> _StampingHandler | None:
+    conn = resp.connection
+    proto = conn.protocol if conn is not None else None
+    return proto if isinstance(proto, _StampingHandler) and proto.arrived_ns else None
 
 
 def _estimate(text: str) -> int:
