@@ -120,7 +120,7 @@ class Client:
         )
         loop = asyncio.get_running_loop()
         # the connector builds each connection's protocol through ``_factory`` (aiohttp 3.x)
-        connector._factory = functools.partial(_StampingHandler, loop=loop, clock=self.clock)  # type: ignore[attr-defined]
+        connector._factory = functools.partial(_StampingHandler, loop=loop, clock=self.clock)  # type: ignore[assignment]
         timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=self.spec.connect_timeout, sock_read=self.spec.read_timeout
         )
