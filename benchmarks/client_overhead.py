@@ -5,6 +5,9 @@ as fast as the socket takes them), 64 requests in flight. Reports the requests/s
 the client sustains and its CPU time per streamed token (this process only: the client, its
 SQLite writer thread and the report; the simulator is a separate process).
 
+Part 3, memory: peak RSS after a short run and after a long one in the same process; records
+leave the process once written, so the difference per request should be near zero.
+
 Part 2, timing truth: 256 concurrent streams against a simulator set to TTFT 200 ms and ITL
 10 ms, which logs when it received each request and wrote each first token (same monotonic
 clock). Reports the reported TTFT minus 200 ms, and the reported TTFT minus the simulator's own
@@ -25,6 +28,7 @@ import platform
 import resource
 import sqlite3
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -91,6 +95,40 @@ def timing(concurrency: int, rounds: int, tmp: Path) -> dict[str, float]:
     }
 
 
+def memory(requests: int, tmp: Path) -> dict[str, float]:
+    """Resident memory while a long run goes: sampled every 100 ms from a thread.
+
+    Growth is measured between 10% and 90% of the run's wall time, which leaves out start-up
+    and the report at the end (the report reads figures back from the database in batches).
+    """
+    samples: list[tuple[float, float]] = []
+    stop = threading.Event()
+
+    def sample() -> None:
+        page = os.sysconf("SC_PAGE_SIZE")
+        while not stop.wait(0.1):
+            with open("/proc/self/statm") as f:
+                rss = int(f.read().split()[1]) * page / 2**20
+            samples.append((time.perf_counter(), rss))
+
+    with EmbeddedSim(("--burst", "--seed", "1")) as sim:
+        client = ClientSpec(url=sim.url, max_tokens=256, min_tokens=256)
+        thread = threading.Thread(target=sample, daemon=True)
+        start = time.perf_counter()
+        thread.start()
+        result = run(PerfSpec(client=client, loads=(LoadSpec(parallel=64, number=requests),),
+                              db_path=tmp / "memory.db", workload=_workload()))
+        stop.set()
+        thread.join()
+    window = result.runs[0].summary.duration_s
+    t10, t90 = start + 0.1 * window, start + 0.9 * window
+    rss10 = min((abs(t - t10), r) for t, r in samples)[1]
+    rss90 = min((abs(t - t90), r) for t, r in samples)[1]
+    return {"requests": requests, "rss_mib_at_10pct": rss10, "rss_mib_at_90pct": rss90,
+            "growth_bytes_per_request": (rss90 - rss10) * 2**20 / (0.8 * requests),
+            "peak_rss_mib": max(r for _, r in samples)}
+
+
 def _workload():  # noqa: ANN202 - a short fixed prompt keeps the request cost constant
     from perfbench.config import WorkloadSpec
 
@@ -99,7 +137,7 @@ def _workload():  # noqa: ANN202 - a short fixed prompt keeps the request cost c
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--part", type=int, choices=(1, 2))
+    ap.add_argument("--part", type=int, choices=(1, 2, 3), help="1 throughput, 2 timing, 3 memory")
     ap.add_argument("--requests", type=int, default=10_000, help="part 1 requests (default: %(default)s)")
     ap.add_argument("--concurrency", type=int, default=64, help="part 1 (default: %(default)s)")
     ap.add_argument("--tokens", type=int, default=256, help="part 1 stream length (default: %(default)s)")
@@ -113,6 +151,8 @@ def main() -> None:
             print("throughput", json.dumps(throughput(args.requests, args.concurrency, args.tokens, tmp), indent=1))
         if args.part in (None, 2):
             print("timing", json.dumps(timing(args.streams, args.rounds, tmp), indent=1))
+        if args.part in (None, 3):
+            print("memory", json.dumps(memory(args.requests * 2, tmp), indent=1))
 
 
 if __name__ == "__main__":

@@ -499,6 +499,36 @@ def test_burst_streams_whole_responses_fast_with_unique_ids() -> None:
     assert len(ids) == 40
 
 
+def test_burst_faults_use_the_same_stream_writer() -> None:
+    config = dataclasses.replace(INSTANT, burst=True, disconnect_rate=1.0, seed=4)
+
+    async def go(s: aiohttp.ClientSession) -> bytes:
+        received = b""
+        async with s.post("/v1/chat/completions", json=chat_body(stream=True, max_tokens=50)) as r:
+            with pytest.raises(aiohttp.ClientPayloadError):
+                async for block in r.content.iter_any():
+                    received += block
+        return received
+
+    received = run_sim(config, go)
+    assert b'"role":"assistant"' in received and b"[DONE]" not in received
+
+
+def test_requests_that_can_never_run_get_400() -> None:
+    config = dataclasses.replace(INSTANT, max_num_seqs=2)
+
+    async def go(s: aiohttp.ClientSession) -> list[tuple[int, str]]:
+        out = []
+        for body in (chat_body(n=3, max_tokens=2), chat_body(4000, max_tokens=32_000)):
+            async with s.post("/v1/chat/completions", json=body) as r:
+                out.append((r.status, (await r.json())["error"]["message"]))
+        return out
+
+    (s1, m1), (s2, m2) = run_sim(config, go)
+    assert s1 == 400 and "--max-num-seqs" in m1
+    assert s2 == 400 and "maximum context length is 32768 tokens" in m2
+
+
 # -- timing ---------------------------------------------------------------------------------------
 
 
@@ -509,7 +539,7 @@ def test_ttft_and_itl_match_the_config() -> None:
     body = chat_body(stream=True, max_tokens=30, ignore_eos=True)
 
     async def go(s: aiohttp.ClientSession) -> list[tuple[float, list[float], Any]]:
-        return await asyncio.gather(*(timed_stream(s, body) for _ in range(4)))
+        return list(await asyncio.gather(*(timed_stream(s, body) for _ in range(4))))
 
     results = run_sim(config, go)
     ttft = statistics.median(r[0] for r in results)

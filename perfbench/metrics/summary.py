@@ -80,6 +80,7 @@ class Summary:
     mean_input_tokens: float
     mean_output_tokens: float
     tokens_per_chunk: float
+    chunks_per_s: float
     token_sources: dict[str, int]
     loop_lag_ms: dict[str, float]
     distributions: dict[str, Distribution] = field(default_factory=dict)
@@ -156,12 +157,11 @@ def summarize(store: Store, run: Run) -> Summary:
         else:
             values = np.where(ok, cols[key], np.nan)
         dists[key] = _dist(values)
-    pcts, itl_mean, itl_exact = streamed(
-        (g / 1e6 for g in store.iter_gaps(run.id)), store.gap_count(run.id)
-    )
     itl_n = store.gap_count(run.id)
+    pcts, itl_mean, itl_exact = streamed(store.iter_gaps(run.id), itl_n)  # integer ns in
     dists["itl_ms"] = Distribution(
-        n=itl_n, mean=itl_mean, values={_pct_label(p): v for p, v in zip(PERCENTILES, pcts, strict=False)},
+        n=itl_n, mean=itl_mean / 1e6,
+        values={_pct_label(p): v / 1e6 for p, v in zip(PERCENTILES, pcts)},
         exact=itl_exact,
     )
     open_loop = load.get("rate") is not None
@@ -213,11 +213,12 @@ def summarize(store: Store, run: Run) -> Summary:
         achieved_send_rate=achieved_rate,
         mean_ttft_ms=dists["ttft_ms"].mean,
         mean_tpot_ms=dists["tpot_ms"].mean,
-        mean_itl_ms=itl_mean,
+        mean_itl_ms=itl_mean / 1e6,
         mean_e2e_ms=dists["e2e_ms"].mean,
         mean_input_tokens=_mean(prompt),
         mean_output_tokens=_mean(completion),
         tokens_per_chunk=tok_per_chunk,
+        chunks_per_s=per_s(float(np.nansum(chunks[streamed_ok]))) if streamed_ok.any() else math.nan,
         token_sources=sources,
         loop_lag_ms=dict(run.health.get("loop_lag_ms", {})),
         distributions=dists,
@@ -257,7 +258,10 @@ def _warnings(s: Summary, run: Run, all_streamed: bool) -> list[str]:
             "report usage when asked with stream_options.include_usage; check that yours honours it"
         )
     if not all_streamed:
-        out.append("--no-stream: TTFT equals E2E latency and there are no ITL/TPOT figures")
+        out.append(
+            "--no-stream: the first token arrives with the whole response, so TTFT is (about) the "
+            "E2E latency, and there are no ITL or TPOT figures"
+        )
     lag = s.loop_lag_ms
     if lag and (lag.get("p99", 0) > 5 or lag.get("max", 0) > 50):
         out.append(

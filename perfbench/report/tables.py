@@ -55,7 +55,7 @@ def summary_table(s: Summary) -> Table:
         ("Mean E2E latency (ms)", fmt(s.mean_e2e_ms)),
         ("Mean input tokens", fmt(s.mean_input_tokens, 1)),
         ("Mean output tokens", fmt(s.mean_output_tokens, 1)),
-        ("Tokens per chunk", fmt(s.tokens_per_chunk, 3)),
+        ("Chunks/s · tokens per chunk", f"{fmt(s.chunks_per_s)} · {fmt(s.tokens_per_chunk, 3)}"),
     ]
     if s.mode == "open":
         rows.insert(4, ("Planned / achieved send rate (req/s)",

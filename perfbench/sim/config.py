@@ -138,7 +138,7 @@ DEFAULT_PRESET = "fast"
 
 # Help text per field; the flag name, type and choices come from the dataclass itself.
 _HELP: dict[str, str] = {
-    "served_model_name": "model name(s) served; requests for any other get 404 (default: perfbench-sim)",
+    "served_model_name": "model name(s) served; requests for any other get 404",
     "max_num_seqs": "most sequences decoded at once; more wait in a FIFO queue",
     "kv_tokens": "KV-cache budget in tokens; a sequence holds prompt + output tokens",
     "max_model_len": "longest prompt + max_tokens accepted; longer requests get 400",
@@ -190,13 +190,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             kwargs.update(choices=OUTPUT_LEN_DISTS)
         elif f.name == "reasoning_field":
             kwargs.update(choices=REASONING_FIELDS)
-        elif f.name in ("seed", "timing_log"):
-            kwargs.update(type=int if f.name == "seed" else str)
+        elif f.name == "seed":
+            kwargs.update(type=int, metavar="N")
+        elif f.name == "timing_log":
+            kwargs.update(metavar="FILE")
         else:
-            kwargs.update(type=type(default))
+            kwargs.update(type=type(default), metavar=_metavar(f.name))
         if not isinstance(default, bool) and f.name not in ("seed", "timing_log"):
-            kwargs["help"] += f" (preset default: {_show(default)})"
+            kwargs["help"] += f" ({DEFAULT_PRESET} preset: {_show(default)})"
         group.add_argument(_flag(f.name), **kwargs)
+
+
+def _metavar(name: str) -> str:
+    if name.endswith("_rate") or name == "reasoning_ratio":
+        return "P"
+    if name.endswith("_ms") or name.endswith("_ms_per_seq"):
+        return "MS"
+    if name.endswith("_us_per_token"):
+        return "US"
+    if name == "error_status":
+        return "STATUS"
+    if name == "output_len_sigma":
+        return "SIGMA"
+    return "N"
 
 
 def _show(value: object) -> str:

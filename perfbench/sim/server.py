@@ -29,7 +29,7 @@ from .config import SimConfig
 from .engine import Engine, Sequence
 from .faults import NO_STEP, FaultPlan, draw_faults
 from .request import GenRequest, RequestError, parse_request
-from .stream import ResponseStream, Token, usage_tail
+from .stream import ResponseStream, usage_tail
 from .timing_log import TimingLog
 from .tokens import TokenPool, output_length
 
@@ -46,7 +46,7 @@ class Output:
     finish_reasons: list[str]
     reasoning_k: list[int]
     faults: FaultPlan
-    rng: random.Random
+    starts: list[int]  # where each choice's text begins in the token pool
 
     @property
     def completion_tokens(self) -> int:
@@ -71,7 +71,7 @@ class SimState:
     def __post_init__(self) -> None:
         if self.config.seed is not None:
             self.base_seed = self.config.seed
-        self.pool = TokenPool(self.base_seed)
+        self.pool = TokenPool(self.base_seed, self.config.max_model_len)
 
     def rng_for(self, req: GenRequest) -> random.Random:
         self.arrivals += 1
@@ -110,7 +110,8 @@ class SimState:
         ratio = c.reasoning_ratio if req.chat else 0.0
         reasoning_k = [round(ratio * length) for length in lengths]
         faults = draw_faults(c, rng, max(lengths))
-        return Output(lengths, finish, reasoning_k, faults, rng)
+        starts = [self.pool.start(rng) for _ in lengths]
+        return Output(lengths, finish, reasoning_k, faults, starts)
 
 
 STATE = web.AppKey("perfbench_sim_state", SimState)
@@ -242,17 +243,12 @@ async def _generate(request: web.Request, *, chat: bool) -> web.StreamResponse:
     return await _whole(request, state, req, out, rid, recv_ns)
 
 
-def _tokens(state: SimState, out: Output) -> list[list[Token]]:
-    return [state.pool.take(out.rng, length) for length in out.lengths]
-
-
 def _response_stream(
     state: SimState,
     req: GenRequest,
     out: Output,
     rid: str,
     transport: asyncio.Transport | None,
-    tokens: list[list[Token]] | None = None,
 ) -> ResponseStream:
     enc = wire.Encoder(
         chat=req.chat,
@@ -271,7 +267,9 @@ def _response_stream(
     return ResponseStream(
         transport,
         enc,
-        tokens=tokens if tokens is not None else _tokens(state, out),
+        pool=state.pool.tokens,
+        starts=out.starts,
+        lengths=out.lengths,
         reasoning_k=out.reasoning_k,
         finish_reasons=out.finish_reasons,
         tail=tail,
@@ -366,8 +364,8 @@ async def _whole(
 
 def _whole_body(state: SimState, req: GenRequest, out: Output, rid: str) -> bytes:
     texts: list[tuple[str, str]] = []
-    for toks, k in zip(_tokens(state, out), out.reasoning_k, strict=True):
-        words = [t[0] for t in toks]
+    for start, length, k in zip(out.starts, out.lengths, out.reasoning_k, strict=True):
+        words = state.pool.text(start, length)
         texts.append(("".join(words[:k]), "".join(words[k:])))
     return wire.completion_body(
         chat=req.chat,
@@ -390,7 +388,9 @@ async def _burst(
     A fault-free stream is built from a cached template per (endpoint, model, lengths, reasoning
     split, finish reasons): the template's shared event prefix (id, created, model) is swapped for
     this response's in one ``bytes.join``, and the usage/[DONE] tail appended. Token texts are
-    therefore the same for every stream of one shape in this mode.
+    therefore the same for every stream of one shape in this mode. Burst requests skip the
+    engine (no queue, no running/waiting gauges) and non-streaming ones get only the HTTP-status
+    faults.
     """
     stats = state.engine.stats
     stats.prompt_tokens += req.prompt_tokens
@@ -419,12 +419,15 @@ async def _burst(
     sink = _response_stream(state, req, out, rid, request.transport)
     first_ns = perf_counter_ns()
     for step in range(sink.steps):
-        if step == out.faults.stall_at and step:
+        if step == out.faults.stall_at:
             await asyncio.sleep(state.config.stall_ms / 1e3)
         if not sink.emit(step):
             break
     if sink.outcome in ("ok", "error_event"):
-        await resp.write_eof()
+        try:
+            await resp.write_eof()
+        except ConnectionError:
+            sink.outcome = "client_gone"
     stats.finished[out.finish_reasons[0] if sink.outcome == "ok" else "abort"] += 1
     if state.timing_log is not None:
         end_ns = perf_counter_ns()
@@ -466,7 +469,9 @@ def _burst_body(state: SimState, req: GenRequest, out: Output, rid: str) -> byte
         template = ResponseStream(
             None,
             enc,
-            tokens=_tokens(state, out),
+            pool=state.pool.tokens,
+            starts=out.starts,
+            lengths=out.lengths,
             reasoning_k=out.reasoning_k,
             finish_reasons=out.finish_reasons,
             tail=b"",

@@ -23,7 +23,8 @@ class ResponseStream:
     __slots__ = (
         "transport",
         "enc",
-        "tokens",
+        "pool",
+        "starts",
         "reasoning_k",
         "lengths",
         "finish_reasons",
@@ -40,7 +41,9 @@ class ResponseStream:
         transport: asyncio.Transport | None,
         enc: Encoder,
         *,
-        tokens: list[list[Token]],
+        pool: tuple[Token, ...],
+        starts: list[int],
+        lengths: list[int],
         reasoning_k: list[int],
         finish_reasons: list[str],
         tail: bytes,
@@ -48,16 +51,17 @@ class ResponseStream:
     ) -> None:
         self.transport = transport
         self.enc = enc
-        self.tokens = tokens
+        self.pool = pool
+        self.starts = starts
         self.reasoning_k = reasoning_k
-        self.lengths = [len(t) for t in tokens]
+        self.lengths = lengths
         self.finish_reasons = finish_reasons
-        self.steps = max(self.lengths)
+        self.steps = max(lengths)
         self.tail = tail  # usage event (if asked) + [DONE]
         self.faults = faults
         self.outcome = "ok"  # or "disconnect", "error_event", "client_gone", "shutdown"
         self.tokens_written = 0
-        self._single = len(tokens) == 1
+        self._single = len(lengths) == 1
 
     def step_bytes(self, step: int) -> bytes:
         """The SSE bytes of one step, without faults and without HTTP framing."""
@@ -65,7 +69,7 @@ class ResponseStream:
         if self._single:
             k = self.reasoning_k[0]
             pre = enc.reasoning_pre[0] if step < k else enc.token_pre[0]
-            data = pre + self.tokens[0][step][1] + enc.post
+            data = pre + self.pool[self.starts[0] + step][1] + enc.post
             if step == 0:
                 data = enc.role(0) + data
             if step == self.steps - 1:
@@ -74,13 +78,13 @@ class ResponseStream:
             return data
         parts: list[bytes] = []
         if step == 0:
-            parts.extend(enc.role(i) for i in range(len(self.tokens)))
-        for i, toks in enumerate(self.tokens):
-            if step < len(toks):
+            parts.extend(enc.role(i) for i in range(len(self.lengths)))
+        for i, length in enumerate(self.lengths):
+            if step < length:
                 pre = enc.reasoning_pre[i] if step < self.reasoning_k[i] else enc.token_pre[i]
-                parts += (pre, toks[step][1], enc.post)
+                parts += (pre, self.pool[self.starts[i] + step][1], enc.post)
                 self.tokens_written += 1
-                if step == len(toks) - 1:
+                if step == length - 1:
                     parts.append(enc.finish(i, self.finish_reasons[i]))
         if step == self.steps - 1:
             parts.append(self.tail)

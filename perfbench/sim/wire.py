@@ -68,13 +68,15 @@ class Encoder:
             _json(model),
         )
         if chat:
-            self.token_pre = [self.head + b'{"index":%d,"delta":{"content":' % i for i in range(n)]
-            self.reasoning_pre = [
+            self.token_pre = tuple(
+                self.head + b'{"index":%d,"delta":{"content":' % i for i in range(n)
+            )
+            self.reasoning_pre = tuple(
                 self.head + b'{"index":%d,"delta":{"%b":' % (i, self._field) for i in range(n)
-            ]
+            )
             self.post = b'},"logprobs":null,"finish_reason":null}]}\n\n'
         else:
-            self.token_pre = [self.head + b'{"index":%d,"text":' % i for i in range(n)]
+            self.token_pre = tuple(self.head + b'{"index":%d,"text":' % i for i in range(n))
             self.reasoning_pre = self.token_pre
             self.post = b',"logprobs":null,"finish_reason":null}]}\n\n'
 
