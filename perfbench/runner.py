@@ -174,7 +174,10 @@ class _Batch:
             model = client_spec.model
             if model is None:
                 if not models:
-                    raise ConfigError(f"{client_spec.models_url} lists no models: give --model")
+                    answer = f"HTTP {client.models_status}" if client.models_status != 200 else "an empty list"
+                    raise ConfigError(
+                        f"{client_spec.models_url} gave no model list ({answer}): give --model"
+                    )
                 model = models[0]
             elif models and model not in models:
                 raise ServerRejected(

@@ -113,6 +113,7 @@ class Client:
         self._headers = headers
         self._url = yarl.URL(spec.url)
         self._session: aiohttp.ClientSession | None = None
+        self.models_status: int | None = None  # what /v1/models answered in check()
 
     async def __aenter__(self) -> Client:
         connector = aiohttp.TCPConnector(
@@ -140,16 +141,18 @@ class Client:
         assert self._session is not None, "use `async with Client(...)`"
         return self._session
 
-    async def check(self, timeout: float = 3.0) -> list[str]:
+    async def check(self, connect_timeout: float = 1.0, timeout: float = 10.0) -> list[str]:
         """The pre-run check: can we reach the server, and which models does it serve?
 
-        Raises ServerUnreachable when no connection can be made, ServerRejected on 401/403.
+        Raises ServerUnreachable when no connection is made within ``connect_timeout`` (so an
+        unreachable server is reported in about a second) or no answer comes within ``timeout``,
+        and ServerRejected on 401/403.
         Returns the served model ids ([] when the server has no ``/v1/models``).
         """
         url = self.spec.models_url
         try:
             async with self.session.get(
-                url, timeout=aiohttp.ClientTimeout(total=timeout)
+                url, timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=connect_timeout)
             ) as resp:
                 body = await resp.read()
                 if resp.status in (401, 403):
@@ -157,11 +160,17 @@ class Client:
                         f"{url} refused the request ({error_message(resp.status, body)}): "
                         "check --api-key or OPENAI_API_KEY"
                     )
+                self.models_status = resp.status
                 if resp.status != 200:
                     return []
         except aiohttp.ClientConnectorError as exc:
             raise ServerUnreachable(
                 f"cannot reach {url} ({_reason(exc)}): is the server running? check --url"
+            ) from exc
+        except aiohttp.ConnectionTimeoutError as exc:
+            raise ServerUnreachable(
+                f"cannot reach {url} (no connection within {connect_timeout:g}s): is the server "
+                "running, and is the address right? check --url"
             ) from exc
         except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
             raise ServerUnreachable(
