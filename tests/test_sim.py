@@ -26,7 +26,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from perfbench.sim import PRESETS, SimConfig, add_arguments, build_app, config_from_args
+from perfbench.sim import PRESETS, SimConfig, add_arguments, build_app, config_from_args, main
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
@@ -544,7 +544,7 @@ def test_ttft_and_itl_match_the_config() -> None:
     results = run_sim(config, go)
     ttft = statistics.median(r[0] for r in results)
     itl = statistics.median(b - a for r in results for a, b in zip(r[1], r[1][1:], strict=False))
-    assert 0.098 <= ttft <= 0.110, ttft
+    assert 0.098 <= ttft <= 0.120, ttft  # 100 ms; the upper slack is for a busy CI machine
     assert 0.0085 <= itl <= 0.0115, itl
 
 
@@ -556,7 +556,7 @@ def test_prefill_cost_adds_to_ttft() -> None:
         ttft, _, _ = await timed_stream(s, chat_body(400, stream=True, max_tokens=2))
         return ttft
 
-    assert 0.115 <= run_sim(config, go) <= 0.135
+    assert 0.115 <= run_sim(config, go) <= 0.145
 
 
 def test_queueing_beyond_max_num_seqs() -> None:
@@ -635,6 +635,13 @@ def test_config_flags_presets_and_validation() -> None:
         SimConfig(error_rate=1.5)
     with pytest.raises(ValueError, match="--kv-tokens"):
         SimConfig(kv_tokens=100, max_model_len=1000)
+
+
+def test_main_rejects_bad_flags_with_one_sentence(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["--port", "0", "--itl-ms", "-1"])
+    assert exc.value.code == 2
+    assert "--itl-ms must be >= 0." in capsys.readouterr().err
 
 
 def test_serve_subprocess_prints_its_port_and_stops_on_sigterm() -> None:

@@ -12,11 +12,11 @@ to stream as fast as possible; fault injection. From Python::
 or in-process with any aiohttp runner: ``build_app(config)``. Modules: ``config`` (flags and
 presets), ``engine`` (batching and the timing model), ``wire`` (the pre-encoded vLLM format),
 ``stream`` (one response's writes), ``faults``, ``tokens`` (what the model "says"), ``request``
-(reading a body), ``metrics``, ``timing_log``, ``server`` (routes) and ``serve`` (the process).
+(reading a body), ``metrics``, ``timing_log``, ``server`` (routes) and ``process`` (serve and main).
 """
 
 from .config import PRESETS, SimConfig, add_arguments, config_from_args
-from .serve import main, serve
+from .process import main, serve
 from .server import build_app
 
 __all__ = [

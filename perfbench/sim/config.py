@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,7 +92,7 @@ class SimConfig:
             "error_event_rate",
         ):
             value = getattr(self, flag)
-            if not (0.0 <= value <= 1.0) or math.isnan(value):
+            if not 0.0 <= value <= 1.0:  # also rejects NaN
                 raise ValueError(f"{_flag(flag)} must be between 0 and 1.")
         if not 400 <= self.error_status <= 599:
             raise ValueError("--error-status must be an HTTP error status (400-599).")

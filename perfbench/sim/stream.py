@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 
 from .faults import NO_FAULTS, FaultPlan
-from .wire import DONE, Encoder, error_event
+from .wire import DONE, Encoder, error_event, http_chunk
 
 Token = tuple[str, bytes]
 
@@ -109,12 +109,12 @@ class ResponseStream:
                 data = error_event("The simulated engine failed while generating.") + DONE
                 if step == 0 and self.enc.chat:
                     data = self.enc.role(0) + data
-                transport.write(b"%x\r\n%b\r\n" % (len(data), data))
+                transport.write(http_chunk(data))
                 return False
             data = self.step_bytes(step)
             if step == faults.malformed_at:
                 data = self.enc.malformed() + data
-        transport.write(b"%x\r\n%b\r\n" % (len(data), data))
+        transport.write(http_chunk(data))
         return True
 
 

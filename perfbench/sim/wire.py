@@ -91,16 +91,9 @@ class Encoder:
 
     def finish(self, index: int, reason: str) -> bytes:
         """The event that closes a choice: empty delta (or text) and its finish_reason."""
-        body = b'"delta":{"content":""}' if self.chat else b'"text":""'
-        return (
-            self.head
-            + b'{"index":%d,%b,"logprobs":null,"finish_reason":"%b","stop_reason":null}]}\n\n'
-            % (
-                index,
-                body,
-                reason.encode(),
-            )
-        )
+        empty = b'"delta":{"content":""}' if self.chat else b'"text":""'
+        rest = b'"logprobs":null,"finish_reason":"%b","stop_reason":null}]}\n\n' % reason.encode()
+        return self.head + b'{"index":%d,%b,%b' % (index, empty, rest)
 
     def usage(
         self, prompt_tokens: int, completion_tokens: int, reasoning_tokens: int | None
