@@ -20,6 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from .config import SimConfig, add_arguments, config_from_args
+from .arrival import SimRunner
 from .server import build_app
 
 SHUTDOWN_TIMEOUT_S = 2.0
@@ -48,7 +49,7 @@ def _run(coro: Coroutine[Any, Any, None]) -> None:
 async def _serve(config: SimConfig, host: str, port: int) -> None:
     if config.access_log:
         logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(message)s")
-    runner = web.AppRunner(
+    runner = SimRunner(
         build_app(config),
         access_log=logging.getLogger("aiohttp.access") if config.access_log else None,
         shutdown_timeout=SHUTDOWN_TIMEOUT_S,

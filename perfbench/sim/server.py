@@ -25,6 +25,7 @@ import msgspec
 from aiohttp import web
 
 from . import metrics, wire
+from .arrival import arrival_ns
 from .config import SimConfig
 from .engine import Engine, Sequence
 from .faults import NO_STEP, FaultPlan, draw_faults
@@ -217,7 +218,7 @@ async def _completions(request: web.Request) -> web.StreamResponse:
 
 
 async def _generate(request: web.Request, *, chat: bool) -> web.StreamResponse:
-    recv_ns = perf_counter_ns()
+    recv_ns = arrival_ns(request)
     state = request.app[STATE]
     state.engine.poll()
     config = state.config
