@@ -10,8 +10,11 @@ leave the process once written, so the difference per request should be near zer
 
 Part 2, timing truth: 256 concurrent streams against a simulator set to TTFT 200 ms and ITL
 10 ms, which logs when it received each request and wrote each first token (same monotonic
-clock). Reports the reported TTFT minus 200 ms, and the reported TTFT minus the simulator's own
-receive→first-write time, mean and p99.
+clock). Reports the reported TTFT minus 200 ms; the reported TTFT minus the simulator's own
+arrival→first-write time; and that error split at the two ends of the wire: the client's read
+delay (its stamp of the first token minus the simulator's write of it) and the send-to-arrival
+time (the simulator's arrival stamp minus the client's send stamp: the simulator's own loop lag
+plus the loopback transit).
 
     .venv/bin/python benchmarks/client_overhead.py            # both parts, ~1 minute
     .venv/bin/python benchmarks/client_overhead.py --part 1 --requests 20000
@@ -64,14 +67,15 @@ def throughput(requests: int, concurrency: int, tokens: int, tmp: Path) -> dict[
     }
 
 
-def timing(concurrency: int, rounds: int, tmp: Path) -> dict[str, float]:
+def timing(concurrency: int, rounds: int, tokens: int, tmp: Path) -> dict[str, float]:
     log = tmp / "sim-timing.jsonl"
+    log.unlink(missing_ok=True)
     flags = ("--ttft-ms", "200", "--itl-ms", "10", "--itl-ms-per-seq", "0",
              "--prefill-us-per-token", "0", "--max-num-seqs", str(concurrency), "--seed", "1",
              "--timing-log", str(log))
-    db = tmp / "timing.db"
+    db = tmp / f"timing-{concurrency}.db"
     with EmbeddedSim(flags) as sim:
-        client = ClientSpec(url=sim.url, max_tokens=64, min_tokens=64)
+        client = ClientSpec(url=sim.url, max_tokens=tokens, min_tokens=tokens)
         result = run(PerfSpec(client=client, workload=_workload(), db_path=db,
                               loads=(LoadSpec(parallel=concurrency, number=concurrency * rounds),)))
     s = result.runs[0].summary
@@ -80,18 +84,27 @@ def timing(concurrency: int, rounds: int, tmp: Path) -> dict[str, float]:
         entry = json.loads(line)
         truth[entry["id"]] = entry
     with sqlite3.connect(db) as conn:
+        (t0,) = conn.execute("SELECT t0_ns FROM runs").fetchone()
         measured = conn.execute(
-            "SELECT response_id, ttft_ms FROM requests WHERE status = 'ok' AND warmup = 0").fetchall()
-    ttft = np.array([t for _, t in measured])
-    own = np.array([(truth[r]["first_token_ns"] - truth[r]["recv_ns"]) / 1e6 for r, _ in measured])
+            "SELECT response_id, ttft_ms, sent_ns, first_token_ns FROM requests "
+            "WHERE status = 'ok' AND warmup = 0").fetchall()
+    ttft = np.array([m[1] for m in measured])
+    own = np.array([(truth[m[0]]["first_token_ns"] - truth[m[0]]["recv_ns"]) / 1e6 for m in measured])
+    # the same monotonic clock in both processes: split the error at the two ends of the wire
+    arrival = np.array([(truth[m[0]]["recv_ns"] - (m[2] + t0)) / 1e6 for m in measured])
+    delivery = np.array([((m[3] + t0) - truth[m[0]]["first_token_ns"]) / 1e6 for m in measured])
+
+    def stats(name: str, a: np.ndarray) -> dict[str, float]:
+        return {f"{name}_mean": float(a.mean()), f"{name}_p99": float(np.percentile(a, 99))}
+
     return {
-        "requests": len(measured),
-        "ttft_minus_200_mean": float((ttft - 200).mean()),
-        "ttft_minus_200_p99": float(np.percentile(ttft, 99) - 200),
-        "ttft_minus_sim_own_mean": float((ttft - own).mean()),
-        "ttft_minus_sim_own_p99": float(np.percentile(ttft - own, 99)),
-        "sim_own_ttft_minus_200_mean": float((own - 200).mean()),
-        "loop_lag_p99_ms": s.loop_lag_ms.get("p99", float("nan")),
+        "streams": concurrency, "requests": len(measured),
+        **stats("ttft_minus_200", ttft - 200),
+        **stats("ttft_minus_sim_own", ttft - own),
+        **stats("client_read_delay", delivery),
+        **stats("send_to_sim_arrival", arrival),
+        **stats("sim_own_ttft_minus_200", own - 200),
+        "client_loop_lag_p99_ms": s.loop_lag_ms.get("p99", float("nan")),
     }
 
 
@@ -141,7 +154,8 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=10_000, help="part 1 requests (default: %(default)s)")
     ap.add_argument("--concurrency", type=int, default=64, help="part 1 (default: %(default)s)")
     ap.add_argument("--tokens", type=int, default=256, help="part 1 stream length (default: %(default)s)")
-    ap.add_argument("--streams", type=int, default=256, help="part 2 concurrency (default: %(default)s)")
+    ap.add_argument("--streams", type=int, nargs="+", default=[64, 256], help="part 2 concurrency (default: %(default)s)")
+    ap.add_argument("--stream-tokens", type=int, default=64, help="part 2 stream length (default: %(default)s)")
     ap.add_argument("--rounds", type=int, default=4, help="part 2 requests per stream (default: %(default)s)")
     args = ap.parse_args()
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
@@ -150,7 +164,8 @@ def main() -> None:
         if args.part in (None, 1):
             print("throughput", json.dumps(throughput(args.requests, args.concurrency, args.tokens, tmp), indent=1))
         if args.part in (None, 2):
-            print("timing", json.dumps(timing(args.streams, args.rounds, tmp), indent=1))
+            for streams in args.streams:
+                print("timing", json.dumps(timing(streams, args.rounds, args.stream_tokens, tmp), indent=1))
         if args.part in (None, 3):
             print("memory", json.dumps(memory(args.requests * 2, tmp), indent=1))
 
