@@ -19,8 +19,8 @@ from typing import Any
 
 from aiohttp import web
 
-from .config import SimConfig, add_arguments, config_from_args
 from .arrival import SimRunner
+from .config import SimConfig, add_arguments, config_from_args
 from .server import build_app
 
 SHUTDOWN_TIMEOUT_S = 2.0
