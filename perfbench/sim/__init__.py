@@ -15,9 +15,27 @@ presets), ``engine`` (batching and the timing model), ``wire`` (the pre-encoded 
 (reading a body), ``metrics``, ``timing_log``, ``server`` (routes) and ``process`` (serve and main).
 """
 
+from typing import TYPE_CHECKING, Any
+
 from .config import PRESETS, SimConfig, add_arguments, config_from_args
-from .process import main, serve
-from .server import build_app
+
+if TYPE_CHECKING:
+    from .process import main, serve
+    from .server import build_app
+
+_LAZY = {"main": "process", "serve": "process", "build_app": "server"}
+
+
+def __getattr__(name: str) -> Any:
+    """The server parts import aiohttp: load them on first use, so ``perfbench --help`` stays fast."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'perfbench.sim' has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
 
 __all__ = [
     "PRESETS",
