@@ -315,7 +315,7 @@ def cmd_runs(ns: argparse.Namespace, argv: Sequence[str]) -> int:
         shape = (f"rate {load.get('rate')}" if load.get("rate") is not None else f"parallel {load.get('parallel')}")
         ok = counts[r.id].get("ok", 0)
         failed = sum(counts[r.id].values()) - ok
-        table.add_row(str(r.id), r.name or "", r.status, r.started_at, r.model or "", shape, str(ok), str(failed))
+        table.add_row(str(r.id), r.name or "", r.status, r.started_at[:16].replace("T", " "), r.model or "", shape, str(ok), str(failed))
     Console().print(table)
     return 0
 
