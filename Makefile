@@ -22,6 +22,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check perfbench tests benchmarks
+	$(BIN)/ruff format --check perfbench tests benchmarks
 	$(BIN)/mypy --strict perfbench
 
 check: lint test

@@ -49,10 +49,20 @@ def _cpu() -> float:
 def throughput(requests: int, concurrency: int, tokens: int, tmp: Path) -> dict[str, float]:
     with EmbeddedSim(("--burst", "--seed", "1")) as sim:
         client = ClientSpec(url=sim.url, max_tokens=tokens, min_tokens=tokens)
-        spec = PerfSpec(client=client, loads=(LoadSpec(parallel=concurrency, number=requests),),
-                        db_path=tmp / "burst.db", workload=_workload())
-        run(PerfSpec(client=client, loads=(LoadSpec(parallel=concurrency, number=concurrency * 4),),
-                     db_path=tmp / "warm.db", workload=_workload()))  # imports, caches, JIT-free warm-up
+        spec = PerfSpec(
+            client=client,
+            loads=(LoadSpec(parallel=concurrency, number=requests),),
+            db_path=tmp / "burst.db",
+            workload=_workload(),
+        )
+        run(
+            PerfSpec(
+                client=client,
+                loads=(LoadSpec(parallel=concurrency, number=concurrency * 4),),
+                db_path=tmp / "warm.db",
+                workload=_workload(),
+            )
+        )  # imports, caches, JIT-free warm-up
         cpu0, wall0 = _cpu(), time.perf_counter()
         result = run(spec)
         cpu, wall = _cpu() - cpu0, time.perf_counter() - wall0
@@ -60,24 +70,47 @@ def throughput(requests: int, concurrency: int, tokens: int, tmp: Path) -> dict[
     total_tokens = s.mean_output_tokens * s.ok
     chunks = total_tokens / s.tokens_per_chunk
     return {
-        "requests": s.ok, "failed": s.failed, "window_s": s.duration_s,
-        "req_per_s": s.req_per_s, "chunks_per_s": chunks / s.duration_s,
+        "requests": s.ok,
+        "failed": s.failed,
+        "window_s": s.duration_s,
+        "req_per_s": s.req_per_s,
+        "chunks_per_s": chunks / s.duration_s,
         "tokens_per_s": s.output_tok_per_s,
-        "cpu_us_per_token": 1e6 * cpu / total_tokens, "cpu_share_of_wall": cpu / wall,
+        "cpu_us_per_token": 1e6 * cpu / total_tokens,
+        "cpu_share_of_wall": cpu / wall,
     }
 
 
 def timing(concurrency: int, rounds: int, tokens: int, tmp: Path) -> dict[str, float]:
     log = tmp / "sim-timing.jsonl"
     log.unlink(missing_ok=True)
-    flags = ("--ttft-ms", "200", "--itl-ms", "10", "--itl-ms-per-seq", "0",
-             "--prefill-us-per-token", "0", "--max-num-seqs", str(concurrency), "--seed", "1",
-             "--timing-log", str(log))
+    flags = (
+        "--ttft-ms",
+        "200",
+        "--itl-ms",
+        "10",
+        "--itl-ms-per-seq",
+        "0",
+        "--prefill-us-per-token",
+        "0",
+        "--max-num-seqs",
+        str(concurrency),
+        "--seed",
+        "1",
+        "--timing-log",
+        str(log),
+    )
     db = tmp / f"timing-{concurrency}.db"
     with EmbeddedSim(flags) as sim:
         client = ClientSpec(url=sim.url, max_tokens=tokens, min_tokens=tokens)
-        result = run(PerfSpec(client=client, workload=_workload(), db_path=db,
-                              loads=(LoadSpec(parallel=concurrency, number=concurrency * rounds),)))
+        result = run(
+            PerfSpec(
+                client=client,
+                workload=_workload(),
+                db_path=db,
+                loads=(LoadSpec(parallel=concurrency, number=concurrency * rounds),),
+            )
+        )
     s = result.runs[0].summary
     truth = {}
     for line in log.read_text().splitlines():
@@ -87,9 +120,12 @@ def timing(concurrency: int, rounds: int, tokens: int, tmp: Path) -> dict[str, f
         (t0,) = conn.execute("SELECT t0_ns FROM runs").fetchone()
         measured = conn.execute(
             "SELECT response_id, ttft_ms, sent_ns, first_token_ns FROM requests "
-            "WHERE status = 'ok' AND warmup = 0").fetchall()
+            "WHERE status = 'ok' AND warmup = 0"
+        ).fetchall()
     ttft = np.array([m[1] for m in measured])
-    own = np.array([(truth[m[0]]["first_token_ns"] - truth[m[0]]["recv_ns"]) / 1e6 for m in measured])
+    own = np.array(
+        [(truth[m[0]]["first_token_ns"] - truth[m[0]]["recv_ns"]) / 1e6 for m in measured]
+    )
     # the same monotonic clock in both processes: split the error at the two ends of the wire
     arrival = np.array([(truth[m[0]]["recv_ns"] - (m[2] + t0)) / 1e6 for m in measured])
     delivery = np.array([((m[3] + t0) - truth[m[0]]["first_token_ns"]) / 1e6 for m in measured])
@@ -98,7 +134,8 @@ def timing(concurrency: int, rounds: int, tokens: int, tmp: Path) -> dict[str, f
         return {f"{name}_mean": float(a.mean()), f"{name}_p99": float(np.percentile(a, 99))}
 
     return {
-        "streams": concurrency, "requests": len(measured),
+        "streams": concurrency,
+        "requests": len(measured),
         **stats("ttft_minus_200", ttft - 200),
         **stats("ttft_minus_sim_own", ttft - own),
         **stats("client_read_delay", delivery),
@@ -129,17 +166,27 @@ def memory(requests: int, tmp: Path) -> dict[str, float]:
         thread = threading.Thread(target=sample, daemon=True)
         start = time.perf_counter()
         thread.start()
-        result = run(PerfSpec(client=client, loads=(LoadSpec(parallel=64, number=requests),),
-                              db_path=tmp / "memory.db", workload=_workload()))
+        result = run(
+            PerfSpec(
+                client=client,
+                loads=(LoadSpec(parallel=64, number=requests),),
+                db_path=tmp / "memory.db",
+                workload=_workload(),
+            )
+        )
         stop.set()
         thread.join()
     window = result.runs[0].summary.duration_s
     t10, t90 = start + 0.1 * window, start + 0.9 * window
     rss10 = min((abs(t - t10), r) for t, r in samples)[1]
     rss90 = min((abs(t - t90), r) for t, r in samples)[1]
-    return {"requests": requests, "rss_mib_at_10pct": rss10, "rss_mib_at_90pct": rss90,
-            "growth_bytes_per_request": (rss90 - rss10) * 2**20 / (0.8 * requests),
-            "peak_rss_mib": max(r for _, r in samples)}
+    return {
+        "requests": requests,
+        "rss_mib_at_10pct": rss10,
+        "rss_mib_at_90pct": rss90,
+        "growth_bytes_per_request": (rss90 - rss10) * 2**20 / (0.8 * requests),
+        "peak_rss_mib": max(r for _, r in samples),
+    }
 
 
 def _workload():  # noqa: ANN202 - a short fixed prompt keeps the request cost constant
@@ -149,23 +196,47 @@ def _workload():  # noqa: ANN202 - a short fixed prompt keeps the request cost c
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--part", type=int, choices=(1, 2, 3), help="1 throughput, 2 timing, 3 memory")
-    ap.add_argument("--requests", type=int, default=10_000, help="part 1 requests (default: %(default)s)")
+    ap.add_argument(
+        "--requests", type=int, default=10_000, help="part 1 requests (default: %(default)s)"
+    )
     ap.add_argument("--concurrency", type=int, default=64, help="part 1 (default: %(default)s)")
-    ap.add_argument("--tokens", type=int, default=256, help="part 1 stream length (default: %(default)s)")
-    ap.add_argument("--streams", type=int, nargs="+", default=[64, 256], help="part 2 concurrency (default: %(default)s)")
-    ap.add_argument("--stream-tokens", type=int, default=64, help="part 2 stream length (default: %(default)s)")
-    ap.add_argument("--rounds", type=int, default=4, help="part 2 requests per stream (default: %(default)s)")
+    ap.add_argument(
+        "--tokens", type=int, default=256, help="part 1 stream length (default: %(default)s)"
+    )
+    ap.add_argument(
+        "--streams",
+        type=int,
+        nargs="+",
+        default=[64, 256],
+        help="part 2 concurrency (default: %(default)s)",
+    )
+    ap.add_argument(
+        "--stream-tokens", type=int, default=64, help="part 2 stream length (default: %(default)s)"
+    )
+    ap.add_argument(
+        "--rounds", type=int, default=4, help="part 2 requests per stream (default: %(default)s)"
+    )
     args = ap.parse_args()
-    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(
+        f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    )
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         if args.part in (None, 1):
-            print("throughput", json.dumps(throughput(args.requests, args.concurrency, args.tokens, tmp), indent=1))
+            print(
+                "throughput",
+                json.dumps(throughput(args.requests, args.concurrency, args.tokens, tmp), indent=1),
+            )
         if args.part in (None, 2):
             for streams in args.streams:
-                print("timing", json.dumps(timing(streams, args.rounds, args.stream_tokens, tmp), indent=1))
+                print(
+                    "timing",
+                    json.dumps(timing(streams, args.rounds, args.stream_tokens, tmp), indent=1),
+                )
         if args.part in (None, 3):
             print("memory", json.dumps(memory(args.requests * 2, tmp), indent=1))
 

@@ -39,7 +39,9 @@ def _rate(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number (use inf for all at once)") from None
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number (use inf for all at once)"
+        ) from None
     if not value > 0:
         raise argparse.ArgumentTypeError(f"{text} must be positive")
     return value
@@ -47,13 +49,17 @@ def _rate(text: str) -> float:
 
 def _db_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("database")
-    g.add_argument("--outputs-dir", default="outputs", help="folder of the database (default: %(default)s)")
+    g.add_argument(
+        "--outputs-dir", default="outputs", help="folder of the database (default: %(default)s)"
+    )
     g.add_argument("--db", help="the database file itself (default: OUTPUTS_DIR/perfbench.db)")
 
 
 def _output_options(p: argparse.ArgumentParser) -> None:
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--json", action="store_true", help="print the report as JSON (schema_version 1)")
+    g.add_argument(
+        "--json", action="store_true", help="print the report as JSON (schema_version 1)"
+    )
     g.add_argument("--csv", action="store_true", help="print the report as CSV, one row per run")
 
 
@@ -62,36 +68,82 @@ def _db_path(ns: argparse.Namespace) -> Path:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog=PROG, description="Load-and-eval benchmark for OpenAI-compatible LLM servers.")
+    parser = _Parser(
+        prog=PROG, description="Load-and-eval benchmark for OpenAI-compatible LLM servers."
+    )
     parser.add_argument("--version", action="version", version=f"{PROG} {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    perf = sub.add_parser("perf", help="benchmark a server (the built-in simulator when no --url)",
-                          description="Stream requests at a server, time every one, record them in SQLite and report.")
+    perf = sub.add_parser(
+        "perf",
+        help="benchmark a server (the built-in simulator when no --url)",
+        description="Stream requests at a server, time every one, record them in SQLite and report.",
+    )
     g = perf.add_argument_group("server")
-    g.add_argument("--url", help="server root, API base (/v1) or full endpoint; omit to run the built-in simulator")
+    g.add_argument(
+        "--url",
+        help="server root, API base (/v1) or full endpoint; omit to run the built-in simulator",
+    )
     g.add_argument("--model", help="model name (default: the first one the server lists)")
-    g.add_argument("--api", choices=("openai-chat", "openai-completions"), default=None,
-                   help="endpoint kind (default: from --url, else openai-chat)")
+    g.add_argument(
+        "--api",
+        choices=("openai-chat", "openai-completions"),
+        default=None,
+        help="endpoint kind (default: from --url, else openai-chat)",
+    )
     g.add_argument("--api-key", help="bearer token (default: $OPENAI_API_KEY); never stored")
-    g.add_argument("--header", action="append", default=[], metavar="K:V", help="extra HTTP header (repeatable)")
-    g.add_argument("--connect-timeout", type=float, default=10.0, help="seconds (default: %(default)s)")
-    g.add_argument("--read-timeout", type=float, default=600.0,
-                   help="seconds without data before a request fails (default: %(default)s)")
-    g.add_argument("--sim-args", default="", help="flags for the built-in simulator, e.g. '--preset instant'")
+    g.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        metavar="K:V",
+        help="extra HTTP header (repeatable)",
+    )
+    g.add_argument(
+        "--connect-timeout", type=float, default=10.0, help="seconds (default: %(default)s)"
+    )
+    g.add_argument(
+        "--read-timeout",
+        type=float,
+        default=600.0,
+        help="seconds without data before a request fails (default: %(default)s)",
+    )
+    g.add_argument(
+        "--sim-args", default="", help="flags for the built-in simulator, e.g. '--preset instant'"
+    )
 
     g = perf.add_argument_group("load")
-    g.add_argument("--parallel", type=_positive_int, nargs="+",
-                   help="closed loop: requests in flight (several values: one run each)")
-    g.add_argument("--number", type=_positive_int, nargs="+",
-                   help="requests per run, paired with --parallel/--rate (default: 10 × parallel, at least 100)")
-    g.add_argument("--rate", type=_rate, nargs="+",
-                   help="open loop: requests/s, Poisson arrivals (inf: all at once)")
-    g.add_argument("--burstiness", type=float, default=1.0,
-                   help="gamma shape of the arrival gaps: 1 Poisson, <1 burstier (default: %(default)s)")
-    g.add_argument("--max-concurrency", type=_positive_int, help="open loop: cap on requests in flight")
+    g.add_argument(
+        "--parallel",
+        type=_positive_int,
+        nargs="+",
+        help="closed loop: requests in flight (several values: one run each)",
+    )
+    g.add_argument(
+        "--number",
+        type=_positive_int,
+        nargs="+",
+        help="requests per run, paired with --parallel/--rate (default: 10 × parallel, at least 100)",
+    )
+    g.add_argument(
+        "--rate",
+        type=_rate,
+        nargs="+",
+        help="open loop: requests/s, Poisson arrivals (inf: all at once)",
+    )
+    g.add_argument(
+        "--burstiness",
+        type=float,
+        default=1.0,
+        help="gamma shape of the arrival gaps: 1 Poisson, <1 burstier (default: %(default)s)",
+    )
+    g.add_argument(
+        "--max-concurrency", type=_positive_int, help="open loop: cap on requests in flight"
+    )
     g.add_argument("--duration", type=float, help="seconds of scheduling; ends the run early")
-    g.add_argument("--warmup", type=int, default=0, help="requests sent first and left out of the figures")
+    g.add_argument(
+        "--warmup", type=int, default=0, help="requests sent first and left out of the figures"
+    )
     g.add_argument("--seed", type=int, default=0, help="seed of arrivals and of the simulator")
 
     g = perf.add_argument_group("request")
@@ -100,8 +152,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--temperature", type=float)
     g.add_argument("--top-p", type=float)
     g.add_argument("--top-k", type=int)
-    g.add_argument("--stream", action=argparse.BooleanOptionalAction, default=True,
-                   help="stream the response (default: on)")
+    g.add_argument(
+        "--stream",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="stream the response (default: on)",
+    )
     g.add_argument("--extra-body", help="JSON object merged into every request body")
 
     g = perf.add_argument_group("workload")
@@ -116,13 +172,19 @@ def build_parser() -> argparse.ArgumentParser:
     _db_options(perf)
     perf.set_defaults(func=cmd_perf)
 
-    sim = sub.add_parser("sim", help="run the simulated inference engine",
-                         description="An OpenAI-compatible simulated engine with continuous batching.")
+    sim = sub.add_parser(
+        "sim",
+        help="run the simulated inference engine",
+        description="An OpenAI-compatible simulated engine with continuous batching.",
+    )
     _sim_arguments(sim)
     sim.set_defaults(func=cmd_sim)
 
-    report = sub.add_parser("report", help="report runs from the database",
-                            description="Report runs by id or name (default: the latest batch).")
+    report = sub.add_parser(
+        "report",
+        help="report runs from the database",
+        description="Report runs by id or name (default: the latest batch).",
+    )
     report.add_argument("runs", nargs="*", metavar="RUN", help="run id or name")
     report.add_argument("--name", help="all runs with this name")
     report.add_argument("--errors", action="store_true", help="list failed requests' messages")
@@ -142,7 +204,9 @@ def _sim_arguments(p: argparse.ArgumentParser) -> None:
     from perfbench import sim
 
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000, help="0 picks a free port (default: %(default)s)")
+    p.add_argument(
+        "--port", type=int, default=8000, help="0 picks a free port (default: %(default)s)"
+    )
     sim.add_arguments(p)
 
 
@@ -157,7 +221,9 @@ def _loads(ns: argparse.Namespace) -> tuple[Any, ...]:
     from perfbench.errors import ConfigError
 
     if ns.rate and ns.parallel and len(ns.parallel) > 1:
-        raise ConfigError("with --rate, give one --parallel (it caps requests in flight) or use --max-concurrency")
+        raise ConfigError(
+            "with --rate, give one --parallel (it caps requests in flight) or use --max-concurrency"
+        )
     axis = ns.rate if ns.rate else (ns.parallel or [1])
     numbers = ns.number
     if numbers is None:
@@ -166,20 +232,39 @@ def _loads(ns: argparse.Namespace) -> tuple[Any, ...]:
         numbers = numbers * len(axis)
     elif len(numbers) != len(axis):
         what = "--rate" if ns.rate else "--parallel"
-        raise ConfigError(f"--number has {len(numbers)} values and {what} {len(axis)}: give one, or one per {what} value")
+        raise ConfigError(
+            f"--number has {len(numbers)} values and {what} {len(axis)}: give one, or one per {what} value"
+        )
     loads = []
     for value, number in zip(axis, numbers, strict=False):
         if ns.rate:
             cap = ns.max_concurrency or (ns.parallel[0] if ns.parallel else None)
             if number is None and ns.duration is None:
                 number = 100
-            loads.append(LoadSpec(parallel=None, number=number, rate=value, burstiness=ns.burstiness,
-                                  max_concurrency=cap, duration=ns.duration, warmup=ns.warmup, seed=ns.seed))
+            loads.append(
+                LoadSpec(
+                    parallel=None,
+                    number=number,
+                    rate=value,
+                    burstiness=ns.burstiness,
+                    max_concurrency=cap,
+                    duration=ns.duration,
+                    warmup=ns.warmup,
+                    seed=ns.seed,
+                )
+            )
         else:
             if number is None and ns.duration is None:
                 number = max(100, 10 * value)
-            loads.append(LoadSpec(parallel=value, number=number, duration=ns.duration,
-                                  warmup=ns.warmup, seed=ns.seed))
+            loads.append(
+                LoadSpec(
+                    parallel=value,
+                    number=number,
+                    duration=ns.duration,
+                    warmup=ns.warmup,
+                    seed=ns.seed,
+                )
+            )
     return tuple(loads)
 
 
@@ -192,8 +277,10 @@ def _client(ns: argparse.Namespace) -> Any:
         try:
             extra = json.loads(ns.extra_body)
         except json.JSONDecodeError as exc:
-            raise ConfigError(f"--extra-body is not valid JSON ({exc.msg} at column {exc.colno}); "
-                              "e.g. --extra-body '{\"ignore_eos\": true}'") from None
+            raise ConfigError(
+                f"--extra-body is not valid JSON ({exc.msg} at column {exc.colno}); "
+                "e.g. --extra-body '{\"ignore_eos\": true}'"
+            ) from None
         if not isinstance(extra, dict):
             raise ConfigError("--extra-body must be a JSON object, e.g. '{\"ignore_eos\": true}'")
     headers = []
@@ -203,11 +290,20 @@ def _client(ns: argparse.Namespace) -> Any:
             raise ConfigError(f"--header {h!r} is not K:V, e.g. --header 'X-Team: search'")
         headers.append((key.strip(), value.strip()))
     return ClientSpec(
-        url=ns.url, api=ns.api, model=ns.model, stream=ns.stream, max_tokens=ns.max_tokens,
-        min_tokens=ns.min_tokens, temperature=ns.temperature, top_p=ns.top_p, top_k=ns.top_k,
-        extra_body=extra, headers=tuple(headers),
+        url=ns.url,
+        api=ns.api,
+        model=ns.model,
+        stream=ns.stream,
+        max_tokens=ns.max_tokens,
+        min_tokens=ns.min_tokens,
+        temperature=ns.temperature,
+        top_p=ns.top_p,
+        top_k=ns.top_k,
+        extra_body=extra,
+        headers=tuple(headers),
         api_key=ns.api_key or os.environ.get("OPENAI_API_KEY") or None,
-        connect_timeout=ns.connect_timeout, read_timeout=ns.read_timeout,
+        connect_timeout=ns.connect_timeout,
+        read_timeout=ns.read_timeout,
     )
 
 
@@ -224,7 +320,9 @@ def cmd_perf(ns: argparse.Namespace, argv: Sequence[str]) -> int:
     spec = PerfSpec(
         client=_client(ns),
         loads=_loads(ns),
-        workload=WorkloadSpec(dataset=ns.dataset, dataset_path=ns.dataset_path, prompt=ns.prompt, seed=ns.seed),
+        workload=WorkloadSpec(
+            dataset=ns.dataset, dataset_path=ns.dataset_path, prompt=ns.prompt, seed=ns.seed
+        ),
         db_path=_db_path(ns),
         name=ns.name,
         sim_args=sim_args,
@@ -239,8 +337,10 @@ def cmd_perf(ns: argparse.Namespace, argv: Sequence[str]) -> int:
     summaries = [r.summary for r in result.runs]
     _print(summaries, ns)
     if result.stopped_by is not None:
-        print(f"{PROG}: stopped by signal {result.stopped_by}; everything measured is in {spec.db_path}",
-              file=sys.stderr)
+        print(
+            f"{PROG}: stopped by signal {result.stopped_by}; everything measured is in {spec.db_path}",
+            file=sys.stderr,
+        )
     return result.exit_code
 
 
@@ -301,21 +401,54 @@ def cmd_runs(ns: argparse.Namespace, argv: Sequence[str]) -> int:
     finally:
         store.close()
     if ns.json:
-        print(json.dumps({"schema_version": 1, "runs": [
-            {"id": r.id, "name": r.name, "batch": r.batch, "status": r.status, "started_at": r.started_at,
-             "ended_at": r.ended_at, "model": r.model, "endpoint": r.endpoint, "load": r.load,
-             "scheduled": r.scheduled, "recorded": r.recorded, "requests": counts[r.id]}
-            for r in runs]}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "schema_version": 1,
+                    "runs": [
+                        {
+                            "id": r.id,
+                            "name": r.name,
+                            "batch": r.batch,
+                            "status": r.status,
+                            "started_at": r.started_at,
+                            "ended_at": r.ended_at,
+                            "model": r.model,
+                            "endpoint": r.endpoint,
+                            "load": r.load,
+                            "scheduled": r.scheduled,
+                            "recorded": r.recorded,
+                            "requests": counts[r.id],
+                        }
+                        for r in runs
+                    ],
+                },
+                indent=2,
+            )
+        )
         return 0
     table = Table(title=str(_db_path(ns)), title_justify="left")
     for col in ("Id", "Name", "Status", "Started", "Model", "Load", "OK", "Failed"):
         table.add_column(col)
     for r in runs:
         load = r.load
-        shape = (f"rate {load.get('rate')}" if load.get("rate") is not None else f"parallel {load.get('parallel')}")
+        shape = (
+            f"rate {load.get('rate')}"
+            if load.get("rate") is not None
+            else f"parallel {load.get('parallel')}"
+        )
         ok = counts[r.id].get("ok", 0)
         failed = sum(counts[r.id].values()) - ok
-        table.add_row(str(r.id), r.name or "", r.status, r.started_at[:16].replace("T", " "), r.model or "", shape, str(ok), str(failed))
+        table.add_row(
+            str(r.id),
+            r.name or "",
+            r.status,
+            r.started_at[:16].replace("T", " "),
+            r.model or "",
+            shape,
+            str(ok),
+            str(failed),
+        )
     Console().print(table)
     return 0
 

@@ -127,7 +127,15 @@ def redact_url(url: str) -> str:
     if parts.password is None:
         return url
     host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit((parts.scheme, f"{parts.username}:<redacted>@{host}", parts.path, parts.query, parts.fragment))
+    return urlunsplit(
+        (
+            parts.scheme,
+            f"{parts.username}:<redacted>@{host}",
+            parts.path,
+            parts.query,
+            parts.fragment,
+        )
+    )
 
 
 def _is_secret_header(name: str) -> bool:

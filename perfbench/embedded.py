@@ -31,9 +31,22 @@ class EmbeddedSim:
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the process
 
     def __enter__(self) -> EmbeddedSim:
-        cmd = [sys.executable, "-m", "perfbench", "sim", "--host", "127.0.0.1", "--port", "0", *self.args]
+        cmd = [
+            sys.executable,
+            "-m",
+            "perfbench",
+            "sim",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            *self.args,
+        ]
         self._proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=self._stderr, stdin=subprocess.DEVNULL,
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
         assert self._proc.stdout is not None

@@ -150,8 +150,13 @@ class _Batch:
             task.cancel()
 
     async def _one(
-        self, store: Store, client_spec: ClientSpec, load: LoadSpec, prompts: list[Prompt],
-        batch: str, embedded: bool,
+        self,
+        store: Store,
+        client_spec: ClientSpec,
+        load: LoadSpec,
+        prompts: list[Prompt],
+        batch: str,
+        embedded: bool,
     ) -> int:
         spec = self.spec
         planned = None
@@ -159,8 +164,11 @@ class _Batch:
         if load.open_loop:
             assert load.rate is not None
             offsets = arrival_offsets(
-                load.rate, number=load.number, duration=load.duration,
-                burstiness=load.burstiness, seed=load.seed,
+                load.rate,
+                number=load.number,
+                duration=load.duration,
+                burstiness=load.burstiness,
+                seed=load.seed,
             )
             planned = len(offsets)
             pool = load.concurrency or min(max(planned, 1), 1024)
@@ -174,7 +182,11 @@ class _Batch:
             model = client_spec.model
             if model is None:
                 if not models:
-                    answer = f"HTTP {client.models_status}" if client.models_status != 200 else "an empty list"
+                    answer = (
+                        f"HTTP {client.models_status}"
+                        if client.models_status != 200
+                        else "an empty list"
+                    )
                     raise ConfigError(
                         f"{client_spec.models_url} gave no model list ({answer}): give --model"
                     )
@@ -189,12 +201,19 @@ class _Batch:
             bodies = _Bodies(client_spec, model, prompts)
             t0 = self.clock()
             run_id = store.create_run(
-                name=spec.name, batch=batch, t0_ns=t0, endpoint=redact_url(client_spec.url or ""), model=model,
+                name=spec.name,
+                batch=batch,
+                t0_ns=t0,
+                endpoint=redact_url(client_spec.url or ""),
+                model=model,
                 load={**dataclasses.asdict(load), "planned": planned},
                 client=client_spec.redacted(),
                 workload={**dataclasses.asdict(spec.workload), "prompts": len(prompts)},
-                server={"models": models, "embedded": embedded,
-                        "sim_args": list(spec.sim_args) if embedded else None},
+                server={
+                    "models": models,
+                    "embedded": embedded,
+                    "sim_args": list(spec.sim_args) if embedded else None,
+                },
                 host=metadata.collect(type(asyncio.get_running_loop()).__module__.split(".")[0]),
                 command=spec.command,
             )
@@ -208,13 +227,21 @@ class _Batch:
             status = "failed"
             try:
                 if load.warmup and not self._stop.is_set():
-                    await self._phase(execution.closed(load.concurrency or pool, 0, load.warmup, None, warmup=True))
+                    await self._phase(
+                        execution.closed(
+                            load.concurrency or pool, 0, load.warmup, None, warmup=True
+                        )
+                    )
                 if not self._stop.is_set():
                     start = load.warmup
                     if offsets is not None:
                         phase = execution.open(offsets, start, load.concurrency)
                     else:
-                        deadline = None if load.duration is None else self.clock() + int(load.duration * 1e9)
+                        deadline = (
+                            None
+                            if load.duration is None
+                            else self.clock() + int(load.duration * 1e9)
+                        )
                         end = start + load.number if load.number is not None else None
                         phase = execution.closed(pool, start, end, deadline, warmup=False)
                     await self._phase(phase)
@@ -225,8 +252,12 @@ class _Batch:
                     self.observer.end()
                 recorded = writer.close()
                 store.update_run(
-                    run_id, status=status, ended_at=_now(), duration_s=(self.clock() - t0) / 1e9,
-                    scheduled=execution.scheduled, recorded=recorded,
+                    run_id,
+                    status=status,
+                    ended_at=_now(),
+                    duration_s=(self.clock() - t0) / 1e9,
+                    scheduled=execution.scheduled,
+                    recorded=recorded,
                     health={"loop_lag_ms": lag.stats()},
                 )
             return run_id
@@ -263,8 +294,12 @@ class _Bodies:
         body = self._cache.get(k)
         if body is None:
             messages = [dict(m) for m in prompt.messages] if prompt.messages is not None else None
-            max_tokens = prompt.max_tokens if prompt.max_tokens is not None else self.spec.max_tokens
-            body = self._cache[k] = build_body(self.spec, self.model, messages, prompt.text, max_tokens)
+            max_tokens = (
+                prompt.max_tokens if prompt.max_tokens is not None else self.spec.max_tokens
+            )
+            body = self._cache[k] = build_body(
+                self.spec, self.model, messages, prompt.text, max_tokens
+            )
         return RequestSpec(index, body, intended_ns, warmup, prompt.id, prompt.chars)
 
 
@@ -274,7 +309,13 @@ class _Execution:
     def __init__(
         self, client: Client, bodies: _Bodies, writer: RecordWriter, stats: LiveStats, clock: Clock
     ) -> None:
-        self.client, self.bodies, self.writer, self.stats, self.clock = client, bodies, writer, stats, clock
+        self.client, self.bodies, self.writer, self.stats, self.clock = (
+            client,
+            bodies,
+            writer,
+            stats,
+            clock,
+        )
         self.scheduled = 0
         stats.started_ns = clock()
 
@@ -366,8 +407,12 @@ class _Execution:
 
 def _cancelled(req: RequestSpec, now: int) -> RequestRecord:
     return RequestRecord(
-        index=req.index, warmup=req.warmup, prompt_id=req.prompt_id, status="cancelled",
-        intended_ns=req.intended_ns, end_ns=now,
+        index=req.index,
+        warmup=req.warmup,
+        prompt_id=req.prompt_id,
+        status="cancelled",
+        intended_ns=req.intended_ns,
+        end_ns=now,
         error="the run stopped while the request waited for a free slot",
     )
 

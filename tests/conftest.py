@@ -42,13 +42,19 @@ def sim() -> Iterator[SimPool]:
     pool.close()
 
 
-def perfbench(*args: str, timeout: float = 120, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def perfbench(
+    *args: str, timeout: float = 120, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run the real CLI in a subprocess, as a user would."""
     full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
     full_env.pop("OPENAI_API_KEY", None) if env is None or "OPENAI_API_KEY" not in env else None
     return subprocess.run(
-        [sys.executable, "-m", "perfbench", *args], capture_output=True, text=True,
-        timeout=timeout, env=full_env, cwd=ROOT,
+        [sys.executable, "-m", "perfbench", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+        cwd=ROOT,
     )
 
 

@@ -32,8 +32,20 @@ def _one_line_error(proc: subprocess.CompletedProcess[str], *needles: str) -> No
 
 
 def test_embedded_default_runs_the_simulator_and_reports_json(tmp_path):
-    proc = perfbench("perf", "--parallel", "2", "--number", "12", "--warmup", "2", "--json",
-                     "--outputs-dir", str(tmp_path), "--sim-args", "--preset instant")
+    proc = perfbench(
+        "perf",
+        "--parallel",
+        "2",
+        "--number",
+        "12",
+        "--warmup",
+        "2",
+        "--json",
+        "--outputs-dir",
+        str(tmp_path),
+        "--sim-args",
+        "--preset instant",
+    )
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert report["schema_version"] == 1
@@ -48,12 +60,32 @@ def test_embedded_default_runs_the_simulator_and_reports_json(tmp_path):
 
 def test_table_report_has_summary_percentiles_and_several_runs(sim, tmp_path):
     url = sim(*FAST)
-    proc = perfbench("perf", "--url", url, "--parallel", "1", "4", "--number", "8", "40",
-                     "--outputs-dir", str(tmp_path), "--name", "pair")
+    proc = perfbench(
+        "perf",
+        "--url",
+        url,
+        "--parallel",
+        "1",
+        "4",
+        "--number",
+        "8",
+        "40",
+        "--outputs-dir",
+        str(tmp_path),
+        "--name",
+        "pair",
+    )
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
-    for needle in ("Request throughput (req/s)", "Mean TTFT (ms)", "99.9%", "66%", "Overview",
-                   "closed loop, 4 in parallel", "too few samples"):
+    for needle in (
+        "Request throughput (req/s)",
+        "Mean TTFT (ms)",
+        "99.9%",
+        "66%",
+        "Overview",
+        "closed loop, 4 in parallel",
+        "too few samples",
+    ):
         assert needle in out, needle
     # report and runs read the same database back
     again = perfbench("report", "--name", "pair", "--json", "--outputs-dir", str(tmp_path))
@@ -67,8 +99,19 @@ def test_table_report_has_summary_percentiles_and_several_runs(sim, tmp_path):
 
 def test_open_loop_completions_and_no_stream(sim, tmp_path):
     url = sim(*FAST)
-    proc = perfbench("perf", "--url", url + "/v1/completions", "--rate", "50", "--number", "20",
-                     "--no-stream", "--json", "--outputs-dir", str(tmp_path))
+    proc = perfbench(
+        "perf",
+        "--url",
+        url + "/v1/completions",
+        "--rate",
+        "50",
+        "--number",
+        "20",
+        "--no-stream",
+        "--json",
+        "--outputs-dir",
+        str(tmp_path),
+    )
     assert proc.returncode == 0, proc.stderr
     (run,) = json.loads(proc.stdout)["runs"]
     assert run["mode"] == "open" and run["ok"] == 20
@@ -83,18 +126,25 @@ def test_unreachable_url_is_one_line_and_fast(tmp_path):
     start = time.monotonic()
     proc = perfbench("perf", "--url", f"http://127.0.0.1:{port}", "--outputs-dir", str(tmp_path))
     _one_line_error(proc, "cannot reach", str(port), "--url")
-    assert time.monotonic() - start < 10  # interpreter start included; the check itself is sub-second
+    assert (
+        time.monotonic() - start < 10
+    )  # interpreter start included; the check itself is sub-second
 
 
 def test_unknown_model(sim, tmp_path):
-    proc = perfbench("perf", "--url", sim(*FAST), "--model", "no-such-model", "--outputs-dir", str(tmp_path))
+    proc = perfbench(
+        "perf", "--url", sim(*FAST), "--model", "no-such-model", "--outputs-dir", str(tmp_path)
+    )
     _one_line_error(proc, "no-such-model", "perfbench-sim", "--model")
 
 
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (("--dataset", "line_by_line", "--dataset-path", "/nonexistent/prompts.txt"), "no such file"),
+        (
+            ("--dataset", "line_by_line", "--dataset-path", "/nonexistent/prompts.txt"),
+            "no such file",
+        ),
         (("--dataset", "line_by_line"), "--dataset-path"),
         (("--dataset", "nope"), "unknown --dataset"),
         (("--parallel", "0"), "--parallel"),
@@ -119,28 +169,64 @@ def test_report_without_database_is_one_line(tmp_path):
 def test_line_by_line_dataset(sim, tmp_path):
     prompts = tmp_path / "p.txt"
     prompts.write_text("first question\n\nsecond question\nthird\n")
-    proc = perfbench("perf", "--url", sim(*FAST), "--dataset", "line_by_line", "--dataset-path",
-                     str(prompts), "--number", "5", "--json", "--outputs-dir", str(tmp_path))
+    proc = perfbench(
+        "perf",
+        "--url",
+        sim(*FAST),
+        "--dataset",
+        "line_by_line",
+        "--dataset-path",
+        str(prompts),
+        "--number",
+        "5",
+        "--json",
+        "--outputs-dir",
+        str(tmp_path),
+    )
     assert proc.returncode == 0, proc.stderr
-    ids = [r[0] for r in rows(tmp_path / "perfbench.db", "SELECT prompt_id FROM requests ORDER BY idx")]
+    ids = [
+        r[0] for r in rows(tmp_path / "perfbench.db", "SELECT prompt_id FROM requests ORDER BY idx")
+    ]
     assert ids == ["line-1", "line-3", "line-4", "line-1", "line-3"]
 
 
 def test_api_key_and_secret_headers_never_reach_the_database(sim, tmp_path):
     secret, header_secret = "sk-test-DO-NOT-STORE-4242", "tok-ALSO-SECRET-9191"
-    proc = perfbench("perf", "--url", sim(*FAST), "--number", "4", "--api-key", secret,
-                     "--header", f"Authorization-Extra: {header_secret}", "--header", "X-Team: search",
-                     "--outputs-dir", str(tmp_path))
+    proc = perfbench(
+        "perf",
+        "--url",
+        sim(*FAST),
+        "--number",
+        "4",
+        "--api-key",
+        secret,
+        "--header",
+        f"Authorization-Extra: {header_secret}",
+        "--header",
+        "X-Team: search",
+        "--outputs-dir",
+        str(tmp_path),
+    )
     assert proc.returncode == 0, proc.stderr
-    env_proc = perfbench("perf", "--url", sim(*FAST), "--number", "2", "--outputs-dir", str(tmp_path),
-                         env={"OPENAI_API_KEY": secret})
+    env_proc = perfbench(
+        "perf",
+        "--url",
+        sim(*FAST),
+        "--number",
+        "2",
+        "--outputs-dir",
+        str(tmp_path),
+        env={"OPENAI_API_KEY": secret},
+    )
     assert env_proc.returncode == 0, env_proc.stderr
     for path in tmp_path.iterdir():  # the database and any WAL/SHM files beside it
         data = path.read_bytes()
         assert secret.encode() not in data, path
         assert header_secret.encode() not in data, path
     assert secret not in proc.stdout + proc.stderr
-    command, client = rows(tmp_path / "perfbench.db", "SELECT command, client FROM runs WHERE id = 1")[0]
+    command, client = rows(
+        tmp_path / "perfbench.db", "SELECT command, client FROM runs WHERE id = 1"
+    )[0]
     assert "--api-key <redacted>" in command and "X-Team: search" in command
     assert "X-Team" in client
 
@@ -149,9 +235,29 @@ def test_api_key_and_secret_headers_never_reach_the_database(sim, tmp_path):
 def test_signal_stops_the_run_and_keeps_every_row(sim, tmp_path, sig, code):
     url = sim("--ttft-ms", "50", "--itl-ms", "20", "--seed", "5")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "perfbench", "perf", "--url", url, "--parallel", "6", "--number", "500",
-         "--max-tokens", "40", "--min-tokens", "40", "--outputs-dir", str(tmp_path), "--quiet"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "perfbench",
+            "perf",
+            "--url",
+            url,
+            "--parallel",
+            "6",
+            "--number",
+            "500",
+            "--max-tokens",
+            "40",
+            "--min-tokens",
+            "40",
+            "--outputs-dir",
+            str(tmp_path),
+            "--quiet",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     db = tmp_path / "perfbench.db"
     deadline = time.monotonic() + 30
@@ -171,7 +277,9 @@ def test_signal_stops_the_run_and_keeps_every_row(sim, tmp_path, sig, code):
     assert 6 <= n < 500
     by_status = dict(rows(db, "SELECT status, count(*) FROM requests GROUP BY status"))
     assert set(by_status) <= {"ok", "cancelled"} and by_status.get("cancelled", 0) >= 1
-    cancelled_with_stamps = rows(db, "SELECT count(*) FROM requests WHERE status = 'cancelled' AND sent_ns IS NOT NULL")
+    cancelled_with_stamps = rows(
+        db, "SELECT count(*) FROM requests WHERE status = 'cancelled' AND sent_ns IS NOT NULL"
+    )
     assert cancelled_with_stamps[0][0] >= 1
 
 

@@ -17,9 +17,15 @@ from perfbench.client import Client, RequestSpec
 from perfbench.config import ClientSpec
 
 
-def _event(delta: dict | None = None, finish: str | None = None, usage: dict | None = None) -> bytes:
-    chunk: dict = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "model": "m",
-                   "choices": [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish}]}
+def _event(
+    delta: dict | None = None, finish: str | None = None, usage: dict | None = None
+) -> bytes:
+    chunk: dict = {
+        "id": "chatcmpl-1",
+        "object": "chat.completion.chunk",
+        "model": "m",
+        "choices": [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
     if usage is not None:
         chunk["usage"] = usage
     return b"data: " + json.dumps(chunk).encode() + b"\n\n"
@@ -30,7 +36,9 @@ USAGE = _event(None, usage={"prompt_tokens": 7, "completion_tokens": 3, "total_t
 DONE = b"data: [DONE]\n\n"
 
 
-def serve(parts: list[bytes], *, status: int = 200, pause: float = 0.01) -> Callable[[], web.Application]:
+def serve(
+    parts: list[bytes], *, status: int = 200, pause: float = 0.01
+) -> Callable[[], web.Application]:
     """An app whose chat endpoint writes ``parts`` one write at a time, ``pause`` apart."""
 
     async def chat(request: web.Request) -> web.StreamResponse:
@@ -74,8 +82,14 @@ def fetch(parts: list[bytes], *, clock: Callable[[], int] | None = None, **kw: o
 
 
 def test_role_chunk_is_not_a_token_and_usage_does_not_move_the_last_token():
-    parts = [ROLE, _event({"content": "a"}), _event({"content": "b"}),
-             _event({"content": "c"}, finish="stop"), USAGE, DONE]
+    parts = [
+        ROLE,
+        _event({"content": "a"}),
+        _event({"content": "b"}),
+        _event({"content": "c"}, finish="stop"),
+        USAGE,
+        DONE,
+    ]
     ticks = itertools.count(1000)
     r = fetch(parts, clock=lambda: next(ticks))
     assert r.status == "ok" and r.output_text == "abc" and r.finish_reason == "stop"
@@ -94,8 +108,13 @@ def test_role_chunk_is_not_a_token_and_usage_does_not_move_the_last_token():
 
 
 def test_reasoning_deltas_count_as_tokens_and_are_kept_apart():
-    parts = [ROLE, _event({"reasoning_content": "think "}), _event({"reasoning": "more"}),
-             _event({"content": "42"}, finish="stop"), DONE]
+    parts = [
+        ROLE,
+        _event({"reasoning_content": "think "}),
+        _event({"reasoning": "more"}),
+        _event({"content": "42"}, finish="stop"),
+        DONE,
+    ]
     r = fetch(parts)
     assert r.status == "ok"
     assert (r.reasoning_text, r.output_text) == ("think more", "42")
@@ -107,8 +126,12 @@ def test_reasoning_deltas_count_as_tokens_and_are_kept_apart():
 
 
 def test_error_event_inside_a_200_fails_the_request():
-    parts = [ROLE, _event({"content": "a"}),
-             b'data: {"error": {"message": "engine died", "code": 500}}\n\n', DONE]
+    parts = [
+        ROLE,
+        _event({"content": "a"}),
+        b'data: {"error": {"message": "engine died", "code": 500}}\n\n',
+        DONE,
+    ]
     r = fetch(parts)
     assert r.status == "stream_error" and "engine died" in (r.error or "")
     assert r.http_status == 200 and r.output_text == "a"
@@ -135,8 +158,13 @@ def test_malformed_event():
 
 
 def test_comments_keepalives_and_crlf_are_tolerated():
-    parts = [b": keep-alive\r\n\r\n", ROLE.replace(b"\n", b"\r\n"), b": ping\n\n",
-             _event({"content": "x"}, finish="stop"), DONE]
+    parts = [
+        b": keep-alive\r\n\r\n",
+        ROLE.replace(b"\n", b"\r\n"),
+        b": ping\n\n",
+        _event({"content": "x"}, finish="stop"),
+        DONE,
+    ]
     r = fetch(parts)
     assert r.status == "ok" and r.output_text == "x" and len(r.chunk_ns) == 1
 

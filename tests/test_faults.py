@@ -29,16 +29,24 @@ def _run(url: str, db, number: int = 6, warmup: int = 0, **client: object):
     return run(spec)
 
 
-@pytest.mark.parametrize(("flags", "client", "status", "http"), CASES, ids=[c[2] + str(c[3]) for c in CASES])
+@pytest.mark.parametrize(
+    ("flags", "client", "status", "http"), CASES, ids=[c[2] + str(c[3]) for c in CASES]
+)
 def test_fault_gives_typed_rows(sim, tmp_path, flags, client, status, http):
     url = sim(*FAST, *flags)
     result = _run(url, tmp_path / "f.db", warmup=2, **client)
     (r,) = result.runs
-    got = rows(tmp_path / "f.db", "SELECT status, http_status, error FROM requests WHERE run_id = ?", (r.run_id,))
+    got = rows(
+        tmp_path / "f.db",
+        "SELECT status, http_status, error FROM requests WHERE run_id = ?",
+        (r.run_id,),
+    )
     assert len(got) == 8  # 6 measured + 2 warm-up: every scheduled request has its row
     assert {(s, h) for s, h, _ in got} == {(status, http)}, got
     assert all(e for _, _, e in got), "every failure carries a message"
-    run_row = rows(tmp_path / "f.db", "SELECT scheduled, recorded, status FROM runs WHERE id = ?", (r.run_id,))[0]
+    run_row = rows(
+        tmp_path / "f.db", "SELECT scheduled, recorded, status FROM runs WHERE id = ?", (r.run_id,)
+    )[0]
     assert run_row == (8, 8, "completed")
     assert r.summary.ok == 0 and r.summary.failed == 6 and r.summary.errors == {status: 6}
     assert result.exit_code == 1  # no request succeeded: the run could not do its work

@@ -20,8 +20,16 @@ from tests.conftest import rows
 
 TTFT_MS, ITL_MS, TOKENS = 100.0, 10.0, 40
 SIM_FLAGS = (
-    "--ttft-ms", str(TTFT_MS), "--itl-ms", str(ITL_MS), "--itl-ms-per-seq", "0",
-    "--prefill-us-per-token", "0", "--seed", "1",
+    "--ttft-ms",
+    str(TTFT_MS),
+    "--itl-ms",
+    str(ITL_MS),
+    "--itl-ms-per-seq",
+    "0",
+    "--prefill-us-per-token",
+    "0",
+    "--seed",
+    "1",
 )
 
 
@@ -58,7 +66,8 @@ def test_reported_ttft_itl_tpot_e2e_match_the_simulator(sim, tmp_path):
     for sent, first, last, ttft, tpot, n in rows(
         tmp_path / "t.db",
         "SELECT sent_ns, first_token_ns, last_token_ns, ttft_ms, tpot_ms, completion_tokens "
-        "FROM requests WHERE run_id = ?", (run_id,),
+        "FROM requests WHERE run_id = ?",
+        (run_id,),
     ):
         assert ttft == pytest.approx((first - sent) / 1e6)
         assert tpot == pytest.approx((last - first) / 1e6 / (n - 1))
@@ -105,6 +114,7 @@ def test_open_loop_rate_and_schedule_lag(sim, tmp_path):
     # TTFT from the plan = TTFT + schedule lag, per request
     for ttft, ttft_plan, lag_ms in rows(
         tmp_path / "t.db",
-        "SELECT ttft_ms, ttft_intended_ms, schedule_lag_ms FROM requests WHERE run_id = ?", (run_id,),
+        "SELECT ttft_ms, ttft_intended_ms, schedule_lag_ms FROM requests WHERE run_id = ?",
+        (run_id,),
     ):
         assert ttft_plan == pytest.approx(ttft + lag_ms)

@@ -168,8 +168,11 @@ class Client:
             total=None, sock_connect=self.spec.connect_timeout, sock_read=self.spec.read_timeout
         )
         self._session = aiohttp.ClientSession(
-            connector=connector, timeout=timeout, headers=self._headers,
-            cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False,
+            connector=connector,
+            timeout=timeout,
+            headers=self._headers,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            auto_decompress=False,
         )
         return self
 
@@ -403,8 +406,19 @@ class _State:
     """The mutable working copy of one request's record, frozen at the end."""
 
     __slots__ = (
-        "status", "error", "http_status", "ttfb", "first_content", "chunk_ns", "content",
-        "reasoning", "reasoning_chunks", "usage", "finish_reason", "response_id", "streamed",
+        "status",
+        "error",
+        "http_status",
+        "ttfb",
+        "first_content",
+        "chunk_ns",
+        "content",
+        "reasoning",
+        "reasoning_chunks",
+        "usage",
+        "finish_reason",
+        "response_id",
+        "streamed",
     )
 
     def __init__(self) -> None:

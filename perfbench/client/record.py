@@ -5,7 +5,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-STATUSES = ("ok", "connect", "timeout", "http", "disconnect", "malformed", "stream_error", "cancelled")
+STATUSES = (
+    "ok",
+    "connect",
+    "timeout",
+    "http",
+    "disconnect",
+    "malformed",
+    "stream_error",
+    "cancelled",
+)
 """Every request ends in exactly one of these.
 
 ok: the response completed. connect: no connection could be made. timeout: the connect or read

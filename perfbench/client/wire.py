@@ -59,7 +59,10 @@ encode = msgspec.json.Encoder().encode
 
 
 def build_body(
-    spec: ClientSpec, model: str, messages: list[dict[str, Any]] | None, text: str | None,
+    spec: ClientSpec,
+    model: str,
+    messages: list[dict[str, Any]] | None,
+    text: str | None,
     max_tokens: int | None,
 ) -> bytes:
     """The JSON body of one request; ``extra_body`` is merged last and wins."""

@@ -13,7 +13,12 @@ import numpy as np
 
 
 def arrival_offsets(
-    rate: float, *, number: int | None, duration: float | None, burstiness: float = 1.0, seed: int = 0
+    rate: float,
+    *,
+    number: int | None,
+    duration: float | None,
+    burstiness: float = 1.0,
+    seed: int = 0,
 ) -> np.ndarray:
     """Planned start offsets in seconds from the run's start, ascending, first at 0.
 

@@ -45,7 +45,9 @@ class LogHistogram:
     """
 
     def __init__(self) -> None:
-        self.edges = np.geomspace(_LO, _HI, int(math.log(_HI / _LO) / math.log1p(1 / RESOLUTION)) + 1)
+        self.edges = np.geomspace(
+            _LO, _HI, int(math.log(_HI / _LO) / math.log1p(1 / RESOLUTION)) + 1
+        )
         self.counts = np.zeros(self.edges.size + 1, dtype=np.int64)  # [0]: below _LO (see low)
         self.low = np.zeros(int(_LO), dtype=np.int64)  # low[v] = how many values v ns (v < 1000)
         self.n = 0
@@ -80,7 +82,9 @@ class LogHistogram:
         return out
 
 
-def streamed(batches: Iterable[np.ndarray], count: int, pcts: Iterable[float] = PERCENTILES) -> tuple[list[float], float, bool]:
+def streamed(
+    batches: Iterable[np.ndarray], count: int, pcts: Iterable[float] = PERCENTILES
+) -> tuple[list[float], float, bool]:
     """Percentiles and mean over batches of values; exact when ``count`` fits in memory.
 
     Returns (percentiles, mean, exact?).

@@ -34,9 +34,23 @@ OPEN_LOOP_DISTRIBUTIONS = (
 )
 
 _COLUMNS = (
-    "status", "sent_ns", "end_ns", "intended_ns", "ttft_ms", "ttfa_ms", "tpot_ms", "e2e_ms",
-    "ttft_intended_ms", "e2e_intended_ms", "schedule_lag_ms", "n_chunks", "prompt_tokens",
-    "completion_tokens", "reasoning_tokens", "token_source", "streamed",
+    "status",
+    "sent_ns",
+    "end_ns",
+    "intended_ns",
+    "ttft_ms",
+    "ttfa_ms",
+    "tpot_ms",
+    "e2e_ms",
+    "ttft_intended_ms",
+    "e2e_intended_ms",
+    "schedule_lag_ms",
+    "n_chunks",
+    "prompt_tokens",
+    "completion_tokens",
+    "reasoning_tokens",
+    "token_source",
+    "streamed",
 )
 
 
@@ -160,7 +174,8 @@ def summarize(store: Store, run: Run) -> Summary:
     itl_n = store.gap_count(run.id)
     pcts, itl_mean, itl_exact = streamed(store.iter_gaps(run.id), itl_n)  # integer ns in
     dists["itl_ms"] = Distribution(
-        n=itl_n, mean=itl_mean / 1e6,
+        n=itl_n,
+        mean=itl_mean / 1e6,
         values={_pct_label(p): v / 1e6 for p, v in zip(PERCENTILES, pcts)},
         exact=itl_exact,
     )
@@ -168,7 +183,9 @@ def summarize(store: Store, run: Run) -> Summary:
     planned_rate = achieved_rate = None
     if open_loop:
         for key, _, _ in OPEN_LOOP_DISTRIBUTIONS:
-            dists[key] = _dist(np.where(ok, cols[key], np.nan) if key != "schedule_lag_ms" else cols[key])
+            dists[key] = _dist(
+                np.where(ok, cols[key], np.nan) if key != "schedule_lag_ms" else cols[key]
+            )
         intended = np.sort(cols["intended_ns"])
         sent_sorted = np.sort(sent[~np.isnan(sent)])
         if intended.size > 1 and intended[-1] > intended[0]:
@@ -180,7 +197,8 @@ def summarize(store: Store, run: Run) -> Summary:
     streamed_ok = ok & (cols["streamed"] == 1)
     tok_per_chunk = (
         float(np.nansum(completion[streamed_ok]) / np.nansum(chunks[streamed_ok]))
-        if streamed_ok.any() and np.nansum(chunks[streamed_ok]) > 0 else math.nan
+        if streamed_ok.any() and np.nansum(chunks[streamed_ok]) > 0
+        else math.nan
     )
     sources: dict[str, int] = {}
     for s in cols["token_source"][ok]:
@@ -218,12 +236,16 @@ def summarize(store: Store, run: Run) -> Summary:
         mean_input_tokens=_mean(prompt),
         mean_output_tokens=_mean(completion),
         tokens_per_chunk=tok_per_chunk,
-        chunks_per_s=per_s(float(np.nansum(chunks[streamed_ok]))) if streamed_ok.any() else math.nan,
+        chunks_per_s=per_s(float(np.nansum(chunks[streamed_ok])))
+        if streamed_ok.any()
+        else math.nan,
         token_sources=sources,
         loop_lag_ms=dict(run.health.get("loop_lag_ms", {})),
         distributions=dists,
     )
-    summary.warnings = _warnings(summary, run, bool(np.all(cols["streamed"][ok] == 1)) if n_ok else True)
+    summary.warnings = _warnings(
+        summary, run, bool(np.all(cols["streamed"][ok] == 1)) if n_ok else True
+    )
     return summary
 
 
@@ -249,7 +271,10 @@ def _warnings(s: Summary, run: Run, all_streamed: bool) -> list[str]:
     if estimated:
         n = sum(estimated.values())
         how = " and ".join(
-            {"chunks": "counted as one per streamed chunk", "estimate": "estimated from text length"}.get(k, k)
+            {
+                "chunks": "counted as one per streamed chunk",
+                "estimate": "estimated from text length",
+            }.get(k, k)
             for k in estimated
         )
         out.append(
@@ -272,7 +297,9 @@ def _warnings(s: Summary, run: Run, all_streamed: bool) -> list[str]:
     if s.mode == "open":
         sched = s.distributions.get("schedule_lag_ms")
         if sched and sched.n and (sched.mean > 2 or sched.values.get("p99", 0) > 10):
-            capped = " (--max-concurrency holds requests back by design)" if s.max_concurrency else ""
+            capped = (
+                " (--max-concurrency holds requests back by design)" if s.max_concurrency else ""
+            )
             out.append(
                 f"requests went out late against the plan (schedule lag mean {sched.mean:.1f} ms, "
                 f"p99 {sched.values['p99']:.1f} ms){capped}: the 'from plan' figures include it"

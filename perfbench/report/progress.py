@@ -40,8 +40,15 @@ class _StatsColumn(ProgressColumn):
         p50 = s.p50_ttft_ms()
         ttft = f"{p50:.1f} ms" if math.isfinite(p50) else "—"
         return Text.assemble(
-            (f"ok {s.completed}", "green"), " ", (f"failed {s.failed}", "red" if s.failed else "dim"),
-            " ", f"in flight {s.in_flight}", " ", f"{rate:.1f} req/s", " ", f"p50 TTFT {ttft}",
+            (f"ok {s.completed}", "green"),
+            " ",
+            (f"failed {s.failed}", "red" if s.failed else "dim"),
+            " ",
+            f"in flight {s.in_flight}",
+            " ",
+            f"{rate:.1f} req/s",
+            " ",
+            f"p50 TTFT {ttft}",
         )
 
 
@@ -58,9 +65,14 @@ class ProgressObserver:
     def begin(self, stats: LiveStats) -> None:
         self._ref[:] = [stats]
         progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(bar_width=20), TaskProgressColumn(),
-            _StatsColumn(self._ref), TimeElapsedColumn(),
-            console=self.console, refresh_per_second=4, transient=True,
+            TextColumn("[bold]{task.description}"),
+            BarColumn(bar_width=20),
+            TaskProgressColumn(),
+            _StatsColumn(self._ref),
+            TimeElapsedColumn(),
+            console=self.console,
+            refresh_per_second=4,
+            transient=True,
         )
         task = progress.add_task(stats.label, total=stats.total or None)
         progress.start()

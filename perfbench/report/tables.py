@@ -45,7 +45,10 @@ def summary_table(s: Summary) -> Table:
         ("Load", _load_label(s)),
         ("Time taken (s)", fmt(s.duration_s, 3)),
         ("Achieved concurrency", fmt(s.achieved_concurrency)),
-        ("Requests ok / failed", f"{s.ok} / {s.failed}" + (f" (+{s.warmup} warm-up)" if s.warmup else "")),
+        (
+            "Requests ok / failed",
+            f"{s.ok} / {s.failed}" + (f" (+{s.warmup} warm-up)" if s.warmup else ""),
+        ),
         ("Request throughput (req/s)", fmt(s.req_per_s, 3)),
         ("Output throughput (tok/s)", fmt(s.output_tok_per_s)),
         ("Total throughput (tok/s)", fmt(s.total_tok_per_s)),
@@ -58,8 +61,13 @@ def summary_table(s: Summary) -> Table:
         ("Chunks/s · tokens per chunk", f"{fmt(s.chunks_per_s)} · {fmt(s.tokens_per_chunk, 3)}"),
     ]
     if s.mode == "open":
-        rows.insert(4, ("Planned / achieved send rate (req/s)",
-                        f"{fmt(s.planned_rate, 3)} / {fmt(s.achieved_send_rate, 3)}"))
+        rows.insert(
+            4,
+            (
+                "Planned / achieved send rate (req/s)",
+                f"{fmt(s.planned_rate, 3)} / {fmt(s.achieved_send_rate, 3)}",
+            ),
+        )
     if s.errors:
         rows.append(("Errors", ", ".join(f"{k} {v}" for k, v in sorted(s.errors.items()))))
     for key, value in rows:
@@ -96,22 +104,44 @@ def warnings_panel(warnings: Sequence[str]) -> Panel:
             body.append("\n")
         body.append("• ", style="bold yellow")
         body.append(w)
-    return Panel(body, title="WARNING: read these figures with care", border_style="yellow",
-                 title_align="left")
+    return Panel(
+        body,
+        title="WARNING: read these figures with care",
+        border_style="yellow",
+        title_align="left",
+    )
 
 
 def overview_table(summaries: Sequence[Summary]) -> Table:
     t = Table(title="Overview", box=box.SIMPLE_HEAVY, title_justify="left")
-    for col in ("Run", "Load", "Req/s", "Out tok/s", "Mean TTFT", "p99 TTFT", "Mean TPOT",
-                "p99 TPOT", "Mean E2E", "p99 E2E", "OK %"):
+    for col in (
+        "Run",
+        "Load",
+        "Req/s",
+        "Out tok/s",
+        "Mean TTFT",
+        "p99 TTFT",
+        "Mean TPOT",
+        "p99 TPOT",
+        "Mean E2E",
+        "p99 E2E",
+        "OK %",
+    ):
         t.add_column(col, justify="right" if col not in ("Load",) else "left")
     for s in summaries:
         d = s.distributions
         ok_pct = 100 * s.ok / s.measured if s.measured else math.nan
         t.add_row(
-            str(s.run_id), _load_label(s), fmt(s.req_per_s, 3), fmt(s.output_tok_per_s),
-            fmt(s.mean_ttft_ms), fmt(d["ttft_ms"].values.get("p99")), fmt(s.mean_tpot_ms, 3),
-            fmt(d["tpot_ms"].values.get("p99"), 3), fmt(s.mean_e2e_ms), fmt(d["e2e_ms"].values.get("p99")),
+            str(s.run_id),
+            _load_label(s),
+            fmt(s.req_per_s, 3),
+            fmt(s.output_tok_per_s),
+            fmt(s.mean_ttft_ms),
+            fmt(d["ttft_ms"].values.get("p99")),
+            fmt(s.mean_tpot_ms, 3),
+            fmt(d["tpot_ms"].values.get("p99"), 3),
+            fmt(s.mean_e2e_ms),
+            fmt(d["e2e_ms"].values.get("p99")),
             fmt(ok_pct, 1),
         )
     return t
@@ -123,7 +153,9 @@ def render(summaries: Sequence[Summary], *, quiet: bool = False) -> RenderableTy
         parts.append(summary_table(s))
         parts.append(percentile_table(s))
         if s.ok and any(s.ok < min_samples(p) for p in PERCENTILES):
-            parts.append(Text("* fewer samples than this percentile needs (see warnings)", style="dim"))
+            parts.append(
+                Text("* fewer samples than this percentile needs (see warnings)", style="dim")
+            )
         if s.warnings and not quiet:
             parts.append(warnings_panel(s.warnings))
     if len(summaries) > 1:
@@ -131,5 +163,7 @@ def render(summaries: Sequence[Summary], *, quiet: bool = False) -> RenderableTy
     return Group(*parts)
 
 
-def print_report(summaries: Sequence[Summary], *, console: Console | None = None, quiet: bool = False) -> None:
+def print_report(
+    summaries: Sequence[Summary], *, console: Console | None = None, quiet: bool = False
+) -> None:
     (console or Console()).print(render(summaries, quiet=quiet))

@@ -47,11 +47,24 @@ class Run:
             return json.loads(value) if value else {}
 
         return cls(
-            id=row["id"], name=row["name"], batch=row["batch"], status=row["status"],
-            started_at=row["started_at"], ended_at=row["ended_at"], duration_s=row["duration_s"],
-            endpoint=row["endpoint"], model=row["model"], load=js("load"), client=js("client"),
-            workload=js("workload"), server=js("server"), host=js("host"), command=row["command"],
-            scheduled=row["scheduled"], recorded=row["recorded"], health=js("health"),
+            id=row["id"],
+            name=row["name"],
+            batch=row["batch"],
+            status=row["status"],
+            started_at=row["started_at"],
+            ended_at=row["ended_at"],
+            duration_s=row["duration_s"],
+            endpoint=row["endpoint"],
+            model=row["model"],
+            load=js("load"),
+            client=js("client"),
+            workload=js("workload"),
+            server=js("server"),
+            host=js("host"),
+            command=row["command"],
+            scheduled=row["scheduled"],
+            recorded=row["recorded"],
+            health=js("health"),
         )
 
 
@@ -111,7 +124,9 @@ class Store:
         if name is not None:
             found = [r for r in runs if r.name == name]
             if not found:
-                raise StoreError(f"no run named {name!r} in {self.path}; `perfbench runs` lists them")
+                raise StoreError(
+                    f"no run named {name!r} in {self.path}; `perfbench runs` lists them"
+                )
             return found
         if not selectors:
             last = runs[-1]

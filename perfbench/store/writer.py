@@ -145,7 +145,9 @@ class RecordWriter:
                     {"run_id": self.run_id, "idx": r.index, "width": encoded[0], "gaps": encoded[1]}
                 )
         with db.conn:
-            db.table("requests").insert_all(rows, batch_size=999 // len(REQUEST_COLUMNS), replace=True)
+            db.table("requests").insert_all(
+                rows, batch_size=999 // len(REQUEST_COLUMNS), replace=True
+            )
             if chunk_rows:
                 db.table("chunks").insert_all(chunk_rows, batch_size=200, replace=True)
         self.written += len(rows)

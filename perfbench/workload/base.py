@@ -58,7 +58,9 @@ class Dataset:
 REGISTRY: dict[str, Dataset] = {}
 
 
-def register(name: str, description: str, *, needs_path: bool = False) -> Callable[[Loader], Loader]:
+def register(
+    name: str, description: str, *, needs_path: bool = False
+) -> Callable[[Loader], Loader]:
     def decorate(load: Loader) -> Loader:
         REGISTRY[name] = Dataset(name, description, load, needs_path)
         return load

@@ -19,8 +19,14 @@ def load(spec: WorkloadSpec) -> list[Prompt]:
         try:
             row = json.loads(line)
             prompts.append(
-                Prompt(id=str(row["id"]), text=row["prompt"], metadata={"category": row.get("category")})
+                Prompt(
+                    id=str(row["id"]),
+                    text=row["prompt"],
+                    metadata={"category": row.get("category")},
+                )
             )
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise DatasetError(f"{path}:{n}: not an openqa row ({exc}); expected {{\"id\", \"prompt\"}}") from exc
+            raise DatasetError(
+                f'{path}:{n}: not an openqa row ({exc}); expected {{"id", "prompt"}}'
+            ) from exc
     return prompts
