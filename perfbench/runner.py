@@ -400,7 +400,7 @@ class _Execution:
         except asyncio.CancelledError:
             if waiting is not None:  # its time had come: it gets its row
                 self._sink(_cancelled(waiting, clock()))
-            await _join(list(tasks))
+            await _cancel_all(list(tasks))
             raise
         await _join(list(tasks))
 
@@ -424,10 +424,15 @@ async def _join(tasks: list[asyncio.Task[Any]]) -> None:
     try:
         await asyncio.gather(*tasks)
     except asyncio.CancelledError:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await _cancel_all(tasks)
         raise
+
+
+async def _cancel_all(tasks: list[asyncio.Task[Any]]) -> None:
+    """Cancel requests in flight and wait until each has recorded itself as cancelled."""
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 class _LoopLag:

@@ -1,0 +1,115 @@
+"""Load shapes end to end against the simulator: duration bounds, concurrency caps, warm-up."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+from perfbench import ClientSpec, LoadSpec, PerfSpec, run
+from tests.conftest import ROOT, rows
+
+SLOW = ("--ttft-ms", "20", "--itl-ms", "10", "--itl-ms-per-seq", "0", "--seed", "2")
+
+
+def test_duration_ends_a_closed_loop_run(sim, tmp_path):
+    spec = PerfSpec(
+        client=ClientSpec(url=sim(*SLOW), max_tokens=10, min_tokens=10),
+        loads=(LoadSpec(parallel=2, number=None, duration=1.0),),
+        db_path=tmp_path / "d.db",
+    )
+    start = time.monotonic()
+    (r,) = run(spec).runs
+    elapsed = time.monotonic() - start
+    # each request takes ~110 ms: two workers fit about 18 in one second, then stop
+    assert 10 <= r.summary.ok <= 24, r.summary.ok
+    assert elapsed < 5
+    (last_sent,) = rows(tmp_path / "d.db", "SELECT max(sent_ns) - min(sent_ns) FROM requests")[0]
+    assert last_sent < 1.05e9  # nothing was started after the duration
+
+
+def test_max_concurrency_caps_an_open_loop_and_shows_as_schedule_lag(sim, tmp_path):
+    spec = PerfSpec(
+        client=ClientSpec(url=sim(*SLOW), max_tokens=20, min_tokens=20),
+        loads=(LoadSpec(parallel=None, rate=float("inf"), number=12, max_concurrency=3),),
+        db_path=tmp_path / "c.db",
+    )
+    (r,) = run(spec).runs
+    s = r.summary
+    assert s.ok == 12 and s.mode == "open"
+    assert s.achieved_concurrency <= 3.05
+    # everything was planned at t=0; the last requests waited for three rounds of ~210 ms
+    lags = sorted(x for (x,) in rows(tmp_path / "c.db", "SELECT schedule_lag_ms FROM requests"))
+    assert lags[0] < 5 and lags[-1] > 500
+    assert any("late against the plan" in w and "--max-concurrency" in w for w in s.warnings)
+
+
+def test_warmup_is_recorded_but_left_out(sim, tmp_path):
+    spec = PerfSpec(
+        client=ClientSpec(url=sim("--preset", "instant", "--seed", "1"), max_tokens=8),
+        loads=(LoadSpec(parallel=2, number=10, warmup=4),),
+        db_path=tmp_path / "w.db",
+    )
+    (r,) = run(spec).runs
+    assert r.summary.measured == 10 and r.summary.warmup == 4
+    assert rows(tmp_path / "w.db", "SELECT count(*), sum(warmup) FROM requests") == [(14, 4)]
+    # warm-up ran first: every measured request was sent after the last warm-up one ended
+    (first_measured,) = rows(
+        tmp_path / "w.db", "SELECT min(sent_ns) FROM requests WHERE warmup = 0"
+    )[0]
+    (last_warm_end,) = rows(tmp_path / "w.db", "SELECT max(end_ns) FROM requests WHERE warmup = 1")[
+        0
+    ]
+    assert first_measured >= last_warm_end
+
+
+def test_sigint_in_an_open_loop_records_waiting_and_flying_requests(sim, tmp_path):
+    url = sim(*SLOW)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "perfbench",
+            "perf",
+            "--url",
+            url,
+            "--rate",
+            "inf",
+            "--number",
+            "40",
+            "--max-concurrency",
+            "4",
+            "--max-tokens",
+            "100",
+            "--min-tokens",
+            "100",
+            "--outputs-dir",
+            str(tmp_path),
+            "--quiet",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    db = tmp_path / "perfbench.db"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        if db.exists() and rows(db, "SELECT count(*) FROM runs")[0][0]:
+            break
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    status, scheduled, recorded = rows(db, "SELECT status, scheduled, recorded FROM runs")[0]
+    assert status == "interrupted" and scheduled == recorded
+    by_status = dict(rows(db, "SELECT status, count(*) FROM requests GROUP BY status"))
+    assert sum(by_status.values()) == recorded
+    # four were in flight and one waited for a slot when the signal came: all have rows
+    assert by_status.get("cancelled", 0) >= 4
+    waited = rows(
+        db, "SELECT count(*) FROM requests WHERE status = 'cancelled' AND sent_ns IS NULL"
+    )
+    assert waited[0][0] >= 1
