@@ -61,3 +61,18 @@ def perfbench(
 def rows(db: Path, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
     with sqlite3.connect(db) as conn:
         return conn.execute(sql, params).fetchall()
+
+
+def wait_for(db: Path, sql: str, at_least: int, timeout: float = 30) -> None:
+    """Poll a database another process is creating until ``sql`` counts ``at_least``."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        try:
+            if db.exists() and rows(db, sql)[0][0] >= at_least:
+                return
+        except sqlite3.OperationalError:  # the schema is still being created
+            continue
+    raise AssertionError(f"{sql} did not reach {at_least} within {timeout}s")

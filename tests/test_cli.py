@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.conftest import ROOT, perfbench, rows
+from tests.conftest import ROOT, perfbench, rows, wait_for
 
 FAST = ("--preset", "instant", "--seed", "3")
 
@@ -260,11 +260,7 @@ def test_signal_stops_the_run_and_keeps_every_row(sim, tmp_path, sig, code):
         text=True,
     )
     db = tmp_path / "perfbench.db"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:  # wait until rows are being written, then interrupt
-        time.sleep(0.2)
-        if db.exists() and rows(db, "SELECT count(*) FROM requests")[0][0] >= 6:
-            break
+    wait_for(db, "SELECT count(*) FROM requests", 6)  # rows are being written
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == code, err

@@ -8,7 +8,7 @@ import sys
 import time
 
 from perfbench import ClientSpec, LoadSpec, PerfSpec, run
-from tests.conftest import ROOT, rows
+from tests.conftest import ROOT, rows, wait_for
 
 SLOW = ("--ttft-ms", "20", "--itl-ms", "10", "--itl-ms-per-seq", "0", "--seed", "2")
 
@@ -94,11 +94,7 @@ def test_sigint_in_an_open_loop_records_waiting_and_flying_requests(sim, tmp_pat
         text=True,
     )
     db = tmp_path / "perfbench.db"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        time.sleep(0.2)
-        if db.exists() and rows(db, "SELECT count(*) FROM runs")[0][0]:
-            break
+    wait_for(db, "SELECT count(*) FROM runs", 1)
     time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
