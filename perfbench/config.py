@@ -199,12 +199,36 @@ class LoadSpec:
 
 @dataclass(frozen=True)
 class WorkloadSpec:
-    """What to send: a dataset by name (with a file where it needs one), or one prompt."""
+    """What to send: a dataset by name (with a file or hub id where it needs one), or one prompt.
+
+    ``tokenizer`` names the tokenizer that sizes synthetic prompts and counts tokens locally: a
+    local folder or Hugging Face hub id, or ``tiktoken:NAME``. ``input_len``/``output_len``/
+    ``range_ratio``/``prefix_len`` shape synthetic prompts (the ``random`` dataset);
+    ``prompt_template`` (with ``{problem}``/``{question}`` style fields) overrides an eval
+    dataset's own template.
+    """
 
     dataset: str = "openqa"
     dataset_path: str | None = None
     prompt: str | None = None
     seed: int = 0
+    tokenizer: str | None = None
+    input_len: int | None = None
+    output_len: int | None = None
+    range_ratio: float = 0.0
+    prefix_len: int = 0
+    prompt_template: str | None = None
+    shuffle: bool = False
+
+    def __post_init__(self) -> None:
+        if self.input_len is not None and self.input_len < 1:
+            raise ConfigError("--input-len must be at least 1")
+        if self.output_len is not None and self.output_len < 1:
+            raise ConfigError("--output-len must be at least 1")
+        if not 0 <= self.range_ratio < 1:
+            raise ConfigError("--range-ratio must be in [0, 1)")
+        if self.prefix_len < 0:
+            raise ConfigError("--prefix-len must be 0 or more")
 
 
 @dataclass(frozen=True)

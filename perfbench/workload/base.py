@@ -23,7 +23,8 @@ class Prompt:
     """One thing to send: chat ``messages`` or plain ``text`` (one of them), and what it expects.
 
     ``max_tokens`` overrides the run's --max-tokens for this prompt (e.g. the reply length of a
-    recorded conversation); ``answer`` and ``metadata`` carry what a grader needs.
+    recorded conversation); ``answer``, ``choices``, ``grader``, ``subset`` and ``metadata``
+    carry what a grader needs.
     """
 
     id: str
@@ -32,6 +33,10 @@ class Prompt:
     max_tokens: int | None = None
     answer: str | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    dataset: str | None = None  # the registry name it came from (reports break results down by it)
+    subset: str | None = None  # e.g. "level 3" or "algebra": what grading tables group by
+    choices: tuple[str, ...] | None = None  # multiple choice: the options, in letter order
+    grader: str | None = None  # which grader scores it ("math", "choice", "numeric", ...)
 
     def __post_init__(self) -> None:
         if (self.text is None) == (self.messages is None):
