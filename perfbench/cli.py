@@ -239,8 +239,6 @@ def _loads(ns: argparse.Namespace) -> tuple[Any, ...]:
     for value, number in zip(axis, numbers, strict=False):
         if ns.rate:
             cap = ns.max_concurrency or (ns.parallel[0] if ns.parallel else None)
-            if number is None and ns.duration is None:
-                number = 100
             loads.append(
                 LoadSpec(
                     parallel=None,
@@ -254,8 +252,6 @@ def _loads(ns: argparse.Namespace) -> tuple[Any, ...]:
                 )
             )
         else:
-            if number is None and ns.duration is None:
-                number = max(100, 10 * value)
             loads.append(
                 LoadSpec(
                     parallel=value,

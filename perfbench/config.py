@@ -148,10 +148,14 @@ class LoadSpec:
     """When to send: one run's load shape.
 
     Closed loop: ``parallel`` workers, each sending its next request when the previous one
-    ends. Open loop: ``rate`` requests/s with gamma-distributed gaps (``burstiness`` 1 is
-    Poisson; lower is burstier), optionally capped at ``max_concurrency`` in flight. A run
-    ends after ``number`` requests or ``duration`` seconds of scheduling, whichever comes
-    first. ``warmup`` requests are sent first, recorded, and left out of every figure.
+    ends. Open loop, optionally capped at ``max_concurrency`` in flight: ``rate`` requests/s
+    with gamma-distributed gaps (``burstiness`` 1 is Poisson; lower is burstier) or evenly
+    spaced (``arrival="constant"``); a linear ramp from ``ramp_from`` to ``ramp_to`` requests/s
+    over ``duration``; or the arrival times of a recorded ``trace`` (``trace_speed`` 2 replays
+    it twice as fast). A run ends after ``number`` requests or ``duration`` seconds of
+    scheduling, whichever comes first; with neither, the workload decides (an eval dataset is
+    sent once per row, anything else 10 requests per worker, at least 100). ``warmup``
+    requests are sent first, recorded, and left out of every figure.
     """
 
     parallel: int | None = 1
@@ -162,6 +166,11 @@ class LoadSpec:
     duration: float | None = None
     warmup: int = 0
     seed: int = 0
+    arrival: str = "poisson"  # poisson (gamma with burstiness) | constant
+    ramp_from: float | None = None
+    ramp_to: float | None = None
+    trace: str | None = None
+    trace_speed: float = 1.0
 
     def __post_init__(self) -> None:
         if self.parallel is not None and self.parallel < 1:
@@ -178,16 +187,30 @@ class LoadSpec:
             raise ConfigError("--duration must be positive")
         if self.warmup < 0:
             raise ConfigError("--warmup must be 0 or more")
-        if self.number is None and self.duration is None:
-            raise ConfigError("give --number or --duration so that the run ends")
-        if self.rate is not None and math.isinf(self.rate) and self.number is None:
-            raise ConfigError("--rate inf sends everything at once: give --number")
-        if self.rate is None and self.parallel is None:
+        if self.rate is not None and math.isinf(self.rate) and self.duration is not None:
+            raise ConfigError("--rate inf sends everything at once: give --number, not --duration")
+        if self.arrival not in ("poisson", "constant"):
+            raise ConfigError("--arrival must be poisson or constant")
+        if (self.ramp_from is None) != (self.ramp_to is None):
+            raise ConfigError("give both --ramp-from and --ramp-to")
+        if self.ramp_from is not None:
+            assert self.ramp_to is not None
+            if self.duration is None:
+                raise ConfigError("a ramp runs over --duration seconds: give --duration")
+            if self.rate is not None or self.trace is not None:
+                raise ConfigError("--ramp-from/--ramp-to replace --rate and --trace: give one")
+            if self.ramp_from < 0 or self.ramp_to < 0 or self.ramp_from == self.ramp_to == 0:
+                raise ConfigError("--ramp-from and --ramp-to must be >= 0, not both 0")
+        if self.trace is not None and self.rate is not None:
+            raise ConfigError("--trace sets the arrival times: drop --rate")
+        if not self.trace_speed > 0:
+            raise ConfigError("--trace-speed must be positive")
+        if not self.open_loop and self.parallel is None:
             raise ConfigError("give --parallel (closed loop) or --rate (open loop)")
 
     @property
     def open_loop(self) -> bool:
-        return self.rate is not None
+        return self.rate is not None or self.ramp_from is not None or self.trace is not None
 
     @property
     def concurrency(self) -> int | None:

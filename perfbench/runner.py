@@ -29,7 +29,7 @@ from perfbench.client.wire import build_body
 from perfbench.config import ClientSpec, LoadSpec, PerfSpec, redact_url
 from perfbench.embedded import EmbeddedSim
 from perfbench.errors import ConfigError, ServerRejected
-from perfbench.load import arrival_offsets
+from perfbench.load import arrival_offsets, constant_offsets, ramp_offsets
 from perfbench.metrics import Summary, summarize
 from perfbench.store import RecordWriter, Store
 from perfbench.workload import Prompt, load_prompts
@@ -159,17 +159,11 @@ class _Batch:
         embedded: bool,
     ) -> int:
         spec = self.spec
+        load = _resolve_number(load, prompts)
         planned = None
         offsets = None
         if load.open_loop:
-            assert load.rate is not None
-            offsets = arrival_offsets(
-                load.rate,
-                number=load.number,
-                duration=load.duration,
-                burstiness=load.burstiness,
-                seed=load.seed,
-            )
+            offsets = _plan(load)
             planned = len(offsets)
             pool = load.concurrency or min(max(planned, 1), 1024)
         else:
@@ -275,6 +269,43 @@ class _Batch:
             self._current = []
 
 
+def _resolve_number(load: LoadSpec, prompts: list[Prompt]) -> LoadSpec:
+    """With neither --number nor --duration: once per row for an eval dataset, else 10 per worker."""
+    if load.number is not None or load.duration is not None or load.trace is not None:
+        return load
+    if any(p.answer is not None for p in prompts):
+        number = len(prompts)
+    elif load.open_loop:
+        number = 100
+    else:
+        number = max(100, 10 * (load.parallel or 1))
+    return dataclasses.replace(load, number=number)
+
+
+def _plan(load: LoadSpec) -> np.ndarray:
+    """The open loop's planned start offsets (seconds), from the load's shape."""
+    if load.ramp_from is not None:
+        assert load.ramp_to is not None and load.duration is not None
+        return ramp_offsets(
+            load.ramp_from,
+            load.ramp_to,
+            duration=load.duration,
+            number=load.number,
+            burstiness=load.burstiness,
+            seed=load.seed,
+        )
+    assert load.rate is not None
+    if load.arrival == "constant" and not math.isinf(load.rate):
+        return constant_offsets(load.rate, number=load.number, duration=load.duration)
+    return arrival_offsets(
+        load.rate,
+        number=load.number,
+        duration=load.duration,
+        burstiness=load.burstiness,
+        seed=load.seed,
+    )
+
+
 def _now() -> str:
     from perfbench.store.runs import now_iso
 
@@ -300,7 +331,9 @@ class _Bodies:
             body = self._cache[k] = build_body(
                 self.spec, self.model, messages, prompt.text, max_tokens
             )
-        return RequestSpec(index, body, intended_ns, warmup, prompt.id, prompt.chars)
+        return RequestSpec(
+            index, body, intended_ns, warmup, prompt.id, prompt.chars, prompt.dataset
+        )
 
 
 class _Execution:
@@ -410,6 +443,7 @@ def _cancelled(req: RequestSpec, now: int) -> RequestRecord:
         index=req.index,
         warmup=req.warmup,
         prompt_id=req.prompt_id,
+        dataset=req.dataset,
         status="cancelled",
         intended_ns=req.intended_ns,
         end_ns=now,

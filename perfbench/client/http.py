@@ -486,6 +486,7 @@ class _State:
             error=self.error,
             response_id=self.response_id,
             streamed=self.streamed,
+            dataset=req.dataset,
         )
 
 

@@ -35,6 +35,7 @@ class RequestSpec:
     warmup: bool = False
     prompt_id: str | None = None
     prompt_chars: int = 0
+    dataset: str | None = None  # carried through to the record, for per-dataset reports
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +71,7 @@ class RequestRecord:
     error: str | None = None
     response_id: str | None = None
     streamed: bool = True
+    dataset: str | None = None
 
     @property
     def ok(self) -> bool:

@@ -73,6 +73,7 @@ class Summary:
     mode: str  # "closed" or "open"
     parallel: int | None
     rate: float | None
+    shape: str  # how arrivals were planned: closed, poisson, gamma, constant, ramp, trace
     max_concurrency: int | None
     scheduled: int
     measured: int
@@ -114,6 +115,18 @@ def _clean(value: Any) -> Any:
     if isinstance(value, list):
         return [_clean(v) for v in value]
     return value
+
+
+def _shape(load: dict[str, Any]) -> str:
+    if load.get("trace"):
+        return "trace"
+    if load.get("ramp_from") is not None:
+        return "ramp"
+    if load.get("rate") is None:
+        return "closed"
+    if load.get("arrival") == "constant":
+        return "constant"
+    return "poisson" if load.get("burstiness", 1.0) == 1.0 else "gamma"
 
 
 def _pct_label(p: float) -> str:
@@ -179,7 +192,7 @@ def summarize(store: Store, run: Run) -> Summary:
         values={_pct_label(p): v / 1e6 for p, v in zip(PERCENTILES, pcts)},
         exact=itl_exact,
     )
-    open_loop = load.get("rate") is not None
+    open_loop = any(load.get(k) is not None for k in ("rate", "ramp_from", "trace"))
     planned_rate = achieved_rate = None
     if open_loop:
         for key, _, _ in OPEN_LOOP_DISTRIBUTIONS:
@@ -215,6 +228,7 @@ def summarize(store: Store, run: Run) -> Summary:
         mode="open" if open_loop else "closed",
         parallel=load.get("parallel"),
         rate=load.get("rate"),
+        shape=_shape(load),
         max_concurrency=load.get("max_concurrency"),
         scheduled=int(run.scheduled or 0),
         measured=measured,

@@ -30,9 +30,12 @@ def fmt(value: float | None, digits: int = 2) -> str:
 def _load_label(s: Summary) -> str:
     if s.mode == "closed":
         return f"closed loop, {s.parallel} in parallel"
-    rate = "inf" if s.rate is not None and math.isinf(s.rate) else f"{s.rate:g} req/s"
     cap = f", at most {s.max_concurrency} in flight" if s.max_concurrency else ""
-    return f"open loop, {rate}{cap}"
+    if s.shape in ("trace", "ramp"):
+        return f"open loop, {s.shape}{cap}"
+    rate = "inf" if s.rate is not None and math.isinf(s.rate) else f"{s.rate:g} req/s"
+    kind = "" if s.shape == "poisson" else f" {s.shape}"
+    return f"open loop, {rate}{kind}{cap}"
 
 
 def summary_table(s: Summary) -> Table:

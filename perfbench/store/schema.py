@@ -46,6 +46,7 @@ REQUEST_COLUMNS: dict[str, type] = {
     "response_id": str,
     "output_text": str,
     "reasoning_text": str,
+    "dataset": str,
 }
 
 
@@ -78,7 +79,7 @@ def m001_initial(db: Database) -> None:
     )
     db.table("runs").create_index(["name"])
     db.table("requests").create(
-        REQUEST_COLUMNS,
+        {k: v for k, v in REQUEST_COLUMNS.items() if k != "dataset"},  # added by m002
         pk=("run_id", "idx"),
         not_null={"run_id", "idx", "warmup", "status", "intended_ns"},
         foreign_keys=[("run_id", "runs", "id")],
@@ -90,6 +91,12 @@ def m001_initial(db: Database) -> None:
         not_null={"run_id", "idx", "width", "gaps"},
         foreign_keys=[("run_id", "runs", "id")],
     )
+
+
+@migrations()
+def m002_request_dataset(db: Database) -> None:
+    """The dataset each request's prompt came from, for per-dataset breakdowns."""
+    db.table("requests").add_column("dataset", str)
 
 
 def open_db(path: str, *, create: bool) -> Database:

@@ -82,6 +82,7 @@ def to_row(run_id: int, t0: int, r: RequestRecord) -> dict[str, Any]:
         "response_id": r.response_id,
         "output_text": r.output_text,
         "reasoning_text": r.reasoning_text,
+        "dataset": r.dataset,
     }
 
 

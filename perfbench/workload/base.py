@@ -7,6 +7,8 @@ modules; adding a dataset is adding a module and one import line.
 
 from __future__ import annotations
 
+import dataclasses
+import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,7 +80,7 @@ def load_prompts(spec: WorkloadSpec) -> list[Prompt]:
     if spec.prompt is not None:
         if not spec.prompt.strip():
             raise DatasetError("--prompt is empty; give the text to send")
-        return [Prompt(id="prompt", text=spec.prompt)]
+        return [Prompt(id="prompt", text=spec.prompt, dataset="prompt")]
     dataset = REGISTRY.get(spec.dataset)
     if dataset is None:
         known = ", ".join(sorted(REGISTRY))
@@ -90,6 +92,13 @@ def load_prompts(spec: WorkloadSpec) -> list[Prompt]:
     prompts = dataset.load(spec)
     if not prompts:
         raise DatasetError(f"--dataset {spec.dataset} gave no prompts; check the file's content")
+    if any(p.dataset is None for p in prompts):
+        prompts = [
+            p if p.dataset else dataclasses.replace(p, dataset=spec.dataset) for p in prompts
+        ]
+    if spec.shuffle:
+        order = random.Random(spec.seed).sample(range(len(prompts)), len(prompts))
+        prompts = [prompts[i] for i in order]
     return prompts
 
 

@@ -1,0 +1,118 @@
+"""Trace replay: request arrival times and sizes from a recorded production trace.
+
+Three layouts are read, told apart by the file's first line:
+
+* JSONL with ``timestamp`` plus ``input_length``/``output_length`` (the Mooncake trace layout,
+  timestamps in milliseconds), optionally a ``prompt`` to send as is;
+* JSONL with ``timestamp`` in seconds: say so with a ``"unit": "s"`` field, or use the CSV;
+* CSV with a header ``TIMESTAMP,ContextTokens,GeneratedTokens`` (the Azure LLM inference
+  trace layout; timestamps are date-times).
+
+Offsets are taken relative to the first request and divided by ``speed`` (2 replays twice as
+fast). The replay is an open loop: requests go out at their trace times whatever the server does.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+from perfbench.errors import DatasetError
+
+
+@dataclass(frozen=True)
+class Trace:
+    offsets: np.ndarray  # seconds from the first request, ascending
+    input_lens: list[int]
+    output_lens: list[int]
+    prompts: list[str | None]
+
+    def __len__(self) -> int:
+        return len(self.input_lens)
+
+
+def read_trace(path: str | Path, *, speed: float = 1.0) -> Trace:
+    if not speed > 0:
+        raise DatasetError("--trace-speed must be positive")
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise DatasetError(f"--trace {path}: {exc.strerror or exc}") from exc
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    if not first:
+        raise DatasetError(f"--trace {path} is empty")
+    if first.lstrip().startswith("{"):
+        stamps, inputs, outputs, prompts = _jsonl(path, text)
+    else:
+        stamps, inputs, outputs, prompts = _azure_csv(path, text)
+    order = np.argsort(np.asarray(stamps, dtype=np.float64), kind="stable")
+    times = np.asarray(stamps, dtype=np.float64)[order]
+    return Trace(
+        offsets=(times - times[0]) / speed,
+        input_lens=[inputs[i] for i in order],
+        output_lens=[outputs[i] for i in order],
+        prompts=[prompts[i] for i in order],
+    )
+
+
+def _jsonl(path: Path, text: str) -> tuple[list[float], list[int], list[int], list[str | None]]:
+    stamps: list[float] = []
+    inputs: list[int] = []
+    outputs: list[int] = []
+    prompts: list[str | None] = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            scale = 1.0 if row.get("unit") == "s" else 1e-3
+            stamps.append(float(row["timestamp"]) * scale)
+            inputs.append(max(1, int(row["input_length"])))
+            outputs.append(max(1, int(row["output_length"])))
+            prompt = row.get("prompt")
+            prompts.append(str(prompt) if prompt is not None else None)
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise DatasetError(
+                f"{path}:{n}: not a trace row ({type(exc).__name__}: {exc}); expected "
+                '{"timestamp": ms, "input_length": n, "output_length": m}'
+            ) from exc
+    return stamps, inputs, outputs, prompts
+
+
+def _azure_csv(path: Path, text: str) -> tuple[list[float], list[int], list[int], list[str | None]]:
+    reader = csv.DictReader(text.splitlines())
+    need = {"TIMESTAMP", "ContextTokens", "GeneratedTokens"}
+    if not reader.fieldnames or not need <= set(reader.fieldnames):
+        raise DatasetError(
+            f"{path}: a CSV trace needs the columns {', '.join(sorted(need))} "
+            f"(found {', '.join(reader.fieldnames or [])})"
+        )
+    stamps: list[float] = []
+    inputs: list[int] = []
+    outputs: list[int] = []
+    for n, row in enumerate(reader, 2):
+        try:
+            stamps.append(_seconds(row["TIMESTAMP"]))
+            inputs.append(max(1, int(row["ContextTokens"])))
+            outputs.append(max(1, int(row["GeneratedTokens"])))
+        except (TypeError, ValueError) as exc:
+            raise DatasetError(f"{path}:{n}: bad trace row ({exc})") from exc
+    return stamps, inputs, outputs, [None] * len(stamps)
+
+
+def _seconds(stamp: str) -> float:
+    """A date-time with up to 7 fractional digits (Azure's layout), or plain seconds."""
+    stamp = stamp.strip()
+    try:
+        return float(stamp)
+    except ValueError:
+        pass
+    head, _, frac = stamp.partition(".")
+    base = datetime.fromisoformat(head)
+    return base.timestamp() + (float(f"0.{frac}") if frac else 0.0)
