@@ -142,6 +142,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--duration", type=float, help="seconds of scheduling; ends the run early")
     g.add_argument(
+        "--arrival",
+        choices=("poisson", "constant"),
+        default="poisson",
+        help="open loop: Poisson (gamma with --burstiness) gaps, or evenly spaced",
+    )
+    g.add_argument(
+        "--ramp-from", type=float, metavar="R0", help="open loop: a linear ramp from R0 req/s"
+    )
+    g.add_argument("--ramp-to", type=float, metavar="R1", help="... to R1 req/s over --duration")
+    g.add_argument(
+        "--trace",
+        metavar="FILE",
+        help="replay the arrival times and lengths of a trace (Mooncake JSONL or Azure CSV)",
+    )
+    g.add_argument(
+        "--trace-speed", type=float, default=1.0, help="2 replays the trace twice as fast"
+    )
+    g.add_argument(
         "--warmup", type=int, default=0, help="requests sent first and left out of the figures"
     )
     g.add_argument("--seed", type=int, default=0, help="seed of arrivals and of the simulator")
@@ -159,11 +177,45 @@ def build_parser() -> argparse.ArgumentParser:
         help="stream the response (default: on)",
     )
     g.add_argument("--extra-body", help="JSON object merged into every request body")
+    g.add_argument(
+        "--enable-thinking",
+        dest="thinking",
+        action="store_true",
+        default=None,
+        help="send chat_template_kwargs.enable_thinking = true",
+    )
+    g.add_argument(
+        "--disable-thinking",
+        dest="thinking",
+        action="store_false",
+        help="send chat_template_kwargs.enable_thinking = false",
+    )
 
     g = perf.add_argument_group("workload")
-    g.add_argument("--dataset", default="openqa", help="dataset name (default: %(default)s)")
-    g.add_argument("--dataset-path", help="file the dataset reads")
+    g.add_argument(
+        "--dataset",
+        default="openqa",
+        help="dataset name; `perfbench datasets` lists them (default: %(default)s)",
+    )
+    g.add_argument("--dataset-path", help="the file (or hub id) the dataset reads")
     g.add_argument("--prompt", help="send this one prompt")
+    g.add_argument(
+        "--prompt-template", help="format string replacing an eval dataset's own, e.g. '{problem}'"
+    )
+    g.add_argument("--shuffle", action="store_true", help="a seeded shuffle of the dataset's rows")
+    g.add_argument(
+        "--tokenizer-path",
+        "--tokenizer",
+        dest="tokenizer",
+        metavar="NAME",
+        help="a local folder or hub id, or tiktoken:NAME (default: about 4 characters per token)",
+    )
+    g.add_argument("--input-len", type=int, help="random dataset: prompt length in tokens")
+    g.add_argument("--output-len", type=int, help="random dataset: output length in tokens")
+    g.add_argument(
+        "--range-ratio", type=float, default=0.0, help="random dataset: lengths uniform in ±ratio"
+    )
+    g.add_argument("--prefix-len", type=int, default=0, help="random dataset: shared prefix tokens")
 
     g = perf.add_argument_group("output")
     g.add_argument("--name", help="label the runs, to find them again by name")
@@ -192,6 +244,10 @@ def build_parser() -> argparse.ArgumentParser:
     _output_options(report)
     _db_options(report)
     report.set_defaults(func=cmd_report)
+
+    datasets = sub.add_parser("datasets", help="list the datasets --dataset can name")
+    datasets.add_argument("--json", action="store_true")
+    datasets.set_defaults(func=cmd_datasets)
 
     runs = sub.add_parser("runs", help="list the runs in the database")
     runs.add_argument("--json", action="store_true")
@@ -224,7 +280,10 @@ def _loads(ns: argparse.Namespace) -> tuple[Any, ...]:
         raise ConfigError(
             "with --rate, give one --parallel (it caps requests in flight) or use --max-concurrency"
         )
-    axis = ns.rate if ns.rate else (ns.parallel or [1])
+    open_shape = ns.ramp_from is not None or ns.ramp_to is not None or ns.trace is not None
+    if open_shape and ns.rate:
+        raise ConfigError("--rate, --ramp-from/--ramp-to and --trace are alternatives: give one")
+    axis = ns.rate if ns.rate else ([None] if open_shape else (ns.parallel or [1]))
     numbers = ns.number
     if numbers is None:
         numbers = [None] * len(axis)
@@ -233,34 +292,30 @@ def _loads(ns: argparse.Namespace) -> tuple[Any, ...]:
     elif len(numbers) != len(axis):
         what = "--rate" if ns.rate else "--parallel"
         raise ConfigError(
-            f"--number has {len(numbers)} values and {what} {len(axis)}: give one, or one per {what} value"
+            f"--number has {len(numbers)} values and {what} {len(axis)}: "
+            f"give one, or one per {what} value"
         )
+    common = {"duration": ns.duration, "warmup": ns.warmup, "seed": ns.seed}
     loads = []
-    for value, number in zip(axis, numbers, strict=False):
-        if ns.rate:
+    for value, number in zip(axis, numbers):
+        if ns.rate or open_shape:
             cap = ns.max_concurrency or (ns.parallel[0] if ns.parallel else None)
-            loads.append(
-                LoadSpec(
-                    parallel=None,
-                    number=number,
-                    rate=value,
-                    burstiness=ns.burstiness,
-                    max_concurrency=cap,
-                    duration=ns.duration,
-                    warmup=ns.warmup,
-                    seed=ns.seed,
-                )
+            load = LoadSpec(
+                parallel=None,
+                number=number,
+                rate=value,
+                burstiness=ns.burstiness,
+                max_concurrency=cap,
+                arrival=ns.arrival,
+                ramp_from=ns.ramp_from,
+                ramp_to=ns.ramp_to,
+                trace=ns.trace,
+                trace_speed=ns.trace_speed,
+                **common,
             )
         else:
-            loads.append(
-                LoadSpec(
-                    parallel=value,
-                    number=number,
-                    duration=ns.duration,
-                    warmup=ns.warmup,
-                    seed=ns.seed,
-                )
-            )
+            load = LoadSpec(parallel=value, number=number, **common)
+        loads.append(load)
     return tuple(loads)
 
 
@@ -279,6 +334,10 @@ def _client(ns: argparse.Namespace) -> Any:
             ) from None
         if not isinstance(extra, dict):
             raise ConfigError("--extra-body must be a JSON object, e.g. '{\"ignore_eos\": true}'")
+    if ns.thinking is not None:
+        kwargs = dict(extra.get("chat_template_kwargs") or {})
+        kwargs["enable_thinking"] = ns.thinking
+        extra = {**extra, "chat_template_kwargs": kwargs}
     headers = []
     for h in ns.header:
         key, sep, value = h.partition(":")
@@ -317,7 +376,17 @@ def cmd_perf(ns: argparse.Namespace, argv: Sequence[str]) -> int:
         client=_client(ns),
         loads=_loads(ns),
         workload=WorkloadSpec(
-            dataset=ns.dataset, dataset_path=ns.dataset_path, prompt=ns.prompt, seed=ns.seed
+            dataset=ns.dataset,
+            dataset_path=ns.dataset_path,
+            prompt=ns.prompt,
+            seed=ns.seed,
+            tokenizer=ns.tokenizer,
+            input_len=ns.input_len,
+            output_len=ns.output_len,
+            range_ratio=ns.range_ratio,
+            prefix_len=ns.prefix_len,
+            prompt_template=ns.prompt_template,
+            shuffle=ns.shuffle,
         ),
         db_path=_db_path(ns),
         name=ns.name,
@@ -446,6 +515,28 @@ def cmd_runs(ns: argparse.Namespace, argv: Sequence[str]) -> int:
             str(failed),
         )
     Console().print(table)
+    return 0
+
+
+def cmd_datasets(ns: argparse.Namespace, argv: Sequence[str]) -> int:
+    from perfbench.workload import REGISTRY
+
+    entries = [REGISTRY[name] for name in sorted(REGISTRY)]
+    if ns.json:
+        print(
+            json.dumps(
+                [
+                    {"name": d.name, "description": d.description, "needs_path": d.needs_path}
+                    for d in entries
+                ],
+                indent=2,
+            )
+        )
+        return 0
+    width = max(len(d.name) for d in entries)
+    for d in entries:
+        need = "  (needs --dataset-path)" if d.needs_path else ""
+        print(f"{d.name:<{width}}  {d.description}{need}")
     return 0
 
 

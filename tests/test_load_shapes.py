@@ -109,3 +109,49 @@ def test_sigint_in_an_open_loop_records_waiting_and_flying_requests(sim, tmp_pat
         db, "SELECT count(*) FROM requests WHERE status = 'cancelled' AND sent_ns IS NULL"
     )
     assert waited[0][0] >= 1
+
+
+def test_constant_arrivals_are_evenly_spaced(sim, tmp_path):
+    spec = PerfSpec(
+        client=ClientSpec(url=sim("--preset", "instant", "--seed", "1"), max_tokens=4),
+        loads=(LoadSpec(parallel=None, rate=20.0, number=21, arrival="constant"),),
+        db_path=tmp_path / "k.db",
+    )
+    (r,) = run(spec).runs
+    assert r.summary.shape == "constant" and r.summary.ok == 21
+    intended = [
+        x for (x,) in rows(tmp_path / "k.db", "SELECT intended_ns FROM requests ORDER BY idx")
+    ]
+    gaps = {round((b - a) / 1e6, 3) for a, b in zip(intended, intended[1:])}
+    assert gaps == {50.0}  # exactly 1/rate apart, in the plan
+    sent = [x for (x,) in rows(tmp_path / "k.db", "SELECT sent_ns FROM requests ORDER BY idx")]
+    assert abs((sent[-1] - sent[0]) / 1e9 - 1.0) < 0.05
+
+
+def test_ramp_raises_the_rate_over_the_duration(sim, tmp_path):
+    spec = PerfSpec(
+        client=ClientSpec(url=sim("--preset", "instant", "--seed", "1"), max_tokens=4),
+        loads=(
+            LoadSpec(
+                parallel=None, number=None, ramp_from=10.0, ramp_to=70.0, duration=2.0, seed=4
+            ),
+        ),
+        db_path=tmp_path / "r.db",
+    )
+    (r,) = run(spec).runs
+    assert r.summary.shape == "ramp"
+    sent = [x / 1e9 for (x,) in rows(tmp_path / "r.db", "SELECT intended_ns FROM requests")]
+    first = sum(1 for t in sent if t - min(sent) < 1.0)
+    second = len(sent) - first
+    # expected 25 arrivals in the first second and 55 in the second (rate 10 -> 70 linearly)
+    assert 12 <= first <= 40 and 38 <= second <= 75 and second > first, (first, second)
+
+
+def test_thinking_flag_reaches_the_request_body(tmp_path):
+    from perfbench.cli import _client, build_parser
+
+    ns = build_parser().parse_args(["perf", "--disable-thinking", "--extra-body", '{"top_k": 5}'])
+    spec = _client(ns)
+    assert spec.extra_body == {"top_k": 5, "chat_template_kwargs": {"enable_thinking": False}}
+    ns = build_parser().parse_args(["perf", "--enable-thinking"])
+    assert _client(ns).extra_body == {"chat_template_kwargs": {"enable_thinking": True}}
