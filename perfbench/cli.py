@@ -204,6 +204,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--shuffle", action="store_true", help="a seeded shuffle of the dataset's rows")
     g.add_argument(
+        "--mix",
+        nargs="+",
+        metavar="NAME[=PATH][:WEIGHT]",
+        help="one workload from several datasets drawn by weight, e.g. openqa:3 jsonl=q.jsonl:1",
+    )
+    g.add_argument(
         "--tokenizer-path",
         "--tokenizer",
         dest="tokenizer",
@@ -319,6 +325,23 @@ def _loads(ns: argparse.Namespace) -> tuple[Any, ...]:
     return tuple(loads)
 
 
+def _mix(items: list[str]) -> tuple[tuple[str, str | None, float], ...]:
+    from perfbench.errors import ConfigError
+
+    out = []
+    for item in items:
+        head, colon, weight_text = item.rpartition(":")
+        if not colon or "=" in weight_text:
+            head, weight_text = item, "1"
+        name, eq, path = head.partition("=")
+        try:
+            weight = float(weight_text)
+        except ValueError:
+            raise ConfigError(f"--mix {item!r}: the weight after ':' must be a number") from None
+        out.append((name, path if eq else None, weight))
+    return tuple(out)
+
+
 def _client(ns: argparse.Namespace) -> Any:
     from perfbench.config import ClientSpec
     from perfbench.errors import ConfigError
@@ -387,6 +410,7 @@ def cmd_perf(ns: argparse.Namespace, argv: Sequence[str]) -> int:
             prefix_len=ns.prefix_len,
             prompt_template=ns.prompt_template,
             shuffle=ns.shuffle,
+            mix=_mix(ns.mix or []),
         ),
         db_path=_db_path(ns),
         name=ns.name,

@@ -228,7 +228,7 @@ class WorkloadSpec:
     local folder or Hugging Face hub id, or ``tiktoken:NAME``. ``input_len``/``output_len``/
     ``range_ratio``/``prefix_len`` shape synthetic prompts (the ``random`` dataset);
     ``prompt_template`` (with ``{problem}``/``{question}`` style fields) overrides an eval
-    dataset's own template.
+    dataset's own template. ``mix`` makes one workload of several datasets, drawn by weight.
     """
 
     dataset: str = "openqa"
@@ -242,8 +242,12 @@ class WorkloadSpec:
     prefix_len: int = 0
     prompt_template: str | None = None
     shuffle: bool = False
+    mix: tuple[tuple[str, str | None, float], ...] = ()  # (dataset, path, weight): a collection
 
     def __post_init__(self) -> None:
+        for name, _, weight in self.mix:
+            if not weight > 0:
+                raise ConfigError(f"--mix {name}: the weight must be positive")
         if self.input_len is not None and self.input_len < 1:
             raise ConfigError("--input-len must be at least 1")
         if self.output_len is not None and self.output_len < 1:

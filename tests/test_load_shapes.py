@@ -155,3 +155,37 @@ def test_thinking_flag_reaches_the_request_body(tmp_path):
     assert spec.extra_body == {"top_k": 5, "chat_template_kwargs": {"enable_thinking": False}}
     ns = build_parser().parse_args(["perf", "--enable-thinking"])
     assert _client(ns).extra_body == {"chat_template_kwargs": {"enable_thinking": True}}
+
+
+def test_mixed_collection_records_each_requests_dataset(sim, tmp_path):
+    lines = tmp_path / "lines.txt"
+    lines.write_text("what is 2+2?\nname a colour\n")
+    from perfbench.config import WorkloadSpec
+
+    spec = PerfSpec(
+        client=ClientSpec(url=sim("--preset", "instant", "--seed", "1"), max_tokens=4),
+        loads=(LoadSpec(parallel=4, number=200),),
+        workload=WorkloadSpec(
+            mix=(("openqa", None, 3.0), ("line_by_line", str(lines), 1.0)), seed=9
+        ),
+        db_path=tmp_path / "m.db",
+    )
+    (r,) = run(spec).runs
+    counts = dict(
+        rows(tmp_path / "m.db", "SELECT dataset, count(*) FROM requests GROUP BY dataset")
+    )
+    assert set(counts) == {"openqa", "line_by_line"} and sum(counts.values()) == 200
+    assert 120 <= counts["openqa"] <= 180  # weight 3 of 4
+    by = r.summary.by_dataset
+    assert (
+        by["openqa"]["ok"] == counts["openqa"]
+        and by["line_by_line"]["ok"] == counts["line_by_line"]
+    )
+    ids = [
+        i
+        for (i,) in rows(
+            tmp_path / "m.db",
+            "SELECT prompt_id FROM requests WHERE dataset = 'line_by_line' ORDER BY idx",
+        )
+    ]
+    assert ids[:4] == ["line-1", "line-2", "line-1", "line-2"]  # each dataset's rows in turn

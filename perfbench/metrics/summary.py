@@ -51,6 +51,7 @@ _COLUMNS = (
     "reasoning_tokens",
     "token_source",
     "streamed",
+    "dataset",
 )
 
 
@@ -99,6 +100,7 @@ class Summary:
     token_sources: dict[str, int]
     loop_lag_ms: dict[str, float]
     distributions: dict[str, Distribution] = field(default_factory=dict)
+    by_dataset: dict[str, dict[str, float]] = field(default_factory=dict)  # when several
     warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -257,10 +259,35 @@ def summarize(store: Store, run: Run) -> Summary:
         loop_lag_ms=dict(run.health.get("loop_lag_ms", {})),
         distributions=dists,
     )
+    summary.by_dataset = _by_dataset(cols, ok)
     summary.warnings = _warnings(
         summary, run, bool(np.all(cols["streamed"][ok] == 1)) if n_ok else True
     )
     return summary
+
+
+def _by_dataset(cols: dict[str, np.ndarray], ok: np.ndarray) -> dict[str, dict[str, float]]:
+    """Per-dataset figures of a mixed workload (empty when the run used one dataset)."""
+    names = sorted(set(cols["dataset"].tolist()))
+    if len(names) < 2:
+        return {}
+    out: dict[str, dict[str, float]] = {}
+    for name in names:
+        mine = cols["dataset"] == name
+        good = mine & ok
+        ttft = cols["ttft_ms"][good]
+        ttft = ttft[~np.isnan(ttft)]
+        out[name or "(none)"] = {
+            "measured": float(mine.sum()),
+            "ok": float(good.sum()),
+            "mean_ttft_ms": _mean(cols["ttft_ms"][good]),
+            "p99_ttft_ms": float(np.percentile(ttft, 99)) if ttft.size else math.nan,
+            "mean_tpot_ms": _mean(cols["tpot_ms"][good]),
+            "mean_e2e_ms": _mean(cols["e2e_ms"][good]),
+            "mean_input_tokens": _mean(cols["prompt_tokens"][good]),
+            "mean_output_tokens": _mean(cols["completion_tokens"][good]),
+        }
+    return out
 
 
 def _warnings(s: Summary, run: Run, all_streamed: bool) -> list[str]:

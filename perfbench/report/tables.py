@@ -100,6 +100,33 @@ def percentile_table(s: Summary) -> Table:
     return t
 
 
+def dataset_table(s: Summary) -> Table:
+    t = Table(title=f"By dataset · run {s.run_id}", box=box.SIMPLE_HEAVY, title_justify="left")
+    for col in (
+        "Dataset",
+        "OK / sent",
+        "Mean TTFT",
+        "p99 TTFT",
+        "Mean TPOT",
+        "Mean E2E",
+        "Mean in tok",
+        "Mean out tok",
+    ):
+        t.add_column(col, justify="left" if col == "Dataset" else "right")
+    for name, d in s.by_dataset.items():
+        t.add_row(
+            name,
+            f"{d['ok']:.0f} / {d['measured']:.0f}",
+            fmt(d["mean_ttft_ms"]),
+            fmt(d["p99_ttft_ms"]),
+            fmt(d["mean_tpot_ms"], 3),
+            fmt(d["mean_e2e_ms"]),
+            fmt(d["mean_input_tokens"], 1),
+            fmt(d["mean_output_tokens"], 1),
+        )
+    return t
+
+
 def warnings_panel(warnings: Sequence[str]) -> Panel:
     body = Text()
     for i, w in enumerate(warnings):
@@ -155,6 +182,8 @@ def render(summaries: Sequence[Summary], *, quiet: bool = False) -> RenderableTy
     for s in summaries:
         parts.append(summary_table(s))
         parts.append(percentile_table(s))
+        if s.by_dataset:
+            parts.append(dataset_table(s))
         if s.ok and any(s.ok < min_samples(p) for p in PERCENTILES):
             parts.append(
                 Text("* fewer samples than this percentile needs (see warnings)", style="dim")

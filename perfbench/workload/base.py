@@ -75,8 +75,13 @@ def register(
     return decorate
 
 
+MIX_SIZE = 10_000
+
+
 def load_prompts(spec: WorkloadSpec) -> list[Prompt]:
     """The prompts of a workload, in dataset order; raises DatasetError with the fix."""
+    if spec.mix:
+        return _mixed(spec)
     if spec.prompt is not None:
         if not spec.prompt.strip():
             raise DatasetError("--prompt is empty; give the text to send")
@@ -109,3 +114,25 @@ def read_text(path: str | Path) -> str:
         raise DatasetError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
     except OSError as exc:
         raise DatasetError(f"cannot read {path}: {exc.strerror}") from exc
+
+
+def _mixed(spec: WorkloadSpec) -> list[Prompt]:
+    """A collection: each slot drawn from one dataset by weight (seeded), that dataset's rows in turn.
+
+    Eval datasets keep their own order within the mix, so a mix of size ≥ the sum of their rows
+    covers each of them; the mix holds ``max(MIX_SIZE, Σ rows)`` slots and the run cycles it.
+    """
+    parts = []
+    for name, path, weight in spec.mix:
+        sub = dataclasses.replace(spec, mix=(), dataset=name, dataset_path=path, shuffle=False)
+        parts.append((load_prompts(sub), weight))
+    size = max(MIX_SIZE, sum(len(p) for p, _ in parts))
+    rng = random.Random(spec.seed)
+    picks = rng.choices(range(len(parts)), weights=[w for _, w in parts], k=size)
+    cursors = [0] * len(parts)
+    out = []
+    for k in picks:
+        prompts = parts[k][0]
+        out.append(prompts[cursors[k] % len(prompts)])
+        cursors[k] += 1
+    return out
