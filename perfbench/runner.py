@@ -319,8 +319,11 @@ class _Bodies:
         self.spec, self.model, self.prompts = spec, model, prompts
         self._cache: dict[int, bytes] = {}
 
-    def request(self, index: int, intended_ns: int, warmup: bool) -> RequestSpec:
-        k = index % len(self.prompts)
+    def request(
+        self, index: int, intended_ns: int, warmup: bool, slot: int | None = None
+    ) -> RequestSpec:
+        """The request at ``index``; its prompt is ``slot`` (a trace row) or the next in turn."""
+        k = (index if slot is None else slot) % len(self.prompts)
         prompt = self.prompts[k]
         body = self._cache.get(k)
         if body is None:
@@ -329,10 +332,17 @@ class _Bodies:
                 prompt.max_tokens if prompt.max_tokens is not None else self.spec.max_tokens
             )
             body = self._cache[k] = build_body(
-                self.spec, self.model, messages, prompt.text, max_tokens
+                self.spec, self.model, messages, prompt.text, max_tokens, exact=prompt.exact_output
             )
         return RequestSpec(
-            index, body, intended_ns, warmup, prompt.id, prompt.chars, prompt.dataset
+            index,
+            body,
+            intended_ns,
+            warmup,
+            prompt.id,
+            prompt.chars,
+            prompt.dataset,
+            prompt.max_tokens if prompt.exact_output else None,
         )
 
 

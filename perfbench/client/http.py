@@ -487,6 +487,7 @@ class _State:
             response_id=self.response_id,
             streamed=self.streamed,
             dataset=req.dataset,
+            expected_tokens=req.expected_tokens,
         )
 
 

@@ -36,6 +36,7 @@ class RequestSpec:
     prompt_id: str | None = None
     prompt_chars: int = 0
     dataset: str | None = None  # carried through to the record, for per-dataset reports
+    expected_tokens: int | None = None  # the exact output length asked for, if any
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +73,7 @@ class RequestRecord:
     response_id: str | None = None
     streamed: bool = True
     dataset: str | None = None
+    expected_tokens: int | None = None
 
     @property
     def ok(self) -> bool:

@@ -64,8 +64,14 @@ def build_body(
     messages: list[dict[str, Any]] | None,
     text: str | None,
     max_tokens: int | None,
+    exact: bool = False,
 ) -> bytes:
-    """The JSON body of one request; ``extra_body`` is merged last and wins."""
+    """The JSON body of one request; ``extra_body`` is merged last and wins.
+
+    ``exact`` asks for exactly ``max_tokens`` tokens with vLLM's and SGLang's ``min_tokens`` and
+    ``ignore_eos``; servers that do not know them may refuse the request (turn it off with
+    ``--extra-body '{"ignore_eos": false, "min_tokens": null}'`` or choose another dataset).
+    """
     body: dict[str, Any] = {"model": model}
     if spec.api == "openai-chat":
         body["messages"] = messages if messages is not None else [{"role": "user", "content": text}]
@@ -75,6 +81,9 @@ def build_body(
         body["max_tokens"] = max_tokens
     if spec.min_tokens is not None:
         body["min_tokens"] = spec.min_tokens
+    if exact and max_tokens is not None:
+        body["min_tokens"] = max_tokens
+        body["ignore_eos"] = True
     for key in ("temperature", "top_p", "top_k"):
         value = getattr(spec, key)
         if value is not None:

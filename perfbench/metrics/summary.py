@@ -52,6 +52,7 @@ _COLUMNS = (
     "token_source",
     "streamed",
     "dataset",
+    "expected_tokens",
 )
 
 
@@ -101,6 +102,7 @@ class Summary:
     loop_lag_ms: dict[str, float]
     distributions: dict[str, Distribution] = field(default_factory=dict)
     by_dataset: dict[str, dict[str, float]] = field(default_factory=dict)  # when several
+    exact_output: dict[str, int] = field(default_factory=dict)  # asked / honoured, when asked
     warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -260,6 +262,10 @@ def summarize(store: Store, run: Run) -> Summary:
         distributions=dists,
     )
     summary.by_dataset = _by_dataset(cols, ok)
+    asked = ok & ~np.isnan(cols["expected_tokens"])
+    if asked.any():
+        honoured = asked & (cols["completion_tokens"] == cols["expected_tokens"])
+        summary.exact_output = {"asked": int(asked.sum()), "honoured": int(honoured.sum())}
     summary.warnings = _warnings(
         summary, run, bool(np.all(cols["streamed"][ok] == 1)) if n_ok else True
     )
@@ -307,6 +313,13 @@ def _warnings(s: Summary, run: Run, all_streamed: bool) -> list[str]:
         out.append(
             f"{s.failed} of {s.measured} requests failed ({detail}); latency figures cover the "
             f"{s.ok} that succeeded. `perfbench report --errors` shows the messages"
+        )
+    exact = s.exact_output
+    if exact and exact["honoured"] < exact["asked"]:
+        out.append(
+            f"the server returned a different output length than asked for {exact['asked'] - exact['honoured']} "
+            f"of {exact['asked']} exact-length requests (min_tokens/ignore_eos not honoured?): "
+            "output lengths, and so throughput and E2E, differ from the workload's"
         )
     estimated = {k: v for k, v in s.token_sources.items() if k != "usage"}
     if estimated:

@@ -47,6 +47,7 @@ REQUEST_COLUMNS: dict[str, type] = {
     "output_text": str,
     "reasoning_text": str,
     "dataset": str,
+    "expected_tokens": int,
 }
 
 
@@ -79,7 +80,7 @@ def m001_initial(db: Database) -> None:
     )
     db.table("runs").create_index(["name"])
     db.table("requests").create(
-        {k: v for k, v in REQUEST_COLUMNS.items() if k != "dataset"},  # added by m002
+        {k: v for k, v in REQUEST_COLUMNS.items() if k not in ("dataset", "expected_tokens")},
         pk=("run_id", "idx"),
         not_null={"run_id", "idx", "warmup", "status", "intended_ns"},
         foreign_keys=[("run_id", "runs", "id")],
@@ -97,6 +98,12 @@ def m001_initial(db: Database) -> None:
 def m002_request_dataset(db: Database) -> None:
     """The dataset each request's prompt came from, for per-dataset breakdowns."""
     db.table("requests").add_column("dataset", str)
+
+
+@migrations()
+def m003_expected_tokens(db: Database) -> None:
+    """The exact output length a request asked for (random and trace workloads)."""
+    db.table("requests").add_column("expected_tokens", int)
 
 
 def open_db(path: str, *, create: bool) -> Database:

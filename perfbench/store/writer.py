@@ -83,6 +83,7 @@ def to_row(run_id: int, t0: int, r: RequestRecord) -> dict[str, Any]:
         "output_text": r.output_text,
         "reasoning_text": r.reasoning_text,
         "dataset": r.dataset,
+        "expected_tokens": r.expected_tokens,
     }
 
 

@@ -39,6 +39,7 @@ class Prompt:
     subset: str | None = None  # e.g. "level 3" or "algebra": what grading tables group by
     choices: tuple[str, ...] | None = None  # multiple choice: the options, in letter order
     grader: str | None = None  # which grader scores it ("math", "choice", "numeric", ...)
+    exact_output: bool = False  # ask for exactly max_tokens (min_tokens + ignore_eos)
 
     def __post_init__(self) -> None:
         if (self.text is None) == (self.messages is None):

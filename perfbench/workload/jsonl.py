@@ -46,7 +46,7 @@ def read_rows(path: str | Path) -> Iterator[Row]:
     suffix = path.suffix.lower()
     if suffix == ".parquet":
         return _parquet_rows(path)
-    text = read_text(path)
+    text = read_text(path).removeprefix("\ufeff")  # a byte-order mark, as spreadsheets write
     if suffix == ".csv":
         return _csv_rows(path, text)
     if text.lstrip().startswith("["):
@@ -86,18 +86,21 @@ def _json_array_rows(path: Path, text: str) -> Iterator[Row]:
 
 
 def _csv_rows(path: Path, text: str) -> Iterator[Row]:
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    line = reader.line_num  # a quoted field may span lines: a record starts after the last one
+    reader = csv.reader(io.StringIO(text, newline=""))
     try:
-        for fields in reader:
+        header = next(reader, None)
+        line = reader.line_num  # a quoted cell may span lines: a record starts after the last
+        for cells in reader:
             start, line = line + 1, reader.line_num
-            if None in fields:
+            if not any(cells):
+                continue
+            if header is None or len(cells) > len(header):
                 raise DatasetError(
-                    f"{path}:{start}: more cells than the header has columns; quote cells "
-                    "that hold commas"
+                    f"{path}:{start}: more cells than the header has columns; "
+                    "quote cells that hold commas"
                 )
-            if any(fields.values()):
-                yield Row(fields, start, f"{path}:{start}")
+            fields = dict(zip(header, cells + [""] * (len(header) - len(cells))))
+            yield Row(fields, start, f"{path}:{start}")
     except csv.Error as exc:
         raise DatasetError(f"{path}:{reader.line_num}: not valid CSV ({exc})") from exc
 
@@ -146,8 +149,8 @@ def load(spec: WorkloadSpec) -> list[Prompt]:
 def _prompt(row: Row) -> Prompt:
     f = row.fields
     if ("prompt" in f) == ("messages" in f):
-        both = "both" if "prompt" in f else "neither"
-        raise DatasetError(f'{row.where}: has {both} "prompt" and "messages"; expected {_LAYOUT}')
+        has = 'both "prompt" and' if "prompt" in f else 'neither "prompt" nor'
+        raise DatasetError(f'{row.where}: has {has} "messages"; expected {_LAYOUT}')
     text = messages = None
     if "prompt" in f:
         text = f["prompt"]
