@@ -29,10 +29,11 @@ from perfbench.client.wire import build_body
 from perfbench.config import ClientSpec, LoadSpec, PerfSpec, redact_url
 from perfbench.embedded import EmbeddedSim
 from perfbench.errors import ConfigError, ServerRejected
-from perfbench.load import arrival_offsets, constant_offsets, ramp_offsets
+from perfbench.load import arrival_offsets, constant_offsets, ramp_offsets, read_trace
 from perfbench.metrics import Summary, summarize
 from perfbench.store import RecordWriter, Store
 from perfbench.workload import Prompt, load_prompts
+from perfbench.workload.replay import trace_prompts
 
 Clock = Callable[[], int]
 EXIT_SIGNALS = {signal.SIGINT: 130, signal.SIGTERM: 143}
@@ -162,7 +163,18 @@ class _Batch:
         load = _resolve_number(load, prompts)
         planned = None
         offsets = None
-        if load.open_loop:
+        traced = False
+        if load.trace is not None:
+            trace = read_trace(load.trace, speed=load.trace_speed)
+            prompts = trace_prompts(trace, spec.workload)
+            offsets = trace.offsets
+            if load.duration is not None:
+                offsets = offsets[offsets < load.duration]
+            if load.number is not None:
+                offsets = offsets[: load.number]
+            planned, traced = len(offsets), True
+            pool = load.concurrency or min(max(planned, 1), 1024)
+        elif load.open_loop:
             offsets = _plan(load)
             planned = len(offsets)
             pool = load.concurrency or min(max(planned, 1), 1024)
@@ -229,7 +241,7 @@ class _Batch:
                 if not self._stop.is_set():
                     start = load.warmup
                     if offsets is not None:
-                        phase = execution.open(offsets, start, load.concurrency)
+                        phase = execution.open(offsets, start, load.concurrency, traced=traced)
                     else:
                         deadline = (
                             None
@@ -406,7 +418,9 @@ class _Execution:
         tasks = [asyncio.create_task(worker()) for _ in range(n)]
         await _join(tasks)
 
-    async def open(self, offsets: np.ndarray, start: int, cap: int | None) -> None:
+    async def open(
+        self, offsets: np.ndarray, start: int, cap: int | None, *, traced: bool = False
+    ) -> None:
         """Send request k at ``t_start + offsets[k]`` whatever the server does.
 
         With ``cap``, a request whose time has come waits for a free slot; the wait is
@@ -431,7 +445,7 @@ class _Execution:
                 delay = intended - clock()
                 if delay > 0:
                     await asyncio.sleep(delay / 1e9)
-                req = self.bodies.request(start + k, intended, False)
+                req = self.bodies.request(start + k, intended, False, k if traced else None)
                 self.scheduled += 1
                 if sem is not None:
                     waiting = req

@@ -1,6 +1,14 @@
 """The workload stage: datasets and prompts. Each dataset is one module, imported here."""
 
-from perfbench.workload import evals, jsonl, line_by_line, openqa, sharegpt  # noqa: F401  (registration)
+from perfbench.workload import (  # noqa: F401  (each module registers its datasets)
+    evals,
+    jsonl,
+    line_by_line,
+    openqa,
+    sharegpt,
+    synthetic,
+    synthetic_math,
+)
 from perfbench.workload.base import REGISTRY, Prompt, load_prompts
 
 __all__ = ["REGISTRY", "Prompt", "load_prompts"]
