@@ -204,7 +204,8 @@ class _Batch:
                 )
             client_spec = dataclasses.replace(client_spec, model=model)
             await client.prewarm(min(pool, planned or pool, 1024))
-            bodies = _Bodies(client_spec, model, prompts)
+            count = _local_counter(spec.workload.tokenizer)
+            bodies = _Bodies(client_spec, model, prompts, count)
             t0 = self.clock()
             run_id = store.create_run(
                 name=spec.name,
@@ -223,7 +224,7 @@ class _Batch:
                 host=metadata.collect(type(asyncio.get_running_loop()).__module__.split(".")[0]),
                 command=spec.command,
             )
-            writer = RecordWriter(spec.db_path, run_id, t0).start()
+            writer = RecordWriter(spec.db_path, run_id, t0, count=count).start()
             stats = LiveStats(label=f"run {run_id}", total=(planned or 0) + load.warmup)
             execution = _Execution(client, bodies, writer, stats, self.clock)
             lag = _LoopLag(self.clock)
@@ -281,6 +282,15 @@ class _Batch:
             self._current = []
 
 
+def _local_counter(tokenizer: str | None) -> Callable[[str], int] | None:
+    """The local tokenizer's count, when --tokenizer names one (the fallback is no better than chars/4)."""
+    if tokenizer is None:
+        return None
+    from perfbench.workload.tokenizers import load_tokenizer
+
+    return load_tokenizer(tokenizer).count
+
+
 def _resolve_number(load: LoadSpec, prompts: list[Prompt]) -> LoadSpec:
     """With neither --number nor --duration: once per row for an eval dataset, else 10 per worker."""
     if load.number is not None or load.duration is not None or load.trace is not None:
@@ -327,9 +337,16 @@ def _now() -> str:
 class _Bodies:
     """Request bodies, encoded once per prompt."""
 
-    def __init__(self, spec: ClientSpec, model: str, prompts: list[Prompt]) -> None:
-        self.spec, self.model, self.prompts = spec, model, prompts
+    def __init__(
+        self,
+        spec: ClientSpec,
+        model: str,
+        prompts: list[Prompt],
+        count: Callable[[str], int] | None = None,
+    ) -> None:
+        self.spec, self.model, self.prompts, self.count = spec, model, prompts, count
         self._cache: dict[int, bytes] = {}
+        self._tokens: dict[int, int] = {}
 
     def request(
         self, index: int, intended_ns: int, warmup: bool, slot: int | None = None
@@ -346,6 +363,12 @@ class _Bodies:
             body = self._cache[k] = build_body(
                 self.spec, self.model, messages, prompt.text, max_tokens, exact=prompt.exact_output
             )
+        local = None
+        if self.count is not None:
+            local = self._tokens.get(k)
+            if local is None:
+                text = prompt.text if prompt.text is not None else _joined(prompt)
+                local = self._tokens[k] = self.count(text)
         return RequestSpec(
             index,
             body,
@@ -355,7 +378,12 @@ class _Bodies:
             prompt.chars,
             prompt.dataset,
             prompt.max_tokens if prompt.exact_output else None,
+            local,
         )
+
+
+def _joined(prompt: Prompt) -> str:
+    return "\n".join(str(m.get("content", "")) for m in prompt.messages or ())
 
 
 class _Execution:

@@ -458,7 +458,7 @@ class _State:
                 completion, source = _estimate(output + thought), "estimate"
         if prompt_tokens is None and self.status == "ok":
             # no usage from the server: estimate the input too (token_source says "not usage")
-            prompt_tokens = max(1, round(req.prompt_chars / 4))
+            prompt_tokens = req.prompt_tokens_local or max(1, round(req.prompt_chars / 4))
         if reasoning_tokens is None and completion and self.reasoning_chunks and chunks:
             reasoning_tokens = round(completion * self.reasoning_chunks / len(chunks))
         return RequestRecord(

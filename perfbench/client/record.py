@@ -37,6 +37,7 @@ class RequestSpec:
     prompt_chars: int = 0
     dataset: str | None = None  # carried through to the record, for per-dataset reports
     expected_tokens: int | None = None  # the exact output length asked for, if any
+    prompt_tokens_local: int | None = None  # the prompt's count in the local tokenizer, if any
 
 
 @dataclass(frozen=True, slots=True)

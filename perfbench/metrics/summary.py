@@ -103,6 +103,7 @@ class Summary:
     distributions: dict[str, Distribution] = field(default_factory=dict)
     by_dataset: dict[str, dict[str, float]] = field(default_factory=dict)  # when several
     exact_output: dict[str, int] = field(default_factory=dict)  # asked / honoured, when asked
+    token_check: dict[str, Any] = field(default_factory=dict)  # server usage vs local tokenizer
     warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -262,6 +263,7 @@ def summarize(store: Store, run: Run) -> Summary:
         distributions=dists,
     )
     summary.by_dataset = _by_dataset(cols, ok)
+    summary.token_check = _token_check(store, run)
     asked = ok & ~np.isnan(cols["expected_tokens"])
     if asked.any():
         honoured = asked & (cols["completion_tokens"] == cols["expected_tokens"])
@@ -270,6 +272,46 @@ def summarize(store: Store, run: Run) -> Summary:
         summary, run, bool(np.all(cols["streamed"][ok] == 1)) if n_ok else True
     )
     return summary
+
+
+TOKEN_CHECK_SAMPLE = 2000
+
+
+def _token_check(store: Store, run: Run) -> dict[str, Any]:
+    """How far the server's output-token counts are from the local tokenizer's, when both exist.
+
+    Over the first ``TOKEN_CHECK_SAMPLE`` successful requests that have server usage: the local
+    count is of the reasoning plus the answer text, without special tokens, so a server that
+    counts an end-of-sequence or thinking-delimiter token comes out one or two tokens higher.
+    """
+    name = run.workload.get("tokenizer")
+    if not name:
+        return {}
+    rows = store.db.conn.execute(
+        "SELECT completion_tokens, coalesce(reasoning_text, '') || coalesce(output_text, '') "
+        "FROM requests WHERE run_id = ? AND warmup = 0 AND status = 'ok' "
+        "AND token_source = 'usage' AND completion_tokens > 0 ORDER BY idx LIMIT ?",
+        [run.id, TOKEN_CHECK_SAMPLE],
+    ).fetchall()
+    if not rows:
+        return {}
+    from perfbench.errors import PerfbenchError
+    from perfbench.workload.tokenizers import load_tokenizer
+
+    try:
+        count = load_tokenizer(name).count
+    except PerfbenchError as exc:
+        return {"tokenizer": name, "error": str(exc)}
+    server = np.array([r[0] for r in rows], dtype=np.float64)
+    local = np.array([count(r[1]) for r in rows], dtype=np.float64)
+    diff = (server - local) / server * 100
+    return {
+        "tokenizer": name,
+        "n": len(rows),
+        "mean_diff_pct": float(diff.mean()),
+        "max_abs_diff_pct": float(np.abs(diff).max()),
+        "mean_diff_tokens": float((server - local).mean()),
+    }
 
 
 def _by_dataset(cols: dict[str, np.ndarray], ok: np.ndarray) -> dict[str, dict[str, float]]:
@@ -321,7 +363,14 @@ def _warnings(s: Summary, run: Run, all_streamed: bool) -> list[str]:
             f"of {exact['asked']} exact-length requests (min_tokens/ignore_eos not honoured?): "
             "output lengths, and so throughput and E2E, differ from the workload's"
         )
-    estimated = {k: v for k, v in s.token_sources.items() if k != "usage"}
+    check = s.token_check
+    if check.get("n") and abs(check["mean_diff_pct"]) > 5:
+        out.append(
+            f"the server's output-token counts differ from tokenizer {check['tokenizer']}'s by "
+            f"{check['mean_diff_pct']:+.1f}% on average over {check['n']} requests: is --tokenizer "
+            "the served model's?"
+        )
+    estimated = {k: v for k, v in s.token_sources.items() if k not in ("usage", "tokenizer")}
     if estimated:
         n = sum(estimated.values())
         how = " and ".join(

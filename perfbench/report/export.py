@@ -22,7 +22,7 @@ def flat(s: Summary) -> dict[str, Any]:
     data = s.to_dict()
     row: dict[str, Any] = {}
     for key, value in data.items():
-        if key in ("distributions", "warnings", "by_dataset", "exact_output"):
+        if key in ("distributions", "warnings", "by_dataset", "exact_output", "token_check"):
             continue
         if isinstance(value, dict):
             for k, v in value.items():

@@ -71,6 +71,20 @@ def summary_table(s: Summary) -> Table:
                 f"{fmt(s.planned_rate, 3)} / {fmt(s.achieved_send_rate, 3)}",
             ),
         )
+    if s.exact_output:
+        rows.append(
+            (
+                "Exact output lengths honoured",
+                f"{s.exact_output['honoured']} / {s.exact_output['asked']}",
+            )
+        )
+    if s.token_check.get("n"):
+        rows.append(
+            (
+                "Usage vs local tokenizer",
+                f"{s.token_check['mean_diff_pct']:+.1f}% ({s.token_check['n']} requests)",
+            )
+        )
     if s.errors:
         rows.append(("Errors", ", ".join(f"{k} {v}" for k, v in sorted(s.errors.items()))))
     for key, value in rows:

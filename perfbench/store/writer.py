@@ -8,9 +8,10 @@ most the last interval. ``close()`` drains everything, so a clean stop loses not
 
 from __future__ import annotations
 
+import dataclasses
 import queue
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -90,8 +91,16 @@ def to_row(run_id: int, t0: int, r: RequestRecord) -> dict[str, Any]:
 class RecordWriter:
     """Writes one run's records from a background thread; ``add`` is safe on the event loop."""
 
-    def __init__(self, path: Path, run_id: int, t0_ns: int, interval: float = 0.5) -> None:
+    def __init__(
+        self,
+        path: Path,
+        run_id: int,
+        t0_ns: int,
+        interval: float = 0.5,
+        count: Callable[[str], int] | None = None,
+    ) -> None:
         self.path = path
+        self.count = count  # the local tokenizer: counts outputs the server gave no usage for
         self.run_id = run_id
         self.t0_ns = t0_ns
         self.interval = interval
@@ -116,6 +125,13 @@ class RecordWriter:
             raise self.error
         return self.written
 
+    def _recount(self, r: RequestRecord) -> RequestRecord:
+        """Output tokens by the local tokenizer where the server reported none (here, off the loop)."""
+        if r.token_source in (None, "usage") or self.count is None:
+            return r
+        tokens = self.count(r.reasoning_text + r.output_text)
+        return dataclasses.replace(r, completion_tokens=tokens, token_source="tokenizer")
+
     def _main(self) -> None:
         try:
             db = open_db(str(self.path), create=True)
@@ -138,6 +154,8 @@ class RecordWriter:
             pass
         if not batch:
             return
+        if self.count is not None:
+            batch = [self._recount(r) for r in batch]
         rows = [to_row(self.run_id, self.t0_ns, r) for r in batch]
         chunk_rows = []
         for r in batch:
