@@ -399,11 +399,16 @@ def test_prompt_template_with_an_unknown_field_names_it(tmp_path: Path) -> None:
     assert "{problem}" in message and "{question}" in message
 
 
-def test_prompt_template_with_bare_braces_says_how_to_escape_them(tmp_path: Path) -> None:
+def test_prompt_template_keeps_bare_braces_literal(tmp_path: Path) -> None:
     path = write_jsonl(tmp_path / "m.jsonl", MATH_ROWS)
-    message = error("math_500", path, prompt_template="{problem} put it in \\boxed{}")
+    spec = WorkloadSpec(
+        dataset="math_500", dataset_path=str(path), prompt_template="{problem} put it in \\boxed{}"
+    )
+    (first, *_) = load_prompts(spec)
+    assert first.messages is not None
+    assert first.messages[0]["content"].endswith(" put it in \\boxed{}")
+    message = error("math_500", path, prompt_template="{problem} {")
     assert message.startswith("--prompt-template is not a valid format string (")
-    assert "write {{}} for literal braces" in message
 
 
 # --- jsonl --------------------------------------------------------------------------------------

@@ -254,9 +254,13 @@ def _prompt(
     )
 
 
+_BARE_BRACES = re.compile(r"(?<!\{)\{\}(?!\})")
+
+
 def _render(template: str, fields: Mapping[str, Any], row: Row) -> str:
+    """``str.format`` with the row's fields, where a bare ``{}`` stays literal (``\\boxed{}``)."""
     try:
-        return template.format_map(fields)
+        return _BARE_BRACES.sub("{{}}", template).format_map(fields)
     except KeyError as exc:
         known = ", ".join("{" + name + "}" for name in sorted(fields)[:12])
         more = ", ..." if len(fields) > 12 else ""
