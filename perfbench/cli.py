@@ -204,6 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--shuffle", action="store_true", help="a seeded shuffle of the dataset's rows")
     g.add_argument(
+        "--n", type=_positive_int, default=1, help="samples per prompt, sent as repeated requests"
+    )
+    g.add_argument(
         "--mix",
         nargs="+",
         metavar="NAME[=PATH][:WEIGHT]",
@@ -411,6 +414,7 @@ def cmd_perf(ns: argparse.Namespace, argv: Sequence[str]) -> int:
             prompt_template=ns.prompt_template,
             shuffle=ns.shuffle,
             mix=_mix(ns.mix or []),
+            n=ns.n,
         ),
         db_path=_db_path(ns),
         name=ns.name,

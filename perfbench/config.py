@@ -243,6 +243,7 @@ class WorkloadSpec:
     prompt_template: str | None = None
     shuffle: bool = False
     mix: tuple[tuple[str, str | None, float], ...] = ()  # (dataset, path, weight): a collection
+    n: int = 1  # samples per prompt, as repeated requests (pass@k, maj@k)
 
     def __post_init__(self) -> None:
         for name, _, weight in self.mix:
@@ -256,6 +257,8 @@ class WorkloadSpec:
             raise ConfigError("--range-ratio must be in [0, 1)")
         if self.prefix_len < 0:
             raise ConfigError("--prefix-len must be 0 or more")
+        if self.n < 1:
+            raise ConfigError("--n must be at least 1")
 
 
 @dataclass(frozen=True)

@@ -189,3 +189,30 @@ def test_mixed_collection_records_each_requests_dataset(sim, tmp_path):
         )
     ]
     assert ids[:4] == ["line-1", "line-2", "line-1", "line-2"]  # each dataset's rows in turn
+
+
+def test_eval_dataset_once_per_row_times_n_samples(sim, tmp_path):
+    rows_in = [
+        {
+            "problem": f"What is {k} + {k}?",
+            "answer": str(2 * k),
+            "subject": "Algebra",
+            "level": 1,
+            "unique_id": f"q{k}",
+        }
+        for k in range(5)
+    ]
+    path = tmp_path / "m.jsonl"
+    path.write_text("".join(__import__("json").dumps(r) + "\n" for r in rows_in))
+    from perfbench.config import WorkloadSpec
+
+    spec = PerfSpec(
+        client=ClientSpec(url=sim("--preset", "instant", "--seed", "1"), max_tokens=8),
+        loads=(LoadSpec(parallel=3, number=None),),
+        workload=WorkloadSpec(dataset="math_500", dataset_path=str(path), n=3),
+        db_path=tmp_path / "n.db",
+    )
+    (r,) = run(spec).runs
+    ids = [i for (i,) in rows(tmp_path / "n.db", "SELECT prompt_id FROM requests ORDER BY idx")]
+    assert ids == [f"q{k}" for k in range(5) for _ in range(3)]  # every row, three samples each
+    assert r.summary.ok == 15

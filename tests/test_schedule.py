@@ -128,3 +128,27 @@ def test_duration_only_plan_is_not_cut_short_by_a_very_bursty_shape():
         assert plan.size == full.size, (
             f"seed {seed}: {plan.size} planned, {full.size} fall in the window"
         )
+
+
+def test_ramp_rate_grows_linearly():
+    from perfbench.load import ramp_offsets
+
+    r0, r1, duration = 20.0, 180.0, 50.0  # 5,000 arrivals expected
+    offsets = ramp_offsets(r0, r1, duration=duration, seed=11)
+    assert np.all(np.diff(offsets) >= 0) and offsets[-1] < duration
+    counts, edges = np.histogram(offsets, bins=10, range=(0, duration))
+    mids = (edges[:-1] + edges[1:]) / 2
+    expected = (r0 + (r1 - r0) * mids / duration) * (duration / 10)
+    # each bin within 4 Poisson standard deviations of the linear rate's expectation
+    assert np.all(np.abs(counts - expected) < 4 * np.sqrt(expected)), (counts, expected)
+    assert abs(len(offsets) - 5000) < 4 * np.sqrt(5000)
+
+
+def test_ramp_down_and_constant_spacing():
+    from perfbench.load import constant_offsets, ramp_offsets
+
+    down = ramp_offsets(100.0, 0.0, duration=20.0, seed=2)
+    first, second = np.sum(down < 10), np.sum(down >= 10)
+    assert first > 2.5 * second  # expected 750 vs 250
+    even = constant_offsets(8.0, number=None, duration=2.0)
+    assert even.tolist() == [k / 8 for k in range(16)]

@@ -105,6 +105,8 @@ def load_prompts(spec: WorkloadSpec) -> list[Prompt]:
     if spec.shuffle:
         order = random.Random(spec.seed).sample(range(len(prompts)), len(prompts))
         prompts = [prompts[i] for i in order]
+    if spec.n > 1:  # each prompt n times in a row: the samples of one row share its prompt id
+        prompts = [p for p in prompts for _ in range(spec.n)]
     return prompts
 
 
