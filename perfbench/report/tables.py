@@ -156,36 +156,33 @@ def warnings_panel(warnings: Sequence[str]) -> Panel:
     )
 
 
+def _short_load(s: Summary) -> str:
+    if s.mode == "closed":
+        return f"parallel {s.parallel}"
+    if s.shape in ("trace", "ramp"):
+        return s.shape
+    return "rate inf" if s.rate is not None and math.isinf(s.rate) else f"rate {s.rate:g}/s"
+
+
 def overview_table(summaries: Sequence[Summary]) -> Table:
-    t = Table(title="Overview", box=box.SIMPLE_HEAVY, title_justify="left")
-    for col in (
-        "Run",
-        "Load",
-        "Req/s",
-        "Out tok/s",
-        "Mean TTFT",
-        "p99 TTFT",
-        "Mean TPOT",
-        "p99 TPOT",
-        "Mean E2E",
-        "p99 E2E",
-        "OK %",
-    ):
-        t.add_column(col, justify="right" if col not in ("Load",) else "left")
+    t = Table(title="Overview (mean / p99, ms)", box=box.SIMPLE_HEAVY, title_justify="left")
+    for col in ("Run", "Load", "Req/s", "Out tok/s", "TTFT", "TPOT", "E2E", "OK %"):
+        t.add_column(col, justify="left" if col == "Load" else "right", no_wrap=True)
     for s in summaries:
         d = s.distributions
+
+        def pair(key: str, mean: float, digits: int = 1) -> str:
+            return f"{fmt(mean, digits)} / {fmt(d[key].values.get('p99'), digits)}"
+
         ok_pct = 100 * s.ok / s.measured if s.measured else math.nan
         t.add_row(
             str(s.run_id),
-            _load_label(s),
-            fmt(s.req_per_s, 3),
-            fmt(s.output_tok_per_s),
-            fmt(s.mean_ttft_ms),
-            fmt(d["ttft_ms"].values.get("p99")),
-            fmt(s.mean_tpot_ms, 3),
-            fmt(d["tpot_ms"].values.get("p99"), 3),
-            fmt(s.mean_e2e_ms),
-            fmt(d["e2e_ms"].values.get("p99")),
+            _short_load(s),
+            fmt(s.req_per_s, 2),
+            fmt(s.output_tok_per_s, 0),
+            pair("ttft_ms", s.mean_ttft_ms),
+            pair("tpot_ms", s.mean_tpot_ms, 2),
+            pair("e2e_ms", s.mean_e2e_ms, 0),
             fmt(ok_pct, 1),
         )
     return t
@@ -212,4 +209,8 @@ def render(summaries: Sequence[Summary], *, quiet: bool = False) -> RenderableTy
 def print_report(
     summaries: Sequence[Summary], *, console: Console | None = None, quiet: bool = False
 ) -> None:
-    (console or Console()).print(render(summaries, quiet=quiet))
+    if console is None:
+        console = Console()
+        if not console.is_terminal:  # a file or a pipe: do not squeeze the tables into 80 columns
+            console = Console(width=120)
+    console.print(render(summaries, quiet=quiet))
