@@ -123,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--number",
         type=_positive_int,
         nargs="+",
-        help="requests per run, paired with --parallel/--rate (default: 10 × parallel, at least 100)",
+        help="requests per run, paired with --parallel/--rate (default: once per row for an eval "
+        "dataset, else 10 × parallel and at least 100; 100 for an open loop)",
     )
     g.add_argument(
         "--rate",
@@ -197,7 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
         default="openqa",
         help="dataset name; `perfbench datasets` lists them (default: %(default)s)",
     )
-    g.add_argument("--dataset-path", help="the file (or hub id) the dataset reads")
+    g.add_argument(
+        "--dataset-path", help="the file the dataset reads (eval datasets: else the hub)"
+    )
     g.add_argument("--prompt", help="send this one prompt")
     g.add_argument(
         "--prompt-template", help="format string replacing an eval dataset's own, e.g. '{problem}'"

@@ -159,7 +159,7 @@ class LoadSpec:
     """
 
     parallel: int | None = 1
-    number: int | None = 100
+    number: int | None = None
     rate: float | None = None
     burstiness: float = 1.0
     max_concurrency: int | None = None

@@ -345,6 +345,9 @@ class _Bodies:
         count: Callable[[str], int] | None = None,
     ) -> None:
         self.spec, self.model, self.prompts, self.count = spec, model, prompts, count
+        # --extra-body can take back the request for an exact length (min_tokens/ignore_eos)
+        extra = spec.extra_body
+        self._exact_asked = extra.get("min_tokens", 0) is not None and extra.get("ignore_eos", True)
         self._cache: dict[int, bytes] = {}
         self._tokens: dict[int, int] = {}
 
@@ -377,7 +380,7 @@ class _Bodies:
             prompt.id,
             prompt.chars,
             prompt.dataset,
-            prompt.max_tokens if prompt.exact_output else None,
+            prompt.max_tokens if prompt.exact_output and self._exact_asked else None,
             local,
         )
 

@@ -216,3 +216,25 @@ def test_eval_dataset_once_per_row_times_n_samples(sim, tmp_path):
     ids = [i for (i,) in rows(tmp_path / "n.db", "SELECT prompt_id FROM requests ORDER BY idx")]
     assert ids == [f"q{k}" for k in range(5) for _ in range(3)]  # every row, three samples each
     assert r.summary.ok == 15
+
+
+def test_a_mix_of_eval_datasets_holds_each_row_once(tmp_path):
+    import json as _json
+
+    from perfbench.config import WorkloadSpec
+    from perfbench.workload import load_prompts
+
+    paths = []
+    for name, n in (("a", 7), ("b", 3)):
+        path = tmp_path / f"{name}.jsonl"
+        path.write_text(
+            "".join(
+                _json.dumps({"id": f"{name}{k}", "prompt": f"q {k}", "answer": str(k)}) + "\n"
+                for k in range(n)
+            )
+        )
+        paths.append(str(path))
+    spec = WorkloadSpec(mix=(("jsonl", paths[0], 1.0), ("jsonl", paths[1], 5.0)), seed=3)
+    ids = [p.id for p in load_prompts(spec)]
+    assert sorted(ids) == sorted([f"a{k}" for k in range(7)] + [f"b{k}" for k in range(3)])
+    assert [i for i in ids if i.startswith("a")] == [f"a{k}" for k in range(7)]  # own order kept

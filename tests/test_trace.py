@@ -135,13 +135,36 @@ def test_random_dataset_exact_lengths_and_the_honoured_check(sim, tmp_path):
     assert r["exact_output"] == {"asked": 12, "honoured": 12}
     assert not any("different output length" in w for w in r["warnings"])
     # a server that ignores the request for an exact length is caught by the report
-    proc = perfbench(
-        *args,
-        "--extra-body",
-        '{"min_tokens": null, "ignore_eos": false}',
-        "--outputs-dir",
-        str(tmp_path / "b"),
+    deaf = sim(
+        "--preset", "instant", "--seed", "5", "--output-len-mean", "8", "--ignore-length-hints"
     )
+    args = (*args[:2], deaf, *args[3:])
+    proc = perfbench(*args, "--outputs-dir", str(tmp_path / "b"))
     (r,) = json.loads(proc.stdout)["runs"]
     assert r["exact_output"]["honoured"] < 12
     assert any("different output length" in w for w in r["warnings"])
+
+
+def test_taking_back_the_exact_length_request_is_not_counted_as_asked(sim, tmp_path):
+    proc = perfbench(
+        "perf",
+        "--url",
+        sim("--preset", "instant", "--seed", "5", "--output-len-mean", "8"),
+        "--dataset",
+        "random",
+        "--input-len",
+        "50",
+        "--output-len",
+        "20",
+        "--number",
+        "6",
+        "--extra-body",
+        '{"min_tokens": null, "ignore_eos": false}',
+        "--json",
+        "--outputs-dir",
+        str(tmp_path),
+    )
+    (r,) = json.loads(proc.stdout)["runs"]
+    assert r["exact_output"] == {} and not any(
+        "different output length" in w for w in r["warnings"]
+    )

@@ -264,7 +264,7 @@ def summarize(store: Store, run: Run) -> Summary:
     )
     summary.by_dataset = _by_dataset(cols, ok)
     summary.token_check = _token_check(store, run)
-    asked = ok & ~np.isnan(cols["expected_tokens"])
+    asked = ok & ~np.isnan(cols["expected_tokens"]) & (cols["token_source"] == "usage")
     if asked.any():
         honoured = asked & (cols["completion_tokens"] == cols["expected_tokens"])
         summary.exact_output = {"asked": int(asked.sum()), "honoured": int(honoured.sum())}

@@ -169,10 +169,9 @@ def overview_table(summaries: Sequence[Summary]) -> Table:
     for col in ("Run", "Load", "Req/s", "Out tok/s", "TTFT", "TPOT", "E2E", "OK %"):
         t.add_column(col, justify="left" if col == "Load" else "right", no_wrap=True)
     for s in summaries:
-        d = s.distributions
 
-        def pair(key: str, mean: float, digits: int = 1) -> str:
-            return f"{fmt(mean, digits)} / {fmt(d[key].values.get('p99'), digits)}"
+        def pair(key: str, mean: float, digits: int = 1, s: Summary = s) -> str:
+            return f"{fmt(mean, digits)} / {fmt(s.distributions[key].values.get('p99'), digits)}"
 
         ok_pct = 100 * s.ok / s.measured if s.measured else math.nan
         t.add_row(

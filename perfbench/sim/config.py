@@ -54,6 +54,7 @@ class SimConfig:
     stall_rate: float = 0.0
     stall_ms: float = 1000.0
     error_event_rate: float = 0.0
+    ignore_length_hints: bool = False
     # Observability.
     timing_log: str | None = None
     access_log: bool = False
@@ -160,6 +161,7 @@ _HELP: dict[str, str] = {
     "stall_rate": "probability that a stream pauses --stall-ms mid-way",
     "stall_ms": "length of a stall injected by --stall-rate",
     "error_event_rate": "probability of an error event inside a 200 stream, then [DONE]",
+    "ignore_length_hints": "ignore min_tokens and ignore_eos, as servers that do not know them do",
     "timing_log": "append one JSON line per finished request to this file",
     "access_log": "log each request to stderr (aiohttp access log)",
 }

@@ -50,7 +50,9 @@ class GenRequest:
 _decoder = msgspec.json.Decoder()
 
 
-def parse_request(raw: bytes, *, chat: bool, models: tuple[str, ...]) -> GenRequest:
+def parse_request(
+    raw: bytes, *, chat: bool, models: tuple[str, ...], length_hints: bool = True
+) -> GenRequest:
     """Decode and validate a ``/v1/chat/completions`` or ``/v1/completions`` body."""
     try:
         body = _decoder.decode(raw)
@@ -73,7 +75,7 @@ def parse_request(raw: bytes, *, chat: bool, models: tuple[str, ...]) -> GenRequ
     max_tokens = _int(body, "max_completion_tokens", low=1) if chat else None
     if max_tokens is None:
         max_tokens = _int(body, "max_tokens", low=1)
-    min_tokens = _int(body, "min_tokens", low=0) or 0
+    min_tokens = (_int(body, "min_tokens", low=0) or 0) if length_hints else 0
     if max_tokens is not None and min_tokens > max_tokens:
         raise RequestError("`min_tokens` must be <= `max_tokens`.", param="min_tokens")
     stream = _bool(body, "stream")
@@ -91,7 +93,7 @@ def parse_request(raw: bytes, *, chat: bool, models: tuple[str, ...]) -> GenRequ
         n=n,
         max_tokens=max_tokens,
         min_tokens=min_tokens,
-        ignore_eos=_bool(body, "ignore_eos"),
+        ignore_eos=_bool(body, "ignore_eos") and length_hints,
         stream=stream,
         include_usage=include_usage,
         seed=seed,

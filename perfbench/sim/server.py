@@ -223,7 +223,12 @@ async def _generate(request: web.Request, *, chat: bool) -> web.StreamResponse:
     state.engine.poll()
     config = state.config
     try:
-        req = parse_request(await request.read(), chat=chat, models=config.served_model_name)
+        req = parse_request(
+            await request.read(),
+            chat=chat,
+            models=config.served_model_name,
+            length_hints=not config.ignore_length_hints,
+        )
         out = state.plan(req)
     except RequestError as err:
         return _error(err)

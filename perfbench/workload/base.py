@@ -122,15 +122,18 @@ def read_text(path: str | Path) -> str:
 def _mixed(spec: WorkloadSpec) -> list[Prompt]:
     """A collection: each slot drawn from one dataset by weight (seeded), that dataset's rows in turn.
 
-    Eval datasets keep their own order within the mix, so a mix of size ≥ the sum of their rows
-    covers each of them; the mix holds ``max(MIX_SIZE, Σ rows)`` slots and the run cycles it.
+    A mix of eval datasets holds each row exactly once, the weights setting how the datasets
+    interleave; any other mix holds ``MIX_SIZE`` slots drawn by weight (cycling each dataset's
+    rows) and the run cycles it.
     """
     parts = []
     for name, path, weight in spec.mix:
         sub = dataclasses.replace(spec, mix=(), dataset=name, dataset_path=path, shuffle=False)
         parts.append((load_prompts(sub), weight))
-    size = max(MIX_SIZE, sum(len(p) for p, _ in parts))
     rng = random.Random(spec.seed)
+    if all(any(p.answer is not None for p in prompts) for prompts, _ in parts):
+        return _interleaved(parts, rng)
+    size = max(MIX_SIZE, sum(len(p) for p, _ in parts))
     picks = rng.choices(range(len(parts)), weights=[w for _, w in parts], k=size)
     cursors = [0] * len(parts)
     out = []
@@ -139,3 +142,17 @@ def _mixed(spec: WorkloadSpec) -> list[Prompt]:
         out.append(prompts[cursors[k] % len(prompts)])
         cursors[k] += 1
     return out
+
+
+def _interleaved(parts: list[tuple[list[Prompt], float]], rng: random.Random) -> list[Prompt]:
+    """Every row of every dataset once; the next row comes from a dataset drawn by weight."""
+    queues = [(list(prompts), weight) for prompts, weight in parts]
+    cursors = [0] * len(queues)
+    out: list[Prompt] = []
+    while True:
+        live = [k for k, (prompts, _) in enumerate(queues) if cursors[k] < len(prompts)]
+        if not live:
+            return out
+        k = rng.choices(live, weights=[queues[i][1] for i in live])[0]
+        out.append(queues[k][0][cursors[k]])
+        cursors[k] += 1
