@@ -224,6 +224,7 @@ class _Batch:
                 host=metadata.collect(type(asyncio.get_running_loop()).__module__.split(".")[0]),
                 command=spec.command,
             )
+            store.add_prompts(run_id, prompts)
             writer = RecordWriter(spec.db_path, run_id, t0, count=count).start()
             stats = LiveStats(label=f"run {run_id}", total=(planned or 0) + load.warmup)
             execution = _Execution(client, bodies, writer, stats, self.clock)

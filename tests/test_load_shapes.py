@@ -216,6 +216,16 @@ def test_eval_dataset_once_per_row_times_n_samples(sim, tmp_path):
     ids = [i for (i,) in rows(tmp_path / "n.db", "SELECT prompt_id FROM requests ORDER BY idx")]
     assert ids == [f"q{k}" for k in range(5) for _ in range(3)]  # every row, three samples each
     assert r.summary.ok == 15
+    # what a grader needs is stored once per prompt
+    stored = rows(
+        tmp_path / "n.db",
+        "SELECT prompt_id, answer, subset, grader, dataset, messages "
+        "FROM prompts ORDER BY prompt_id",
+    )
+    assert [s[:5] for s in stored] == [
+        (f"q{k}", str(2 * k), "level 1", "math", "math_500") for k in range(5)
+    ]
+    assert "What is 0 + 0?" in stored[0][5]
 
 
 def test_a_mix_of_eval_datasets_holds_each_row_once(tmp_path):

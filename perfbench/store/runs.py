@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -100,6 +100,34 @@ class Store:
             table = self.db.table("runs").insert(row)
         assert table.last_pk is not None
         return int(table.last_pk)
+
+    def add_prompts(self, run_id: int, prompts: Iterable[Any]) -> None:
+        """Store a run's prompts (``Prompt`` objects), once per id, in one transaction."""
+        seen: set[str] = set()
+        rows = []
+        for p in prompts:
+            if p.id in seen:
+                continue
+            seen.add(p.id)
+            rows.append(
+                {
+                    "run_id": run_id,
+                    "prompt_id": p.id,
+                    "dataset": p.dataset,
+                    "subset": p.subset,
+                    "grader": p.grader,
+                    "answer": p.answer,
+                    "choices": json.dumps(list(p.choices)) if p.choices is not None else None,
+                    "text": p.text,
+                    "messages": json.dumps([dict(m) for m in p.messages])
+                    if p.messages is not None
+                    else None,
+                    "max_tokens": p.max_tokens,
+                    "metadata": json.dumps(dict(p.metadata), default=str) if p.metadata else None,
+                }
+            )
+        with self.db.conn:
+            self.db.table("prompts").insert_all(rows, batch_size=80, replace=True)
 
     def update_run(self, run_id: int, **fields: Any) -> None:
         row = {k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in fields.items()}

@@ -106,6 +106,29 @@ def m003_expected_tokens(db: Database) -> None:
     db.table("requests").add_column("expected_tokens", int)
 
 
+@migrations()
+def m004_prompts(db: Database) -> None:
+    """Each run's prompts, once per prompt id: what was asked and what a grader needs."""
+    db.table("prompts").create(
+        {
+            "run_id": int,
+            "prompt_id": str,
+            "dataset": str,
+            "subset": str,
+            "grader": str,
+            "answer": str,
+            "choices": str,
+            "text": str,
+            "messages": str,
+            "max_tokens": int,
+            "metadata": str,
+        },
+        pk=("run_id", "prompt_id"),
+        not_null={"run_id", "prompt_id"},
+        foreign_keys=[("run_id", "runs", "id")],
+    )
+
+
 def open_db(path: str, *, create: bool) -> Database:
     """Open (and migrate) the database; WAL mode so that readers never block the writer."""
     db = Database(path)
