@@ -32,6 +32,7 @@ from perfbench.errors import ConfigError, ServerRejected
 from perfbench.load import arrival_offsets, constant_offsets, ramp_offsets, read_trace
 from perfbench.metrics import Summary, summarize
 from perfbench.store import RecordWriter, Store
+from perfbench.store.runs import now_iso
 from perfbench.workload import Prompt, load_prompts
 from perfbench.workload.replay import trace_prompts
 
@@ -262,7 +263,7 @@ class _Batch:
                 store.update_run(
                     run_id,
                     status=status,
-                    ended_at=_now(),
+                    ended_at=now_iso(),
                     duration_s=(self.clock() - t0) / 1e9,
                     scheduled=execution.scheduled,
                     recorded=recorded,
@@ -327,12 +328,6 @@ def _plan(load: LoadSpec) -> np.ndarray:
         burstiness=load.burstiness,
         seed=load.seed,
     )
-
-
-def _now() -> str:
-    from perfbench.store.runs import now_iso
-
-    return now_iso()
 
 
 class _Bodies:
