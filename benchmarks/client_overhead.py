@@ -81,7 +81,9 @@ def throughput(requests: int, concurrency: int, tokens: int, tmp: Path) -> dict[
     }
 
 
-def timing(concurrency: int, rounds: int, tokens: int, tmp: Path) -> dict[str, float]:
+def timing(
+    concurrency: int, rounds: int, tokens: int, tmp: Path, pin: bool = False
+) -> dict[str, float]:
     log = tmp / "sim-timing.jsonl"
     log.unlink(missing_ok=True)
     flags = (
@@ -102,6 +104,10 @@ def timing(concurrency: int, rounds: int, tokens: int, tmp: Path) -> dict[str, f
     )
     db = tmp / f"timing-{concurrency}.db"
     with EmbeddedSim(flags) as sim:
+        if pin:  # the client on CPU 0, the simulator on CPU 1: no turn-taking on one core
+            assert sim._proc is not None
+            os.sched_setaffinity(0, {0})
+            os.sched_setaffinity(sim._proc.pid, {1})
         client = ClientSpec(url=sim.url, max_tokens=tokens, min_tokens=tokens)
         result = run(
             PerfSpec(
@@ -215,6 +221,9 @@ def main() -> None:
         help="part 2 concurrency (default: %(default)s)",
     )
     ap.add_argument(
+        "--pin", action="store_true", help="part 2: client on CPU 0, simulator on CPU 1"
+    )
+    ap.add_argument(
         "--stream-tokens", type=int, default=64, help="part 2 stream length (default: %(default)s)"
     )
     ap.add_argument(
@@ -233,10 +242,8 @@ def main() -> None:
             )
         if args.part in (None, 2):
             for streams in args.streams:
-                print(
-                    "timing",
-                    json.dumps(timing(streams, args.rounds, args.stream_tokens, tmp), indent=1),
-                )
+                figures = timing(streams, args.rounds, args.stream_tokens, tmp, pin=args.pin)
+                print("timing", json.dumps(figures, indent=1))
         if args.part in (None, 3):
             print("memory", json.dumps(memory(args.requests * 2, tmp), indent=1))
 

@@ -129,11 +129,14 @@ class _Batch:
                 sim = EmbeddedSim(spec.sim_args).__enter__()
                 client_spec = dataclasses.replace(client_spec, url=sim.url)
             batch = uuid.uuid4().hex[:12]
+            host = metadata.collect(type(loop).__module__.split(".")[0])  # once: it runs git
             results: list[RunResult] = []
             for load in spec.loads:
                 if self._stop.is_set():
                     break
-                run_id = await self._one(store, client_spec, load, prompts, batch, sim is not None)
+                run_id = await self._one(
+                    store, client_spec, load, prompts, batch, sim is not None, host
+                )
                 run = store.run(run_id)
                 results.append(RunResult(run_id, run.status, summarize(store, run)))
             return BatchResult(str(spec.db_path), results, self.stopped_by)
@@ -159,6 +162,7 @@ class _Batch:
         prompts: list[Prompt],
         batch: str,
         embedded: bool,
+        host: dict[str, Any],
     ) -> int:
         spec = self.spec
         load = _resolve_number(load, prompts)
@@ -222,7 +226,7 @@ class _Batch:
                     "embedded": embedded,
                     "sim_args": list(spec.sim_args) if embedded else None,
                 },
-                host=metadata.collect(type(asyncio.get_running_loop()).__module__.split(".")[0]),
+                host=host,
                 command=spec.command,
             )
             store.add_prompts(run_id, prompts)

@@ -46,8 +46,8 @@ def perfbench(
     *args: str, timeout: float = 120, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Run the real CLI in a subprocess, as a user would."""
-    full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
-    full_env.pop("OPENAI_API_KEY", None) if env is None or "OPENAI_API_KEY" not in env else None
+    full_env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
+    full_env.update({"COLUMNS": "200", **(env or {})})
     return subprocess.run(
         [sys.executable, "-m", "perfbench", *args],
         capture_output=True,
@@ -55,6 +55,17 @@ def perfbench(
         timeout=timeout,
         env=full_env,
         cwd=ROOT,
+    )
+
+
+def start_perfbench(*args: str) -> subprocess.Popen[str]:
+    """Start the real CLI in the background (to signal it mid-run); stdout and stderr piped."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "perfbench", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 

@@ -6,12 +6,11 @@ import json
 import signal
 import socket
 import subprocess
-import sys
 import time
 
 import pytest
 
-from tests.conftest import ROOT, perfbench, rows, wait_for
+from tests.conftest import perfbench, rows, start_perfbench, wait_for
 
 FAST = ("--preset", "instant", "--seed", "3")
 
@@ -234,30 +233,21 @@ def test_api_key_and_secret_headers_never_reach_the_database(sim, tmp_path):
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_stops_the_run_and_keeps_every_row(sim, tmp_path, sig, code):
     url = sim("--ttft-ms", "50", "--itl-ms", "20", "--seed", "5")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "perfbench",
-            "perf",
-            "--url",
-            url,
-            "--parallel",
-            "6",
-            "--number",
-            "500",
-            "--max-tokens",
-            "40",
-            "--min-tokens",
-            "40",
-            "--outputs-dir",
-            str(tmp_path),
-            "--quiet",
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    proc = start_perfbench(
+        "perf",
+        "--url",
+        url,
+        "--parallel",
+        "6",
+        "--number",
+        "500",
+        "--max-tokens",
+        "40",
+        "--min-tokens",
+        "40",
+        "--outputs-dir",
+        str(tmp_path),
+        "--quiet",
     )
     db = tmp_path / "perfbench.db"
     wait_for(db, "SELECT count(*) FROM requests", 6)  # rows are being written

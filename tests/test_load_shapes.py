@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import time
 
 from perfbench import ClientSpec, LoadSpec, PerfSpec, run
-from tests.conftest import ROOT, rows, wait_for
+from tests.conftest import rows, start_perfbench, wait_for
 
 SLOW = ("--ttft-ms", "20", "--itl-ms", "10", "--itl-ms-per-seq", "0", "--seed", "2")
 
@@ -66,32 +64,23 @@ def test_warmup_is_recorded_but_left_out(sim, tmp_path):
 
 def test_sigint_in_an_open_loop_records_waiting_and_flying_requests(sim, tmp_path):
     url = sim(*SLOW)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "perfbench",
-            "perf",
-            "--url",
-            url,
-            "--rate",
-            "inf",
-            "--number",
-            "40",
-            "--max-concurrency",
-            "4",
-            "--max-tokens",
-            "100",
-            "--min-tokens",
-            "100",
-            "--outputs-dir",
-            str(tmp_path),
-            "--quiet",
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    proc = start_perfbench(
+        "perf",
+        "--url",
+        url,
+        "--rate",
+        "inf",
+        "--number",
+        "40",
+        "--max-concurrency",
+        "4",
+        "--max-tokens",
+        "100",
+        "--min-tokens",
+        "100",
+        "--outputs-dir",
+        str(tmp_path),
+        "--quiet",
     )
     db = tmp_path / "perfbench.db"
     wait_for(db, "SELECT count(*) FROM runs", 1)

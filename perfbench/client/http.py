@@ -290,20 +290,19 @@ class Client:
                 now = proto.arrived_ns if proto is not None else clock()
                 if not st.ttfb:
                     st.ttfb = now
-                if (
-                    decoder.idle
-                    and block.find(b"\n") == len(block) - 2
-                    and block[-1:] == b"\n"
-                    and block[:6] == b"data: "
-                ):
-                    # the real-time case: one whole one-line event per read
-                    data = block[6:-2]
-                    if data == b"[DONE]":
-                        done = True
-                    else:
-                        absorb((decode_chunk(data),), now, st)
-                    continue
                 if decoder.idle:
+                    if (
+                        block.find(b"\n") == len(block) - 2
+                        and block[-1:] == b"\n"
+                        and block[:6] == b"data: "
+                    ):
+                        # the real-time case: one whole one-line event per read
+                        data = block[6:-2]
+                        if data == b"[DONE]":
+                            done = True
+                        else:
+                            absorb((decode_chunk(data),), now, st)
+                        continue
                     array = as_json_array(block)
                     if array is not None:
                         payload, done_here = array

@@ -7,8 +7,9 @@ It follows the WHATWG event-stream rules for the parts LLM servers use: ``data:`
 its blank line has arrived. ``flush()`` at the end of the body returns an event whose blank line
 never came (lenient: some servers end ``data: [DONE]`` with a single newline).
 
-The common case is one or more whole ``data: {...}\\n\\n`` events in one read, which is split with
-one ``bytes.split`` and no per-line work; everything else takes the general path.
+The client's hot path does not come here for the common shape, whole one-line ``data:`` events
+(``as_json_array`` below turns a read of them into one JSON array); this decoder takes every
+other shape, exactly.
 """
 
 from __future__ import annotations
@@ -32,25 +33,6 @@ class SSEDecoder:
         return not (self._tail or self._data or self._event or self._skip_lf)
 
     def decode(self, chunk: bytes) -> list[Event]:
-        if (
-            not self._tail
-            and not self._data
-            and not self._event
-            and not self._skip_lf
-            and chunk.endswith(b"\n\n")
-            and b"\r" not in chunk
-        ):
-            events: list[Event] = []
-            for block in chunk.split(b"\n\n")[:-1]:
-                if block.startswith(b"data: ") and b"\n" not in block:
-                    events.append(("", block[6:]))
-                else:
-                    self._lines(block.split(b"\n"), events)
-                    self._dispatch(events)
-            return events
-        return self._decode_general(chunk)
-
-    def _decode_general(self, chunk: bytes) -> list[Event]:
         if not chunk:
             return []
         if self._skip_lf:
