@@ -229,6 +229,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--prefix-len", type=int, default=0, help="random dataset: shared prefix tokens")
 
+    g = perf.add_argument_group("grading (eval datasets)")
+    g.add_argument("--grade", action="store_true", help="grade the answers when each run ends")
+    _grade_arguments(g)
+
     g = perf.add_argument_group("output")
     g.add_argument("--name", help="label the runs, to find them again by name")
     g.add_argument("--quiet", action="store_true", help="no progress bar, no warnings block")
@@ -257,6 +261,53 @@ def build_parser() -> argparse.ArgumentParser:
     _db_options(report)
     report.set_defaults(func=cmd_report)
 
+    grade = sub.add_parser(
+        "grade",
+        help="grade the captured answers of runs (eval datasets)",
+        description="Grade runs' answers against their gold answers: accuracy, pass@k, maj@k, "
+        "and with --think the thinking-efficiency figures. Re-grading replaces earlier grades.",
+    )
+    grade.add_argument(
+        "runs", nargs="*", metavar="RUN", help="run id or name (default: the latest batch)"
+    )
+    _grade_arguments(grade)
+    grade.add_argument(
+        "--samples", metavar="FILE", help="write one JSON line per graded answer to FILE"
+    )
+    grade.add_argument(
+        "--tokenizer",
+        metavar="NAME",
+        help="counts thinking tokens: a local folder or hub id, or tiktoken:NAME "
+        "(default: the server's reasoning-token usage, split by characters)",
+    )
+    grade.add_argument("--json", action="store_true", help="print the scores as JSON")
+    grade.add_argument("--quiet", action="store_true", help="no notes block")
+    _db_options(grade)
+    grade.set_defaults(func=cmd_grade)
+
+    cmp = sub.add_parser(
+        "compare-answers",
+        help="compare two runs' answers question by question (McNemar's test)",
+        description="Pair two graded runs' answers by question and sample, count where they "
+        "agree and differ, and test whether the accuracy difference is significant. A run not "
+        "yet graded is graded first, with each dataset's own grader.",
+    )
+    cmp.add_argument("run_a", metavar="RUN_A", help="run id or name")
+    cmp.add_argument("run_b", metavar="RUN_B", help="run id or name")
+    cmp.add_argument(
+        "--alpha", type=float, default=0.05, help="significance level (default: %(default)s)"
+    )
+    cmp.add_argument(
+        "--show",
+        choices=("differ", "all", "none"),
+        default="differ",
+        help="questions to list: those the runs disagree on, all, or none (default: %(default)s)",
+    )
+    cmp.add_argument("--jsonl", metavar="FILE", help="write one JSON line per question to FILE")
+    cmp.add_argument("--json", action="store_true", help="print counts and the test as JSON")
+    _db_options(cmp)
+    cmp.set_defaults(func=cmd_compare_answers)
+
     datasets = sub.add_parser("datasets", help="list the datasets --dataset can name")
     datasets.add_argument("--json", action="store_true")
     datasets.set_defaults(func=cmd_datasets)
@@ -266,6 +317,171 @@ def build_parser() -> argparse.ArgumentParser:
     _db_options(runs)
     runs.set_defaults(func=cmd_runs)
     return parser
+
+
+def _grade_arguments(g: Any) -> None:
+    from perfbench.config import GRADERS, STEP_STRATEGIES
+
+    g.add_argument(
+        "--grader", choices=GRADERS, help="grade every answer this way (default: the dataset's)"
+    )
+    g.add_argument(
+        "--remove-until",
+        metavar="MARKER",
+        help="grade only the text after the last MARKER, e.g. '</think>'",
+    )
+    g.add_argument(
+        "--regex", metavar="PATTERN", help="the regex grader's pattern (group 1 = answer)"
+    )
+    g.add_argument(
+        "--k", type=_positive_int, nargs="+", help="pass@k values (default: 2, 4, ... up to --n)"
+    )
+    g.add_argument(
+        "--workers", type=_positive_int, help="grading processes (default: CPUs, at most 8)"
+    )
+    g.add_argument(
+        "--grade-timeout",
+        type=float,
+        default=30.0,
+        help="seconds one answer may take before its worker is killed (default: %(default)s)",
+    )
+    g.add_argument("--think", action="store_true", help="thinking-efficiency figures too")
+    g.add_argument(
+        "--markers",
+        help="comma-separated thought markers (default: alternatively, but wait, "
+        "let me reconsider, another way, another approach, another method, another angle)",
+    )
+    g.add_argument(
+        "--steps",
+        choices=STEP_STRATEGIES,
+        default="separator",
+        help="how thinking is split into steps (default: %(default)s)",
+    )
+    g.add_argument("--judge-url", help="OpenAI-compatible LLM that finds the first correct step")
+    g.add_argument("--judge-model", help="the judge's model (default: the first it lists)")
+    g.add_argument(
+        "--judge-api-key", help="the judge's bearer token (default: $PERFBENCH_JUDGE_API_KEY)"
+    )
+    g.add_argument(
+        "--max-think-tokens",
+        type=_positive_int,
+        help="thinking figures over samples thinking at most this many tokens",
+    )
+    g.add_argument(
+        "--count", type=_positive_int, help="thinking figures over the first N samples only"
+    )
+
+
+def _grade_spec(ns: argparse.Namespace) -> Any:
+    from perfbench.config import THOUGHT_MARKERS, GradeSpec, ThinkSpec
+
+    think = None
+    if ns.think:
+        markers = THOUGHT_MARKERS
+        if ns.markers:
+            markers = tuple(m.strip() for m in ns.markers.split(",") if m.strip())
+        think = ThinkSpec(
+            markers=markers,
+            steps=ns.steps,
+            judge_url=ns.judge_url,
+            judge_model=ns.judge_model,
+            judge_api_key=ns.judge_api_key or os.environ.get("PERFBENCH_JUDGE_API_KEY"),
+            max_think_tokens=ns.max_think_tokens,
+            count=ns.count,
+            tokenizer=getattr(ns, "tokenizer", None),
+        )
+    return GradeSpec(
+        grader=ns.grader,
+        remove_until=ns.remove_until,
+        regex=ns.regex,
+        ks=tuple(ns.k) if ns.k else None,
+        think=think,
+        workers=ns.workers,
+        timeout=ns.grade_timeout,
+    )
+
+
+def _print_grades(reports: list[Any], ns: argparse.Namespace) -> None:
+    from perfbench.grade import table
+
+    if ns.json:
+        print(table.to_json(reports))
+        return
+    from rich.console import Console
+
+    console = Console()
+    console.print(table.score_table(reports))
+    for report in reports:
+        if report.thinking:
+            console.print(table.thinking_table(report))
+    notes = [n for r in reports for n in table.notes(r)]
+    if notes and not ns.quiet:
+        from perfbench.report.tables import warnings_panel
+
+        console.print(warnings_panel(notes))
+
+
+def cmd_grade(ns: argparse.Namespace, argv: Sequence[str]) -> int:
+    from perfbench.grade.run import grade
+
+    reports = grade(_db_path(ns), ns.runs, _grade_spec(ns))
+    if ns.samples:
+        _write_samples(Path(ns.samples), reports)
+    _print_grades(reports, ns)
+    return 0
+
+
+def cmd_compare_answers(ns: argparse.Namespace, argv: Sequence[str]) -> int:
+    from perfbench.config import GradeSpec
+    from perfbench.errors import UsageError
+    from perfbench.grade import table
+    from perfbench.grade.compare import compare_answers
+    from perfbench.grade.run import answer_rows, grade_run
+    from perfbench.store import Store
+
+    if not 0 < ns.alpha < 1:
+        raise UsageError(f"--alpha {ns.alpha} must be between 0 and 1, e.g. 0.05")
+    store = Store(_db_path(ns))
+    try:
+        sides = []
+        for selector in (ns.run_a, ns.run_b):
+            runs = store.find([selector])
+            if len(runs) != 1:
+                raise UsageError(f"{selector!r} names {len(runs)} runs; give one run id")
+            rows = answer_rows(store, runs[0])
+            if not rows:
+                print(f"{PROG}: run {runs[0].id} was not graded; grading it now", file=sys.stderr)
+                grade_run(store, runs[0], GradeSpec())
+                rows = answer_rows(store, runs[0])
+            sides.append((runs[0], rows))
+    finally:
+        store.close()
+    (run_a, rows_a), (run_b, rows_b) = sides
+    comparison = compare_answers(rows_a, rows_b)
+    if ns.jsonl:
+        _write_jsonl(Path(ns.jsonl), comparison.to_jsonl_rows(), "--jsonl")
+    if ns.json:
+        print(table.comparison_json(comparison, run_a, run_b, ns.alpha))
+    else:
+        table.print_comparison(comparison, run_a, run_b, ns.alpha, show=ns.show)
+    return 0
+
+
+def _write_jsonl(path: Path, rows: Any, flag: str) -> None:
+    from perfbench.errors import UsageError
+
+    try:
+        with path.open("w", encoding="utf-8") as f:
+            for row in rows:
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    except OSError as exc:
+        raise UsageError(f"cannot write {flag} {path}: {exc.strerror}") from None
+
+
+def _write_samples(path: Path, reports: list[Any]) -> None:
+    from perfbench.grade import table
+
+    _write_jsonl(path, (row for r in reports for row in table.sample_rows(r)), "--samples")
 
 
 def _sim_arguments(p: argparse.ArgumentParser) -> None:
@@ -423,6 +639,7 @@ def cmd_perf(ns: argparse.Namespace, argv: Sequence[str]) -> int:
         name=ns.name,
         sim_args=sim_args,
         command=" ".join([PROG, *redact_argv(list(argv))]),
+        grade=_grade_spec(ns) if ns.grade or ns.think else None,
     )
     observer = None
     if not ns.quiet and sys.stdout.isatty() and not (ns.json or ns.csv):
@@ -431,7 +648,19 @@ def cmd_perf(ns: argparse.Namespace, argv: Sequence[str]) -> int:
         observer = ProgressObserver()
     result = run(spec, observer=observer)
     summaries = [r.summary for r in result.runs]
-    _print(summaries, ns)
+    if result.grades and ns.json:
+        from perfbench.grade import table
+        from perfbench.report import to_json
+
+        both = {
+            "perf": json.loads(to_json(summaries)),
+            "grades": json.loads(table.to_json(result.grades)),
+        }
+        print(json.dumps(both, indent=2))
+    else:
+        _print(summaries, ns)
+        if result.grades:
+            _print_grades(result.grades, ns)
     if result.stopped_by is not None:
         print(
             f"{PROG}: stopped by signal {result.stopped_by}; everything measured is in {spec.db_path}",

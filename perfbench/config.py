@@ -261,6 +261,96 @@ class WorkloadSpec:
             raise ConfigError("--n must be at least 1")
 
 
+GRADERS = ("math", "choice", "numeric", "exact", "regex")
+THOUGHT_MARKERS = (
+    "alternatively",
+    "but wait",
+    "let me reconsider",
+    "another way",
+    "another approach",
+    "another method",
+    "another angle",
+)
+STEP_STRATEGIES = ("separator", "keywords", "llm")
+
+
+@dataclass(frozen=True)
+class ThinkSpec:
+    """How the thinking-efficiency figures are computed (``perfbench grade --think``).
+
+    ``markers`` are the sub-chain openers counted as thoughts; ``steps`` splits the thinking
+    text (blank lines, before each marker, or re-paragraphed by the judge); ``judge_url`` and
+    ``judge_model`` name an OpenAI-compatible LLM that finds the first correct step instead of
+    the rule-based grader. ``max_think_tokens`` keeps samples whose thinking is at most that
+    long and ``count`` the first N samples, as ThinkBench's filters do.
+    """
+
+    markers: tuple[str, ...] = THOUGHT_MARKERS
+    steps: str = "separator"
+    judge_url: str | None = None
+    judge_model: str | None = None
+    judge_api_key: str | None = field(default=None, repr=False)  # never stored or printed
+    max_think_tokens: int | None = None
+    count: int | None = None
+    tokenizer: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.steps not in STEP_STRATEGIES:
+            raise ConfigError(f"--steps must be one of {', '.join(STEP_STRATEGIES)}")
+        if not self.markers or not all(m.strip() for m in self.markers):
+            raise ConfigError("--markers needs at least one non-empty marker")
+        if self.steps == "llm" and not self.judge_url:
+            raise ConfigError("--steps llm needs a judge: add --judge-url (and --judge-model)")
+        if self.judge_url is not None and not self.judge_url.startswith(("http://", "https://")):
+            raise ConfigError(f"--judge-url {self.judge_url!r} is not an http(s) URL")
+        if self.max_think_tokens is not None and self.max_think_tokens < 1:
+            raise ConfigError("--max-think-tokens must be at least 1")
+        if self.count is not None and self.count < 1:
+            raise ConfigError("--count must be at least 1")
+
+    @property
+    def method(self) -> str:
+        """The key of these figures in the thinking table: split strategy + who finds the step."""
+        return f"{self.steps}+{'llm' if self.judge_url else 'rule'}"
+
+
+@dataclass(frozen=True)
+class GradeSpec:
+    """What ``perfbench grade`` does: which grader (None: each prompt's own), how to cut the
+    text (``remove_until``, e.g. ``</think>``), the regex for the regex grader, the k values of
+    pass@k (None: powers of two up to the samples per prompt), thinking efficiency (``think``),
+    and the worker pool (``workers`` processes, ``timeout`` seconds per answer)."""
+
+    grader: str | None = None
+    remove_until: str | None = None
+    regex: str | None = None
+    ks: tuple[int, ...] | None = None
+    think: ThinkSpec | None = None
+    workers: int | None = None
+    timeout: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.grader is not None and self.grader not in GRADERS:
+            raise ConfigError(f"--grader must be one of {', '.join(GRADERS)}")
+        if (self.grader == "regex") != (self.regex is not None):
+            raise ConfigError("--grader regex and --regex PATTERN go together")
+        if self.regex is not None:
+            import re
+
+            try:
+                re.compile(self.regex)
+            except re.error as exc:
+                raise ConfigError(
+                    f"--regex {self.regex!r} is not a regular expression: {exc}"
+                ) from None
+        if self.ks is not None and any(k < 1 for k in self.ks):
+            raise ConfigError("--k values must be at least 1")
+        if self.workers is not None and self.workers < 1:
+            raise ConfigError("--workers must be at least 1")
+        if not self.timeout > 0:
+            raise ConfigError("--grade-timeout must be positive")
+
+
 @dataclass(frozen=True)
 class PerfSpec:
     """Everything ``perfbench.run`` needs; one run per entry of ``loads``.
@@ -276,6 +366,7 @@ class PerfSpec:
     name: str | None = None
     sim_args: tuple[str, ...] = ()
     command: str = ""
+    grade: GradeSpec | None = None  # grade each run's answers when it ends (perf --grade)
 
     def __post_init__(self) -> None:
         if not self.loads:

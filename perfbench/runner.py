@@ -78,6 +78,7 @@ class BatchResult:
     db_path: str
     runs: list[RunResult]
     stopped_by: int | None = None  # the signal that interrupted the batch, if any
+    grades: list[Any] = field(default_factory=list)  # grade.run.GradeReport, with PerfSpec.grade
 
     @property
     def exit_code(self) -> int:
@@ -95,7 +96,12 @@ def run(spec: PerfSpec, *, observer: Observer | None = None) -> BatchResult:
     >>> result = run(PerfSpec(ClientSpec(), loads=(LoadSpec(parallel=4, number=100),)))
     >>> result.runs[0].summary.mean_ttft_ms
     """
-    return _event_loop_run(_Batch(spec, observer).main())
+    result = _event_loop_run(_Batch(spec, observer).main())
+    if spec.grade is not None and result.stopped_by is None:
+        from perfbench.grade.run import grade
+
+        result.grades = grade(spec.db_path, [str(r.run_id) for r in result.runs], spec.grade)
+    return result
 
 
 def _event_loop_run(coro: Awaitable[BatchResult]) -> BatchResult:

@@ -129,6 +129,48 @@ def m004_prompts(db: Database) -> None:
     )
 
 
+@migrations()
+def m005_grades(db: Database) -> None:
+    """Grades of captured answers, and thinking-efficiency figures, keyed so a re-grade replaces."""
+    db.table("grades").create(
+        {
+            "run_id": int,
+            "idx": int,
+            "grader": str,
+            "prompt_id": str,
+            "sample": int,
+            "pred": str,
+            "correct": int,
+            "format_ok": int,
+            "error": str,
+            "graded_at": str,
+        },
+        pk=("run_id", "idx", "grader"),
+        not_null={"run_id", "idx", "grader", "correct", "format_ok"},
+        foreign_keys=[("run_id", "runs", "id")],
+    )
+    db.table("thinking").create(
+        {
+            "run_id": int,
+            "idx": int,
+            "method": str,
+            "source": str,
+            "token_source": str,
+            "reasoning_tokens": int,
+            "first_correct_tokens": int,
+            "reflection_tokens": int,
+            "efficiency": float,
+            "thought_count": int,
+            "steps": int,
+            "first_correct_step": int,
+            "graded_at": str,
+        },
+        pk=("run_id", "idx", "method"),
+        not_null={"run_id", "idx", "method"},
+        foreign_keys=[("run_id", "runs", "id")],
+    )
+
+
 def open_db(path: str, *, create: bool) -> Database:
     """Open (and migrate) the database; WAL mode so that readers never block the writer."""
     db = Database(path)

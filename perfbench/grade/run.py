@@ -1,0 +1,248 @@
+"""The grading pass over a recorded run: read its answers, grade them in workers, store, score.
+
+``grade_run(store, run, spec)`` reads the run's measured requests whose prompt has a gold answer
+(``requests`` joined to ``prompts``), grades every answer in the worker pool of :mod:`.pool`,
+writes one ``grades`` row per (request, grader) (a re-grade replaces its own rows, so grading is
+idempotent), and returns a :class:`GradeReport`: the per-sample grades and the score table.
+
+A request that failed (no answer came back) is graded wrong with the error "request failed"
+rather than left out, so that a server that drops 10% of its requests cannot look more
+accurate for it; the report says how many there were.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from perfbench.config import GradeSpec
+from perfbench.errors import UsageError
+from perfbench.grade import extract, graders
+from perfbench.grade.pool import run_tasks
+from perfbench.store.runs import Run, Store, now_iso
+
+
+@dataclass(frozen=True, slots=True)
+class GradeTask:
+    """One answer to grade, as a worker receives it (plain, picklable data)."""
+
+    idx: int
+    grader: str
+    output: str
+    reasoning: str | None
+    gold: str
+    choices: tuple[str, ...] | None
+    pattern: str | None
+    remove_until: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One graded answer, with what the score table and the samples export need."""
+
+    idx: int
+    prompt_id: str
+    sample: int  # the k-th answer to this prompt, in request order
+    dataset: str
+    subset: str | None
+    grader: str
+    gold: str
+    verdict: graders.Verdict
+    status: str
+    output: str | None
+    reasoning: str | None
+    reasoning_tokens: int | None
+    metadata: dict[str, Any]
+    problem: str | None
+
+
+@dataclass
+class GradeReport:
+    run: Run
+    samples: list[Sample]
+    scores: list[Any] = field(default_factory=list)  # table.ScoreRow
+    thinking: list[Any] = field(default_factory=list)  # think rows, when asked
+    failed_requests: int = 0
+    grader_errors: int = 0
+
+
+def grade_task(task: GradeTask) -> graders.Verdict:
+    """Worker entry: cut the text, then grade it (module-level so that it pickles)."""
+    text = task.output
+    if task.reasoning is None:
+        text = extract.remove_until(text, task.remove_until)
+    return graders.grade(task.grader, text, task.gold, choices=task.choices, pattern=task.pattern)
+
+
+def _failed(task: GradeTask, reason: str) -> graders.Verdict:
+    return graders.Verdict(None, False, False, reason)
+
+
+_ROWS_SQL = """
+SELECT r.idx, r.prompt_id, r.status, r.output_text, r.reasoning_text, r.reasoning_tokens,
+       p.dataset, p.subset, p.grader, p.answer, p.choices, p.metadata, p.text, p.messages
+FROM requests r JOIN prompts p ON p.run_id = r.run_id AND p.prompt_id = r.prompt_id
+WHERE r.run_id = ? AND r.warmup = 0 AND p.answer IS NOT NULL
+ORDER BY r.idx
+"""
+
+
+def grade_run(
+    store: Store,
+    run: Run,
+    spec: GradeSpec,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+) -> GradeReport:
+    """Grade one run's answers; store the grades; return them with the score table."""
+    from perfbench.grade import table
+
+    rows = store.db.conn.execute(_ROWS_SQL, [run.id]).fetchall()
+    if not rows:
+        raise UsageError(
+            f"run {run.id} has no answers to grade: its prompts carry no gold answers; "
+            "benchmark an eval dataset (e.g. --dataset math_500, gsm8k, synthetic_math)"
+        )
+    samples_seen: dict[str, int] = {}
+    pending: list[tuple[GradeTask, dict[str, Any]]] = []
+    done: list[tuple[graders.Verdict, dict[str, Any]]] = []
+    for row in rows:
+        (idx, prompt_id, status, output, reasoning, reasoning_tokens) = row[:6]
+        (dataset, subset, own_grader, gold, choices, metadata, text, messages) = row[6:]
+        grader = spec.grader or own_grader or "exact"
+        meta = json.loads(metadata) if metadata else {}
+        info = {
+            "idx": idx,
+            "prompt_id": prompt_id,
+            "sample": samples_seen.get(prompt_id, 0),
+            "dataset": dataset or run.workload.get("dataset") or "",
+            "subset": subset,
+            "grader": grader,
+            "gold": gold,
+            "status": status,
+            "output": output,
+            "reasoning": reasoning,
+            "reasoning_tokens": reasoning_tokens,
+            "metadata": meta,
+            "problem": _problem(meta, text, messages),
+        }
+        samples_seen[prompt_id] = info["sample"] + 1
+        if status != "ok":
+            verdict = graders.Verdict(None, False, False, f"request failed ({status})")
+            done.append((verdict, info))
+            continue
+        task = GradeTask(
+            idx=idx,
+            grader=grader,
+            output=output or "",
+            reasoning=reasoning or None,
+            gold=gold,
+            choices=tuple(json.loads(choices)) if choices else None,
+            pattern=spec.regex,
+            remove_until=spec.remove_until,
+        )
+        pending.append((task, info))
+    verdicts = run_tasks(
+        grade_task,
+        [t for t, _ in pending],
+        _failed,
+        workers=spec.workers,
+        timeout=spec.timeout,
+        progress=None if progress is None else lambda n: progress(n, len(pending)),
+    )
+    done.extend(zip(verdicts, [info for _, info in pending], strict=True))
+    samples = sorted((Sample(verdict=v, **info) for v, info in done), key=lambda s: s.idx)
+    _store_grades(store, run.id, samples)
+    report = GradeReport(run, samples)
+    report.failed_requests = sum(1 for s in samples if s.status != "ok")
+    report.grader_errors = sum(
+        1 for s in samples if s.status == "ok" and s.verdict.error is not None
+    )
+    report.scores = table.score_rows(samples, model=run.model or "", ks=spec.ks)
+    return report
+
+
+def _problem(meta: dict[str, Any], text: str | None, messages: str | None) -> str | None:
+    for key in ("problem", "question"):
+        if isinstance(meta.get(key), str):
+            return str(meta[key])
+    if text is not None:
+        return text
+    if messages:
+        users = [m for m in json.loads(messages) if m.get("role") == "user"]
+        if users and isinstance(users[-1].get("content"), str):
+            return str(users[-1]["content"])
+    return None
+
+
+def _store_grades(store: Store, run_id: int, samples: Sequence[Sample]) -> None:
+    stamp = now_iso()
+    rows = [
+        {
+            "run_id": run_id,
+            "idx": s.idx,
+            "grader": s.grader,
+            "prompt_id": s.prompt_id,
+            "sample": s.sample,
+            "pred": s.verdict.pred,
+            "correct": int(s.verdict.correct),
+            "format_ok": int(s.verdict.format_ok),
+            "error": s.verdict.error,
+            "graded_at": stamp,
+        }
+        for s in samples
+    ]
+    with store.db.conn:
+        store.db.table("grades").insert_all(rows, batch_size=100, replace=True)
+
+
+def grade(
+    db_path: str | Path,
+    runs: Sequence[str] = (),
+    spec: GradeSpec | None = None,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[GradeReport]:
+    """Grade runs of a database by id or name (default: the latest batch); the library face of
+    ``perfbench grade``."""
+    store = Store(db_path)
+    try:
+        return [
+            grade_run(store, run, spec or GradeSpec(), progress=progress)
+            for run in store.find(runs)
+        ]
+    finally:
+        store.close()
+
+
+def answer_rows(store: Store, run: Run) -> list[Any]:
+    """A graded run's answers for :func:`.compare.compare_answers`, the latest grade of each
+    request (empty when the run was never graded)."""
+    from perfbench.grade.compare import AnswerRow
+
+    rows = store.db.conn.execute(
+        """
+        SELECT g.prompt_id, g.sample, g.pred, g.correct, p.subset, p.answer, p.metadata,
+               p.text, p.messages
+        FROM grades g JOIN prompts p ON p.run_id = g.run_id AND p.prompt_id = g.prompt_id
+        WHERE g.run_id = ? AND g.graded_at = (
+            SELECT max(h.graded_at) FROM grades h WHERE h.run_id = g.run_id AND h.idx = g.idx)
+        GROUP BY g.idx ORDER BY g.idx
+        """,
+        [run.id],
+    ).fetchall()
+    return [
+        AnswerRow(
+            prompt_id=prompt_id,
+            sample=sample,
+            pred=pred,
+            correct=bool(correct),
+            problem=_problem(json.loads(meta) if meta else {}, text, messages),
+            gold=gold,
+            subset=subset,
+        )
+        for prompt_id, sample, pred, correct, subset, gold, meta, text, messages in rows
+    ]
