@@ -24,6 +24,10 @@ _EXPORTS = {
     "LoadSpec": "perfbench.config",
     "WorkloadSpec": "perfbench.config",
     "PerfSpec": "perfbench.config",
+    "GradeSpec": "perfbench.config",
+    "ThinkSpec": "perfbench.config",
+    "grade_runs": "perfbench.grade.run",
+    "GradeReport": "perfbench.grade.run",
     "RequestRecord": "perfbench.client.record",
     "Summary": "perfbench.metrics.summary",
     "summarize": "perfbench.metrics.summary",
@@ -35,8 +39,16 @@ __all__ = [*_EXPORTS, "__version__"]
 
 if TYPE_CHECKING:
     from perfbench.client.record import RequestRecord
-    from perfbench.config import ClientSpec, LoadSpec, PerfSpec, WorkloadSpec
+    from perfbench.config import (
+        ClientSpec,
+        GradeSpec,
+        LoadSpec,
+        PerfSpec,
+        ThinkSpec,
+        WorkloadSpec,
+    )
     from perfbench.errors import PerfbenchError
+    from perfbench.grade.run import GradeReport, grade_runs
     from perfbench.metrics.summary import Summary, summarize
     from perfbench.runner import BatchResult, RunResult, run
     from perfbench.store.runs import Store

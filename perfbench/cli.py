@@ -422,9 +422,9 @@ def _print_grades(reports: list[Any], ns: argparse.Namespace) -> None:
 
 
 def cmd_grade(ns: argparse.Namespace, argv: Sequence[str]) -> int:
-    from perfbench.grade.run import grade
+    from perfbench.grade.run import grade_runs
 
-    reports = grade(_db_path(ns), ns.runs, _grade_spec(ns))
+    reports = grade_runs(_db_path(ns), ns.runs, _grade_spec(ns))
     if ns.samples:
         _write_samples(Path(ns.samples), reports)
     _print_grades(reports, ns)

@@ -98,9 +98,9 @@ def run(spec: PerfSpec, *, observer: Observer | None = None) -> BatchResult:
     """
     result = _event_loop_run(_Batch(spec, observer).main())
     if spec.grade is not None and result.stopped_by is None:
-        from perfbench.grade.run import grade
+        from perfbench.grade.run import grade_runs
 
-        result.grades = grade(spec.db_path, [str(r.run_id) for r in result.runs], spec.grade)
+        result.grades = grade_runs(spec.db_path, [str(r.run_id) for r in result.runs], spec.grade)
     return result
 
 

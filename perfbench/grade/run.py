@@ -199,7 +199,7 @@ def _store_grades(store: Store, run_id: int, samples: Sequence[Sample]) -> None:
         store.db.table("grades").insert_all(rows, batch_size=100, replace=True)
 
 
-def grade(
+def grade_runs(
     db_path: str | Path,
     runs: Sequence[str] = (),
     spec: GradeSpec | None = None,
