@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from perfbench.config import GradeSpec
+from perfbench.config import GradeSpec, ThinkSpec
 from perfbench.errors import UsageError
-from perfbench.grade import extract, graders
+from perfbench.grade import extract, graders, table, think
 from perfbench.grade.pool import run_tasks
 from perfbench.store.runs import Run, Store, now_iso
 
@@ -37,6 +37,17 @@ class GradeTask:
     choices: tuple[str, ...] | None
     pattern: str | None
     remove_until: str | None
+    think_markers: tuple[str, ...] | None = None  # find the first correct step (rule-based)
+    think_strategy: str | None = None  # "separator" or "keywords"; None: no rule-based steps
+
+
+@dataclass(frozen=True, slots=True)
+class Graded:
+    """A worker's answer: the verdict, and for --think the steps and the first correct one."""
+
+    verdict: graders.Verdict
+    split: think.StepSplit | None = None
+    first: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,16 +80,26 @@ class GradeReport:
     grader_errors: int = 0
 
 
-def grade_task(task: GradeTask) -> graders.Verdict:
-    """Worker entry: cut the text, then grade it (module-level so that it pickles)."""
+def grade_task(task: GradeTask) -> Graded:
+    """Worker entry: cut the text, grade it, and for --think find the first correct step
+    (module-level so that it pickles)."""
     text = task.output
     if task.reasoning is None:
         text = extract.remove_until(text, task.remove_until)
-    return graders.grade(task.grader, text, task.gold, choices=task.choices, pattern=task.pattern)
+    verdict = graders.grade(
+        task.grader, text, task.gold, choices=task.choices, pattern=task.pattern
+    )
+    if task.think_markers is None or task.think_strategy is None:
+        return Graded(verdict)
+    thinking, _ = think.thinking_text(task.reasoning, task.output)
+    spans = think.split_steps(thinking, task.think_strategy, task.think_markers)
+    check = think.candidate_checker(task.grader, task.gold, task.choices)
+    first = think.first_correct_step(thinking, spans, check)
+    return Graded(verdict, think.StepSplit(tuple(spans), task.think_strategy), first)
 
 
-def _failed(task: GradeTask, reason: str) -> graders.Verdict:
-    return graders.Verdict(None, False, False, reason)
+def _failed(task: GradeTask, reason: str) -> Graded:
+    return Graded(graders.Verdict(None, False, False, reason))
 
 
 _ROWS_SQL = """
@@ -98,17 +119,18 @@ def grade_run(
     progress: Callable[[int, int], None] | None = None,
 ) -> GradeReport:
     """Grade one run's answers; store the grades; return them with the score table."""
-    from perfbench.grade import table
-
     rows = store.db.conn.execute(_ROWS_SQL, [run.id]).fetchall()
     if not rows:
         raise UsageError(
             f"run {run.id} has no answers to grade: its prompts carry no gold answers; "
             "benchmark an eval dataset (e.g. --dataset math_500, gsm8k, synthetic_math)"
         )
+    rule_markers = rule_strategy = None
+    if spec.think is not None and spec.think.judge_url is None:
+        rule_markers, rule_strategy = spec.think.markers, spec.think.steps
     samples_seen: dict[str, int] = {}
     pending: list[tuple[GradeTask, dict[str, Any]]] = []
-    done: list[tuple[graders.Verdict, dict[str, Any]]] = []
+    done: list[tuple[Graded, dict[str, Any]]] = []
     for row in rows:
         (idx, prompt_id, status, output, reasoning, reasoning_tokens) = row[:6]
         (dataset, subset, own_grader, gold, choices, metadata, text, messages) = row[6:]
@@ -132,7 +154,7 @@ def grade_run(
         samples_seen[prompt_id] = info["sample"] + 1
         if status != "ok":
             verdict = graders.Verdict(None, False, False, f"request failed ({status})")
-            done.append((verdict, info))
+            done.append((Graded(verdict), info))
             continue
         task = GradeTask(
             idx=idx,
@@ -143,9 +165,11 @@ def grade_run(
             choices=tuple(json.loads(choices)) if choices else None,
             pattern=spec.regex,
             remove_until=spec.remove_until,
+            think_markers=rule_markers,
+            think_strategy=rule_strategy,
         )
         pending.append((task, info))
-    verdicts = run_tasks(
+    results = run_tasks(
         grade_task,
         [t for t, _ in pending],
         _failed,
@@ -153,8 +177,9 @@ def grade_run(
         timeout=spec.timeout,
         progress=None if progress is None else lambda n: progress(n, len(pending)),
     )
-    done.extend(zip(verdicts, [info for _, info in pending], strict=True))
-    samples = sorted((Sample(verdict=v, **info) for v, info in done), key=lambda s: s.idx)
+    done.extend(zip(results, [info for _, info in pending], strict=True))
+    done.sort(key=lambda pair: int(pair[1]["idx"]))
+    samples = [Sample(verdict=g.verdict, **info) for g, info in done]
     _store_grades(store, run.id, samples)
     report = GradeReport(run, samples)
     report.failed_requests = sum(1 for s in samples if s.status != "ok")
@@ -162,7 +187,99 @@ def grade_run(
         1 for s in samples if s.status == "ok" and s.verdict.error is not None
     )
     report.scores = table.score_rows(samples, model=run.model or "", ks=spec.ks)
+    if spec.think is not None:
+        graded = [(g, s) for (g, _), s in zip(done, samples, strict=True) if s.status == "ok"]
+        report.thinking = _thinking(store, run, spec.think, graded)
     return report
+
+
+def _thinking(
+    store: Store, run: Run, spec: ThinkSpec, graded: Sequence[tuple[Graded, Sample]]
+) -> list[dict[str, Any]]:
+    """The thinking figures of each answer (stored) and their means per subset (returned)."""
+    count_tokens = None
+    if spec.tokenizer is not None:
+        from perfbench.workload.tokenizers import load_tokenizer
+
+        count_tokens = load_tokenizer(spec.tokenizer).count
+    splits: list[tuple[think.StepSplit, int | None]]
+    if spec.judge_url is not None:
+        from perfbench.grade.judge import judge_steps
+
+        splits = judge_steps(
+            spec, [(s.reasoning, s.output, s.problem or "", s.gold) for _, s in graded]
+        )
+    else:
+        splits = [(g.split, g.first) for g, _ in graded if g.split is not None]
+        if len(splits) != len(graded):  # a worker failed on this answer: no steps
+            splits = [
+                (g.split or think.StepSplit((), spec.steps, g.verdict.error), g.first)
+                for g, _ in graded
+            ]
+    rows: list[think.ThinkRow] = []
+    overall: list[think.ThinkRow] = []
+    stored: list[dict[str, Any]] = []
+    stamp = now_iso()
+    for (_, s), (split, first) in zip(graded, splits, strict=True):
+        text, source = think.thinking_text(s.reasoning, s.output)
+        figures = think.measure(
+            text,
+            source,
+            split,
+            first,
+            markers=spec.markers,
+            count_tokens=count_tokens,
+            usage_reasoning_tokens=s.reasoning_tokens,
+        )
+        rows.append(think.ThinkRow(f"{s.dataset}\t{s.subset or ''}", figures, s.verdict.correct))
+        overall.append(think.ThinkRow(f"{s.dataset}\t{table.OVERALL}", figures, s.verdict.correct))
+        stored.append(
+            {
+                "run_id": run.id,
+                "idx": s.idx,
+                "method": spec.method,
+                "source": figures.source,
+                "token_source": figures.token_source,
+                "reasoning_tokens": figures.reasoning_tokens,
+                "first_correct_tokens": figures.first_correct_tokens,
+                "reflection_tokens": figures.reflection_tokens,
+                "efficiency": figures.efficiency,
+                "thought_count": figures.thought_count,
+                "steps": len(figures.steps),
+                "first_correct_step": figures.first_correct_step,
+                "graded_at": stamp,
+            }
+        )
+    with store.db.conn:
+        store.db.table("thinking").insert_all(stored, batch_size=100, replace=True)
+    limits = {"max_think_tokens": spec.max_think_tokens, "count": spec.count}
+    summaries = think.aggregate(rows, **limits)
+    by_dataset: dict[str, list[think.ThinkSummary]] = {}
+    for summary in [*summaries, *think.aggregate(overall, **limits)]:
+        dataset = summary.subset.split("\t")[0]
+        by_dataset.setdefault(dataset, []).append(summary)
+    token_source = "+".join(sorted({row["token_source"] for row in stored}))
+    out = []
+    for dataset, group in by_dataset.items():
+        named = [g for g in group if g.subset.split("\t")[1] not in ("", table.OVERALL)]
+        for summary in [*named, *[g for g in group if g.subset.endswith(table.OVERALL)]]:
+            out.append(
+                {
+                    "dataset": dataset,
+                    "subset": summary.subset.split("\t")[1],
+                    "method": spec.method,
+                    "num": summary.num,
+                    "over_limit": summary.over_limit,
+                    "reasoning_tokens": summary.reasoning_tokens,
+                    "first_correct_tokens": summary.first_correct_tokens,
+                    "reflection_tokens": summary.reflection_tokens,
+                    "efficiency": summary.efficiency,
+                    "thought_count": summary.thought_count,
+                    "accuracy": summary.accuracy,
+                    "token_source": token_source,
+                }
+            )
+    return out
 
 
 def _problem(meta: dict[str, Any], text: str | None, messages: str | None) -> str | None:

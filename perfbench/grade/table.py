@@ -225,19 +225,44 @@ def sample_rows(report: GradeReport) -> list[dict[str, Any]]:
     return out
 
 
+_THINK_COLUMNS = (
+    ("Dataset", "dataset"),
+    ("Subset", "subset"),
+    ("Num", "num"),
+    ("Tokens T", "reasoning_tokens"),
+    ("First correct T̂", "first_correct_tokens"),
+    ("Reflection T−T̂", "reflection_tokens"),
+    ("Efficiency T̂/T", "efficiency"),
+    ("Thoughts", "thought_count"),
+    ("Accuracy", "accuracy"),
+)
+
+
 def thinking_table(report: GradeReport) -> Table:
     from rich.table import Table
 
-    table = Table(title=f"Thinking efficiency, run {report.run.id}", title_justify="left")
     rows = report.thinking
-    if not rows:
-        return table
-    for name in rows[0]:
-        table.add_column(
-            name, justify="left" if name in ("dataset", "subset", "method") else "right"
-        )
+    method = rows[0]["method"] if rows else ""
+    source = rows[0]["token_source"] if rows else ""
+    table = Table(
+        title=f"Thinking efficiency, run {report.run.id} (steps+judge: {method}; tokens: {source})",
+        title_justify="left",
+    )
+    for title, key in _THINK_COLUMNS:
+        table.add_column(title, justify="left" if key in ("dataset", "subset") else "right")
     for row in rows:
-        table.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row.values()))
+        cells = []
+        for _, key in _THINK_COLUMNS:
+            value = row[key]
+            if value is None:
+                cells.append("—")
+            elif key in ("efficiency", "accuracy"):
+                cells.append(f"{value:.4f}")
+            elif isinstance(value, float):
+                cells.append(f"{value:.1f}")
+            else:
+                cells.append(str(value))
+        table.add_row(*cells, style="bold" if row["subset"] == OVERALL else None)
     return table
 
 
