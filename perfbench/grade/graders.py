@@ -22,6 +22,7 @@ processes of :mod:`.pool` (in another thread they run without math-verify's time
 
 from __future__ import annotations
 
+import itertools
 import re
 import threading
 from collections.abc import Callable, Sequence
@@ -63,22 +64,101 @@ def grade(
 
 
 def _math(text: str, gold: str, choices: Sequence[str] | None, pattern: str | None) -> Verdict:
-    from math_verify import parse, verify
-
-    timeouts = threading.current_thread() is threading.main_thread()
-    parse_limit = PARSE_TIMEOUT if timeouts else None
-    gold_parsed = parse(_dollars(gold), parsing_timeout=parse_limit)
-    pred_parsed = parse(text, parsing_timeout=parse_limit)
+    text = _FBOX.sub(r"\\boxed", text)  # math-verify knows only \boxed; extract knows both
+    gold_parsed, gold_timeout = _parse(_dollars(gold))
+    pred_parsed, pred_timeout = _parse(_without_earlier_boxes(text))
     boxed = extract.last_boxed(text)
     pred = boxed if boxed is not None else extract.final_answer_line(text)
     if len(pred_parsed) >= 2 and isinstance(pred_parsed[1], str):
         pred = pred_parsed[1]
     if not gold_parsed:
-        return Verdict(pred, False, pred is not None, "the gold answer did not parse")
+        why = "math-verify timed out parsing the gold answer" if gold_timeout else None
+        return Verdict(pred, False, pred is not None, why or "the gold answer did not parse")
     if not pred_parsed:
-        return Verdict(pred, False, False)
-    correct = verify(gold_parsed, pred_parsed, timeout_seconds=VERIFY_TIMEOUT if timeouts else None)
-    return Verdict(pred, bool(correct), boxed is not None or pred is not None)
+        why = "math-verify timed out parsing the answer" if pred_timeout else None
+        return Verdict(pred, False, False, why)
+    # math-verify equates 9% with 9 but not 12.5% with 12.5 (it does so only for integers):
+    # also offer the bare number of a plain percentage, on either side.
+    gold_bare = _percent_free(gold)
+    if gold_bare is not None:
+        gold_parsed = [*gold_parsed, *_parse(f"${gold_bare}$")[0]]
+    pred_bare = _percent_free(pred or "")
+    if pred_bare is not None:
+        pred_parsed = [*pred_parsed, *_parse(f"${pred_bare}$")[0]]
+    correct, timed_out = _verify(gold_parsed, pred_parsed)
+    why = "math-verify timed out comparing the answers" if timed_out and not correct else None
+    return Verdict(pred, correct, boxed is not None or pred is not None, why)
+
+
+def _without_earlier_boxes(text: str) -> str:
+    """The text after the boxes that precede the final answer, so that the last box wins.
+
+    math-verify gathers every box of a text into one set when it falls back to its greedy
+    ``\\boxed{.+}`` pattern ("First \\boxed{2}. ... so \\boxed{3}." grades as {2, 3}). Boxes
+    joined to the last one by "and", "or" or a comma stay: "\\boxed{2} and \\boxed{3}" is the
+    answer {2, 3}.
+    """
+    boxes = extract.boxed_all(text)
+    if len(boxes) < 2:
+        return text
+    group_start = boxes[-1][0]
+    for start, end, _ in reversed(boxes[:-1]):
+        if end > group_start:  # a box around the final one
+            continue
+        if _JOINED.fullmatch(text[end:group_start]):
+            group_start = start
+            continue
+        return text[end:]
+    return text
+
+
+_JOINED = re.compile(r"[\s$]*(?:,|(?:,\s*)?(?:and|or))[\s$]*")
+_FBOX = re.compile(r"\\fbox(?![A-Za-z])")
+_PERCENT = re.compile(r"\s*\$?\s*(-?(?:\d+(?:\.\d+)?|\.\d+))\s*\\?%\s*\$?\s*")
+
+
+def _percent_free(answer: str) -> str | None:
+    match = _PERCENT.fullmatch(answer)
+    return match.group(1) if match else None
+
+
+def _limit(seconds: int) -> int | None:
+    # SIGALRM works only in a process's main thread; elsewhere math-verify must run unbounded.
+    return seconds if threading.current_thread() is threading.main_thread() else None
+
+
+def _parse(text: str) -> tuple[list[object], bool]:
+    """math-verify's parse: (the parsed answers, or [] when none; did it time out?)."""
+    from math_verify import parse
+    from math_verify.errors import TimeoutException
+
+    try:
+        return list(parse(text, parsing_timeout=_limit(PARSE_TIMEOUT), raise_on_error=True)), False
+    except TimeoutException:
+        return [], True
+    except Exception:  # math-verify's own choice when not raising: no answer
+        return [], False
+
+
+def _verify(gold: list[object], pred: list[object]) -> tuple[bool, bool]:
+    """math-verify's verify over every (gold, pred) pair: (any equal?, did any pair time out?).
+
+    Pair by pair, as verify does, but with ``raise_on_error`` so that a timeout is reported and
+    not silently scored as a wrong answer.
+    """
+    from math_verify import verify
+    from math_verify.errors import TimeoutException
+
+    timed_out = False
+    for g, p in itertools.product(gold, pred):
+        try:
+            if verify(g, p, timeout_seconds=_limit(VERIFY_TIMEOUT), raise_on_error=True):
+                return True, timed_out
+        except TimeoutException:
+            timed_out = True
+        except Exception:  # verify scores a pair it cannot compare as unequal
+            continue
+    return False, timed_out
 
 
 def equivalent(gold: str, candidate: str) -> bool:
