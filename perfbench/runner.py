@@ -14,11 +14,14 @@ import collections
 import dataclasses
 import itertools
 import math
+import os
 import signal
+import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -120,6 +123,7 @@ class _Batch:
         self.stopped_by: int | None = None
         self._stop = asyncio.Event()
         self._current: list[asyncio.Task[Any]] = []
+        self._answer_book: Path | None = None
 
     async def main(self) -> BatchResult:
         spec = self.spec
@@ -132,7 +136,7 @@ class _Batch:
         try:
             client_spec = spec.client
             if client_spec.url is None:
-                sim = EmbeddedSim(spec.sim_args).__enter__()
+                sim = EmbeddedSim(self._sim_args(prompts, store)).__enter__()
                 client_spec = dataclasses.replace(client_spec, url=sim.url)
             batch = uuid.uuid4().hex[:12]
             host = metadata.collect(type(loop).__module__.split(".")[0])  # once: it runs git
@@ -151,7 +155,27 @@ class _Batch:
                 loop.remove_signal_handler(sig)
             if sim is not None:
                 sim.__exit__()
+            if self._answer_book is not None:
+                self._answer_book.unlink(missing_ok=True)
             store.close()
+
+    def _sim_args(self, prompts: Sequence[Prompt], store: Store) -> list[str]:
+        """The embedded simulator's flags; with gold answers, an answer book so that it answers
+        them (a temporary file, keyed by the text each request carries)."""
+        args = list(self.spec.sim_args)
+        graded = [p for p in prompts if p.answer is not None]
+        if not graded or "--answers" in args:
+            return args
+        from perfbench.sim.answers import write_answer_book
+
+        fd, name = tempfile.mkstemp(prefix="perfbench-answers-", suffix=".jsonl")
+        os.close(fd)
+        self._answer_book = Path(name)
+        path = self._answer_book
+        write_answer_book(
+            ((_prompt_key(p), str(p.answer), p.grader, p.choices) for p in graded), path
+        )
+        return [*args, "--answers", str(path)]
 
     def _on_signal(self, sig: int) -> None:
         if self.stopped_by is None:
@@ -558,3 +582,12 @@ class _LoopLag:
             "max": self.max,
             "samples": float(values.size),
         }
+
+
+def _prompt_key(prompt: Prompt) -> str:
+    """The text the simulator looks an answer up by: the prompt, or its last user message."""
+    if prompt.text is not None:
+        return prompt.text
+    users = [m for m in prompt.messages or () if m.get("role") == "user"]
+    content = users[-1].get("content") if users else None
+    return content if isinstance(content, str) else ""

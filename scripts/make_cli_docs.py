@@ -14,7 +14,7 @@ sys.path.insert(0, str(ROOT))
 
 from perfbench.cli import build_parser  # noqa: E402
 
-COMMANDS = ("perf", "sim", "report", "runs", "datasets")
+COMMANDS = ("perf", "sim", "report", "grade", "compare-answers", "runs", "datasets")
 
 
 def render() -> str:

@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .answers import AnswerBook
 
 OUTPUT_LEN_DISTS = ("fixed", "uniform", "exponential", "lognormal")
 REASONING_FIELDS = ("reasoning_content", "reasoning")
@@ -55,9 +58,17 @@ class SimConfig:
     stall_ms: float = 1000.0
     error_event_rate: float = 0.0
     ignore_length_hints: bool = False
+    # Answers to prompts with a gold answer (see perfbench.sim.answers).
+    answers: str | None = None
+    answer_accuracy: float = 0.7
+    first_correct: float = 0.5
+    answer_thoughts: int = 2
     # Observability.
     timing_log: str | None = None
     access_log: bool = False
+    # Not a flag: the book read from ``answers`` when the config is built, so that a bad file
+    # is a config error (one sentence naming the line) rather than a failure at startup.
+    answer_book: AnswerBook | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         names = self.served_model_name
@@ -97,6 +108,15 @@ class SimConfig:
                 raise ValueError(f"{_flag(flag)} must be between 0 and 1.")
         if not 400 <= self.error_status <= 599:
             raise ValueError("--error-status must be an HTTP error status (400-599).")
+        for flag in ("answer_accuracy", "first_correct"):
+            if not 0.0 <= getattr(self, flag) <= 1.0:
+                raise ValueError(f"{_flag(flag)} must be between 0 and 1.")
+        if not isinstance(self.answer_thoughts, int) or self.answer_thoughts < 0:
+            raise ValueError("--answer-thoughts must be an integer >= 0.")
+        if self.answers is not None:
+            from .answers import load_book
+
+            object.__setattr__(self, "answer_book", load_book(self.answers))
 
 
 def _flag(name: str) -> str:
@@ -162,6 +182,12 @@ _HELP: dict[str, str] = {
     "stall_ms": "length of a stall injected by --stall-rate",
     "error_event_rate": "probability of an error event inside a 200 stream, then [DONE]",
     "ignore_length_hints": "ignore min_tokens and ignore_eos, as servers that do not know them do",
+    "answers": "JSONL answer book ({prompt or problem, answer, grader, choices} per line): a "
+    "request whose last user message (or prompt) is in it gets reasoning, then \\boxed{answer}",
+    "answer_accuracy": "share of --answers answers that are correct (0..1)",
+    "first_correct": "where the first answer's step ends, as a share of the reasoning tokens (0..1)",
+    "answer_thoughts": "reflection sub-chains after the first answer, each opening with a marker "
+    "such as 'But wait'",
     "timing_log": "append one JSON line per finished request to this file",
     "access_log": "log each request to stderr (aiohttp access log)",
 }
@@ -181,6 +207,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"starting values for the flags below (default: {DEFAULT_PRESET})",
     )
     for f in dataclasses.fields(SimConfig):
+        if not f.init:
+            continue
         kwargs: dict[str, Any] = {"default": None, "help": _HELP[f.name], "dest": f.name}
         default = getattr(PRESETS[DEFAULT_PRESET], f.name)
         if f.name == "served_model_name":
@@ -193,18 +221,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             kwargs.update(choices=REASONING_FIELDS)
         elif f.name == "seed":
             kwargs.update(type=int, metavar="N")
-        elif f.name == "timing_log":
+        elif f.name in ("timing_log", "answers"):
             kwargs.update(metavar="FILE")
         else:
             kwargs.update(type=type(default), metavar=_metavar(f.name))
-        if not isinstance(default, bool) and f.name not in ("seed", "timing_log"):
+        if not isinstance(default, bool) and f.name not in ("seed", "timing_log", "answers"):
             kwargs["help"] += f" ({DEFAULT_PRESET} preset: {_show(default)})"
         group.add_argument(_flag(f.name), **kwargs)
 
 
 def _metavar(name: str) -> str:
-    if name.endswith("_rate") or name == "reasoning_ratio":
+    if name.endswith("_rate") or name in ("reasoning_ratio", "answer_accuracy"):
         return "P"
+    if name == "first_correct":
+        return "F"
+    if name == "answer_thoughts":
+        return "K"
     if name.endswith("_ms") or name.endswith("_ms_per_seq"):
         return "MS"
     if name.endswith("_us_per_token"):
@@ -230,7 +262,7 @@ def config_from_args(ns: argparse.Namespace) -> SimConfig:
     changes = {
         f.name: getattr(ns, f.name)
         for f in dataclasses.fields(SimConfig)
-        if getattr(ns, f.name, None) is not None
+        if f.init and getattr(ns, f.name, None) is not None
     }
     if "served_model_name" in changes:
         changes["served_model_name"] = tuple(changes["served_model_name"])

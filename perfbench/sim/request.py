@@ -45,6 +45,9 @@ class GenRequest:
     stream: bool
     include_usage: bool
     seed: int | None
+    # What an answer book is keyed on: the last user message's text (chat) or the prompt string
+    # (completions); None for a token-id prompt or a chat with no user message.
+    key: str | None = None
 
 
 _decoder = msgspec.json.Decoder()
@@ -69,7 +72,7 @@ def parse_request(
     elif model not in models:
         raise RequestError(f"The model `{model}` does not exist.", status=404)
 
-    prompt_tokens = _chat_prompt_tokens(body) if chat else _completion_prompt_tokens(body)
+    prompt_tokens, key = _chat_prompt(body) if chat else _completion_prompt(body)
 
     n = _int(body, "n", low=1) or 1
     max_tokens = _int(body, "max_completion_tokens", low=1) if chat else None
@@ -97,14 +100,20 @@ def parse_request(
         stream=stream,
         include_usage=include_usage,
         seed=seed,
+        key=key,
     )
 
 
-def _chat_prompt_tokens(body: dict[str, Any]) -> int:
+def _chat_prompt(body: dict[str, Any]) -> tuple[int, str | None]:
+    """The prompt's token count, and the content of its last user message (the answer key).
+
+    A content given as parts is keyed on its text parts joined by newlines (as vLLM joins them).
+    """
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise RequestError("`messages` must be a non-empty list.", param="messages")
     chars = 0
+    key: str | list[Any] | None = None
     for message in messages:
         if not isinstance(message, dict) or not isinstance(message.get("role"), str):
             raise RequestError("Each message must be an object with a `role`.", param="messages")
@@ -117,17 +126,24 @@ def _chat_prompt_tokens(body: dict[str, Any]) -> int:
                     chars += len(part["text"])
         elif content is not None:
             raise RequestError("A message `content` must be a string or a list.", param="messages")
-    return count_text_tokens(chars)
+        if message["role"] == "user":
+            key = content
+    if isinstance(key, list):  # rare: joined only here, for the one message that needs it
+        key = "\n".join(
+            p["text"] for p in key if isinstance(p, dict) and isinstance(p.get("text"), str)
+        )
+    return count_text_tokens(chars), key
 
 
-def _completion_prompt_tokens(body: dict[str, Any]) -> int:
+def _completion_prompt(body: dict[str, Any]) -> tuple[int, str | None]:
+    """The prompt's token count, and the prompt string (the answer key) if it is one."""
     prompt = body.get("prompt")
     if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], (str, list)):
         prompt = prompt[0]  # a batch of one
     if isinstance(prompt, str):
-        return count_text_tokens(len(prompt))
+        return count_text_tokens(len(prompt)), prompt
     if isinstance(prompt, list) and prompt and all(type(t) is int for t in prompt):
-        return len(prompt)
+        return len(prompt), None
     if isinstance(prompt, list) and len(prompt) > 1:
         raise RequestError("The sim does not support batched prompts; send one per request.")
     raise RequestError("`prompt` must be a string or a list of token ids.", param="prompt")

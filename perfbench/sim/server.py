@@ -6,6 +6,11 @@ a :class:`~perfbench.sim.request.GenRequest`, given its output (lengths, texts, 
 seeded generator, then either handed to the :class:`~perfbench.sim.engine.Engine`, which decides
 when each token is written, or, with ``--burst``, written whole at once.
 
+With ``--answers``, a request whose key text is in the answer book gets answer texts instead of
+the pool's words (:mod:`perfbench.sim.answers`), at the lengths planned as for any other request;
+its ``x-perfbench-sim-answer`` header (and timing-log record) says, per choice, whether the draw
+was correct, how many reasoning tokens were written and where the first answer's step ends.
+
 Determinism: each request gets a ``random.Random`` seeded from ``--seed`` and the request's
 arrival number, or, when the body carries a ``seed``, from ``--seed``, that seed and the prompt's
 token count (so a seeded request gets the same output whatever the arrival order).
@@ -25,18 +30,20 @@ import msgspec
 from aiohttp import web
 
 from . import metrics, wire
+from .answers import Answer, AnswerRow, compose
 from .arrival import arrival_ns
 from .config import SimConfig
 from .engine import Engine, Sequence
 from .faults import NO_STEP, FaultPlan, draw_faults
 from .request import GenRequest, RequestError, parse_request
-from .stream import ResponseStream, usage_tail
+from .stream import ResponseStream, Token, usage_tail
 from .timing_log import TimingLog
 from .tokens import TokenPool, output_length
 
 SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
 JSON_HEADERS = {"Content-Type": "application/json"}
 BURST_CACHE_SIZE = 4096
+ANSWER_HEADER = "x-perfbench-sim-answer"
 
 
 @dataclass
@@ -48,6 +55,14 @@ class Output:
     reasoning_k: list[int]
     faults: FaultPlan
     starts: list[int]  # where each choice's text begins in the token pool
+    # An answered request: its own token run (in place of the shared pool) and each answer.
+    pool: tuple[Token, ...] | None = None
+    answers: list[Answer] | None = None
+
+    def headers(self, base: dict[str, str]) -> dict[str, str]:
+        if self.answers is None:
+            return base
+        return {**base, ANSWER_HEADER: ",".join(a.header() for a in self.answers)}
 
     @property
     def completion_tokens(self) -> int:
@@ -81,8 +96,11 @@ class SimState:
             return random.Random(key)
         return random.Random(self.base_seed * 1_000_003 + self.arrivals)
 
-    def plan(self, req: GenRequest) -> Output:
-        """Decide the request's output, or raise RequestError if it can never be served."""
+    def plan(self, req: GenRequest, row: AnswerRow | None = None) -> Output:
+        """Decide the request's output, or raise RequestError if it can never be served.
+
+        ``row``: the request's gold answer, if the answer book has it.
+        """
         c = self.config
         room = c.max_model_len - req.prompt_tokens
         wanted = req.max_tokens if req.max_tokens is not None else max(room, 0)
@@ -112,7 +130,35 @@ class SimState:
         reasoning_k = [round(ratio * length) for length in lengths]
         faults = draw_faults(c, rng, max(lengths))
         starts = [self.pool.start(rng) for _ in lengths]
-        return Output(lengths, finish, reasoning_k, faults, starts)
+        out = Output(lengths, finish, reasoning_k, faults, starts)
+        if row is not None:
+            self._answer(out, row, rng, ratio)
+        return out
+
+    def _answer(self, out: Output, row: AnswerRow, rng: random.Random, ratio: float) -> None:
+        """Give each choice an answer to ``row`` instead of pool words, at its planned length."""
+        c = self.config
+        answers = [
+            compose(
+                row,
+                length,
+                rng,
+                reasoning_ratio=ratio if ratio > 0 else None,
+                accuracy=c.answer_accuracy,
+                first=c.first_correct,
+                thoughts=c.answer_thoughts,
+            )
+            for length in out.lengths
+        ]
+        tokens: list[Token] = []
+        starts: list[int] = []
+        for answer in answers:
+            starts.append(len(tokens))
+            tokens += answer.tokens
+        out.pool = tuple(tokens)
+        out.starts = starts
+        out.reasoning_k = [a.reasoning_k for a in answers]
+        out.answers = answers
 
 
 STATE = web.AppKey("perfbench_sim_state", SimState)
@@ -229,12 +275,14 @@ async def _generate(request: web.Request, *, chat: bool) -> web.StreamResponse:
             models=config.served_model_name,
             length_hints=not config.ignore_length_hints,
         )
-        out = state.plan(req)
+        book = config.answer_book
+        row = book.lookup(req.key) if book is not None and req.key is not None else None
+        out = state.plan(req, row)
     except RequestError as err:
         return _error(err)
     rid = wire.new_id(chat)
     if out.faults.status:
-        _log(state, rid, recv_ns, None, out.faults.status, out.faults, tokens=0)
+        _log(state, rid, recv_ns, None, out.faults.status, out, tokens=0)
         status = out.faults.status
         message = (
             "Rate limit exceeded (simulated); retry after 1 second."
@@ -273,7 +321,7 @@ def _response_stream(
     return ResponseStream(
         transport,
         enc,
-        pool=state.pool.tokens,
+        pool=out.pool if out.pool is not None else state.pool.tokens,
         starts=out.starts,
         lengths=out.lengths,
         reasoning_k=out.reasoning_k,
@@ -287,7 +335,7 @@ async def _stream(
     request: web.Request, state: SimState, req: GenRequest, out: Output, rid: str, recv_ns: int
 ) -> web.StreamResponse:
     """The timed streaming path: headers now, then each step when the engine says."""
-    resp = web.StreamResponse(headers=SSE_HEADERS)
+    resp = web.StreamResponse(headers=out.headers(SSE_HEADERS))
     await resp.prepare(request)
     sink = _response_stream(state, req, out, rid, request.transport)
     seq = Sequence(
@@ -310,7 +358,7 @@ async def _stream(
             await resp.write_eof()
         except ConnectionError:
             sink.outcome = "client_gone"
-    _log(state, rid, recv_ns, seq, 200, out.faults, tokens=sink.tokens_written)
+    _log(state, rid, recv_ns, seq, 200, out, tokens=sink.tokens_written)
     return resp
 
 
@@ -356,22 +404,23 @@ async def _whole(
     tokens = out.completion_tokens
     if cut != NO_STEP or not completed:
         if (cut == faults.disconnect_at or not completed) and request.transport is not None:
-            _log(state, rid, recv_ns, seq, 0, faults, tokens=0)
+            _log(state, rid, recv_ns, seq, 0, out, tokens=0)
             request.transport.abort()
             return web.Response()  # never reaches the client
-        _log(state, rid, recv_ns, seq, 500, faults, tokens=0)
+        _log(state, rid, recv_ns, seq, 500, out, tokens=0)
         return _error(RequestError("The simulated engine failed while generating.", status=500))
     body = _whole_body(state, req, out, rid)
     if faults.malformed_at != NO_STEP:
         body = body[: len(body) // 2]
-    _log(state, rid, recv_ns, seq, 200, faults, tokens=tokens)
-    return web.Response(body=body, headers=JSON_HEADERS)
+    _log(state, rid, recv_ns, seq, 200, out, tokens=tokens)
+    return web.Response(body=body, headers=out.headers(JSON_HEADERS))
 
 
 def _whole_body(state: SimState, req: GenRequest, out: Output, rid: str) -> bytes:
     texts: list[tuple[str, str]] = []
+    pool = out.pool if out.pool is not None else state.pool.tokens
     for start, length, k in zip(out.starts, out.lengths, out.reasoning_k, strict=True):
-        words = state.pool.text(start, length)
+        words = [t[0] for t in pool[start : start + length]]
         texts.append(("".join(words[:k]), "".join(words[k:])))
     return wire.completion_body(
         chat=req.chat,
@@ -394,9 +443,9 @@ async def _burst(
     A fault-free stream is built from a cached template per (endpoint, model, lengths, reasoning
     split, finish reasons): the template's shared event prefix (id, created, model) is swapped for
     this response's in one ``bytes.join``, and the usage/[DONE] tail appended. Token texts are
-    therefore the same for every stream of one shape in this mode. Burst requests skip the
-    engine (no queue, no running/waiting gauges) and non-streaming ones get only the HTTP-status
-    faults.
+    therefore the same for every stream of one shape in this mode (answered requests, whose
+    texts are their own, are built without the cache). Burst requests skip the engine (no queue,
+    no running/waiting gauges) and non-streaming ones get only the HTTP-status faults.
     """
     stats = state.engine.stats
     stats.prompt_tokens += req.prompt_tokens
@@ -404,23 +453,27 @@ async def _burst(
     if not req.stream:
         body = _whole_body(state, req, out, rid)
         stats.finished[out.finish_reasons[0]] += 1
-        _log(state, rid, recv_ns, None, 200, out.faults, tokens=out.completion_tokens)
-        return web.Response(body=body, headers=JSON_HEADERS)
+        _log(state, rid, recv_ns, None, 200, out, tokens=out.completion_tokens)
+        return web.Response(body=body, headers=out.headers(JSON_HEADERS))
     if out.faults.name is None:
         # One Response, chunked like vLLM's, so that aiohttp writes headers, body and the final
         # chunk in a single send: on loopback each send costs more than building the body.
-        whole = web.Response(body=_burst_body(state, req, out, rid), headers=SSE_HEADERS)
+        whole = web.Response(
+            body=_burst_body(state, req, out, rid), headers=out.headers(SSE_HEADERS)
+        )
         whole.enable_chunked_encoding()
         stats.finished[out.finish_reasons[0]] += 1
         if state.timing_log is not None:
             # Handed to aiohttp now; it writes the whole response as soon as this returns.
             now = perf_counter_ns()
             state.timing_log.add(
-                _record(rid, 200, None, recv_ns, recv_ns, now, now, now, now, out.completion_tokens)
+                _record(
+                    rid, 200, None, recv_ns, recv_ns, now, now, now, now, out.completion_tokens, out
+                )
             )
         return whole
     # With faults: the same sink as the timed path, driven without timing.
-    resp = web.StreamResponse(headers=SSE_HEADERS)
+    resp = web.StreamResponse(headers=out.headers(SSE_HEADERS))
     await resp.prepare(request)
     sink = _response_stream(state, req, out, rid, request.transport)
     first_ns = perf_counter_ns()
@@ -449,12 +502,16 @@ async def _burst(
                 end_ns,
                 end_ns,
                 sink.tokens_written,
+                out,
             )
         )
     return resp
 
 
 def _burst_body(state: SimState, req: GenRequest, out: Output, rid: str) -> bytes:
+    if out.pool is not None:  # an answer: its own text, so no template to share
+        sink = _response_stream(state, req, out, rid, None)
+        return b"".join(sink.step_bytes(step) for step in range(sink.steps))
     key = (
         req.chat,
         req.model,
@@ -506,20 +563,21 @@ def _log(
     recv_ns: int,
     seq: Sequence | None,
     status: int,
-    faults: FaultPlan,
+    out: Output,
     *,
     tokens: int,
 ) -> None:
     if state.timing_log is None:
         return
     end_ns = perf_counter_ns()
+    name = out.faults.name
     if seq is None:
-        record = _record(rid, status, faults.name, recv_ns, None, None, None, None, end_ns, tokens)
+        record = _record(rid, status, name, recv_ns, None, None, None, None, end_ns, tokens, out)
     else:
         record = _record(
             rid,
             status,
-            faults.name,
+            name,
             recv_ns,
             seq.admit_ns or None,
             seq.first_due_ns or None,
@@ -527,6 +585,7 @@ def _log(
             seq.last_ns or None,
             end_ns,
             tokens,
+            out,
         )
         steps = seq.step
         record["late_max_ns"] = seq.late_max_ns
@@ -545,8 +604,9 @@ def _record(
     last_ns: int | None,
     end_ns: int,
     tokens: int,
+    out: Output,
 ) -> dict[str, Any]:
-    return {
+    record = {
         "id": rid,
         "status": status,
         "fault": fault,
@@ -558,3 +618,6 @@ def _record(
         "end_ns": end_ns,
         "tokens": tokens,
     }
+    if out.answers is not None:
+        record["answers"] = [a.describe() for a in out.answers]
+    return record

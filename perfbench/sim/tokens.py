@@ -42,7 +42,7 @@ others however sure means knew try told young miles sun ways thing whole hear ex
 several change answer room sea against top turned learn point city play toward five using himself
 usually model token engine batch cache request stream latency memory queue server
 """
-_WORDS = _WORD_TEXT.split()
+WORDS = _WORD_TEXT.split()
 
 # Punctuation tokens keep the prose from being one endless run of words.
 _PUNCTUATION = [",", ".", ",", ".", "?", ";"]
@@ -50,7 +50,7 @@ _PUNCTUATION = [",", ".", ",", ".", "?", ";"]
 #: The vocabulary: (text, JSON-encoded text) pairs. The JSON form is what goes on the wire, so it
 #: is encoded once here and never again.
 VOCAB: list[tuple[str, bytes]] = [
-    (text, msgspec.json.encode(text)) for text in [" " + w for w in _WORDS] + _PUNCTUATION
+    (text, msgspec.json.encode(text)) for text in [" " + w for w in WORDS] + _PUNCTUATION
 ]
 
 
