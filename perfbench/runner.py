@@ -128,6 +128,11 @@ class _Batch:
     async def main(self) -> BatchResult:
         spec = self.spec
         prompts = load_prompts(spec.workload)
+        if spec.grade is not None and not any(p.answer is not None for p in prompts):
+            raise ConfigError(
+                f"--grade: the {spec.workload.dataset} prompts carry no gold answers; benchmark "
+                "an eval dataset (e.g. --dataset math_500, gsm8k, synthetic_math) or drop --grade"
+            )
         store = Store(spec.db_path, create=True)
         loop = asyncio.get_running_loop()
         for sig in EXIT_SIGNALS:

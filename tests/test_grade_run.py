@@ -174,3 +174,11 @@ def test_bad_grade_flags_are_one_line(tmp_path: Path, flag: list[str]) -> None:
     done = perfbench("grade", "--db", str(tmp_path / "none.db"), "--think", *flag)
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+
+
+def test_perf_grade_without_gold_answers_stops_before_the_run(tmp_path: Path) -> None:
+    db = tmp_path / "g.db"
+    done = perfbench("perf", "--number", "4", "--grade", "--db", str(db))
+    assert done.returncode == 2
+    assert "carry no gold answers" in done.stderr and done.stderr.count("\n") == 1
+    assert not db.exists() or rows(db, "SELECT count(*) FROM runs") == [(0,)]

@@ -324,7 +324,11 @@ def grade_runs(
     progress: Callable[[int, int], None] | None = None,
 ) -> list[GradeReport]:
     """Grade runs of a database by id or name (default: the latest batch); the library face of
-    ``perfbench grade``."""
+    ``perfbench grade``.
+
+    Grading starts worker processes with ``spawn``, which imports the calling script again in
+    each worker: call this from under ``if __name__ == "__main__":`` in a script.
+    """
     store = Store(db_path)
     try:
         return [
