@@ -27,6 +27,7 @@ _EXPORTS = {
     "GradeSpec": "perfbench.config",
     "ThinkSpec": "perfbench.config",
     "grade_runs": "perfbench.grade.run",
+    "compare_answer_runs": "perfbench.grade.run",
     "GradeReport": "perfbench.grade.run",
     "RequestRecord": "perfbench.client.record",
     "Summary": "perfbench.metrics.summary",
@@ -48,7 +49,7 @@ if TYPE_CHECKING:
         WorkloadSpec,
     )
     from perfbench.errors import PerfbenchError
-    from perfbench.grade.run import GradeReport, grade_runs
+    from perfbench.grade.run import GradeReport, compare_answer_runs, grade_runs
     from perfbench.metrics.summary import Summary, summarize
     from perfbench.runner import BatchResult, RunResult, run
     from perfbench.store.runs import Store

@@ -19,7 +19,12 @@ PROG = "perfbench"
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (and exit 2), not a usage dump."""
+    """argparse, but a usage error is one line (and exit 2), not a usage dump, and flags are
+    never abbreviated (so that secret flags are always recognised, and redacted, by name)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
@@ -424,7 +429,20 @@ def _print_grades(reports: list[Any], ns: argparse.Namespace) -> None:
 def cmd_grade(ns: argparse.Namespace, argv: Sequence[str]) -> int:
     from perfbench.grade.run import grade_runs
 
-    reports = grade_runs(_db_path(ns), ns.runs, _grade_spec(ns))
+    spec = _grade_spec(ns)
+    if ns.quiet or ns.json or not sys.stderr.isatty():
+        reports = grade_runs(_db_path(ns), ns.runs, spec)
+    else:
+        from rich.progress import Progress
+
+        with Progress(transient=True) as bar:
+            task = bar.add_task("grading", total=None)
+            reports = grade_runs(
+                _db_path(ns),
+                ns.runs,
+                spec,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
     if ns.samples:
         _write_samples(Path(ns.samples), reports)
     _print_grades(reports, ns)
@@ -432,32 +450,15 @@ def cmd_grade(ns: argparse.Namespace, argv: Sequence[str]) -> int:
 
 
 def cmd_compare_answers(ns: argparse.Namespace, argv: Sequence[str]) -> int:
-    from perfbench.config import GradeSpec
     from perfbench.errors import UsageError
     from perfbench.grade import table
-    from perfbench.grade.compare import compare_answers
-    from perfbench.grade.run import answer_rows, grade_run
-    from perfbench.store import Store
+    from perfbench.grade.run import compare_answer_runs
 
     if not 0 < ns.alpha < 1:
         raise UsageError(f"--alpha {ns.alpha} must be between 0 and 1, e.g. 0.05")
-    store = Store(_db_path(ns))
-    try:
-        sides = []
-        for selector in (ns.run_a, ns.run_b):
-            runs = store.find([selector])
-            if len(runs) != 1:
-                raise UsageError(f"{selector!r} names {len(runs)} runs; give one run id")
-            rows = answer_rows(store, runs[0])
-            if not rows:
-                print(f"{PROG}: run {runs[0].id} was not graded; grading it now", file=sys.stderr)
-                grade_run(store, runs[0], GradeSpec())
-                rows = answer_rows(store, runs[0])
-            sides.append((runs[0], rows))
-    finally:
-        store.close()
-    (run_a, rows_a), (run_b, rows_b) = sides
-    comparison = compare_answers(rows_a, rows_b)
+    run_a, run_b, comparison, graded_now = compare_answer_runs(_db_path(ns), ns.run_a, ns.run_b)
+    for run_id in graded_now:
+        print(f"{PROG}: run {run_id} was not graded; graded it first", file=sys.stderr)
     if ns.jsonl:
         _write_jsonl(Path(ns.jsonl), comparison.to_jsonl_rows(), "--jsonl")
     if ns.json:

@@ -91,3 +91,32 @@ def test_first_correct_positions_match_what_the_simulator_placed(
     mean_efficiency_correct = summary[0]["efficiency"] / summary[0]["accuracy"]
     assert abs(mean_efficiency_correct - FIRST) < 0.03, summary
     assert summary[0]["thought_count"] == THOUGHTS
+
+
+def test_thinking_in_the_content_is_measured_from_the_usage_split(tmp_path: Path) -> None:
+    """The default simulator answer thinks inside <think> in the content: T is the server's
+    completion tokens split by characters, T̂/T the placed fraction."""
+    db, log = tmp_path / "t.db", tmp_path / "sim.jsonl"
+    done = perfbench(
+        "perf", "--dataset", "synthetic_math", "--number", "60", "--parallel", "16",
+        "--max-tokens", "1000", "--grade", "--think", "--quiet", "--db", str(db), "--sim-args",
+        f"--preset instant --first-correct {FIRST} --timing-log {log} "
+        "--output-len-dist fixed --output-len-mean 400",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    truth = {}
+    for line in log.read_text().splitlines():
+        record = json.loads(line)
+        truth[record["id"]] = record["answers"][0]
+    measured = rows(
+        db,
+        "SELECT r.response_id, t.source, t.token_source, t.reasoning_tokens, "
+        "t.first_correct_tokens FROM thinking t JOIN requests r USING (run_id, idx)",
+    )
+    assert len(measured) == 60
+    for rid, source, token_source, tokens, first_tokens in measured:
+        placed = truth[rid]
+        assert (source, token_source) == ("think_tag", "usage")
+        assert abs(tokens - placed["reasoning"]) <= 0.1 * placed["reasoning"], (tokens, placed)
+        if placed["correct"]:
+            assert abs(first_tokens / tokens - FIRST) < 0.05, (first_tokens, tokens)

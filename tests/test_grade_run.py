@@ -159,7 +159,7 @@ def test_compare_answers_grades_what_is_ungraded_and_exports(tmp_path: Path) -> 
     out = tmp_path / "cmp.jsonl"
     done = perfbench("compare-answers", "1", "2", "--db", str(db), "--json", "--jsonl", str(out))
     assert done.returncode == 0, done.stderr
-    assert "was not graded; grading it now" in done.stderr
+    assert "was not graded; graded it first" in done.stderr
     result = json.loads(done.stdout)
     total = sum(result[k] for k in ("both_right", "only_a", "only_b", "both_wrong"))
     assert total == 8
@@ -169,11 +169,24 @@ def test_compare_answers_grades_what_is_ungraded_and_exports(tmp_path: Path) -> 
     assert bad.returncode == 2 and "no run 9" in bad.stderr
 
 
-@pytest.mark.parametrize("flag", [["--k", "0"], ["--grade-timeout", "0"], ["--steps", "llm"]])
-def test_bad_grade_flags_are_one_line(tmp_path: Path, flag: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("flag", "named"),
+    [
+        (["--k", "0"], "--k"),
+        (["--grade-timeout", "0"], "--grade-timeout"),
+        (["--steps", "llm"], "--judge-url"),
+        (["--markers", " , "], "--markers"),
+        (["--max-think-tokens", "0"], "--max-think-tokens"),
+        (["--judge-url", "ftp://x"], "--judge-url"),
+    ],
+)
+def test_bad_grade_flags_are_one_line_naming_the_flag(
+    tmp_path: Path, flag: list[str], named: str
+) -> None:
     done = perfbench("grade", "--db", str(tmp_path / "none.db"), "--think", *flag)
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert named in done.stderr and "no database" not in done.stderr
 
 
 def test_perf_grade_without_gold_answers_stops_before_the_run(tmp_path: Path) -> None:

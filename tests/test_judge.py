@@ -247,3 +247,62 @@ def test_judge_path_end_to_end(judge, server):
     # 7 + 9 words up to the end of step 2, of 7 + 9 + (11 + 5)
     assert (f.first_correct_step, f.reasoning_tokens, f.first_correct_tokens) == (1, 32, 16)
     assert (f.strategy, f.source, f.thought_count) == ("llm", "think_tag", 0)
+
+
+# -- the judge from the command line --------------------------------------------------------------
+
+
+def test_perf_grade_think_with_a_judge_from_the_cli(server, tmp_path):
+    """perf --grade --think --judge-url: the judge names the step; its key reaches the judge
+    and nothing else (not the database, not the output)."""
+    from tests.conftest import perfbench, rows
+
+    server.replies[:] = ["STEP: 2"] * 6 + ["I would rather not say."] * 2
+    server.requests.clear()
+    server.auth.clear()
+    server.status, server.delay = 200, 0.0
+    db = tmp_path / "j.db"
+    done = perfbench(
+        "perf", "--dataset", "synthetic_math", "--number", "8", "--parallel", "1",
+        "--max-tokens", "300", "--db", str(db), "--grade", "--think", "--json",
+        "--judge-url", server.url, "--judge-model", "judge-model", "--judge-api-key", KEY,
+        "--sim-args", "--answer-accuracy 1 --output-len-dist fixed --output-len-mean 200",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert server.auth == [f"Bearer {KEY}"] * 8
+    stored = rows(db, "SELECT method, first_correct_step FROM thinking ORDER BY idx")
+    assert [m for m, _ in stored] == ["separator+llm"] * 8
+    assert [s for _, s in stored] == [1] * 6 + [None] * 2  # parallel 1: replies in order
+    assert "could not be read for 2 of 8 answers" in done.stdout
+    dump = "\n".join(str(r) for t in ("runs", "requests", "grades", "thinking")
+                     for r in rows(db, f"SELECT * FROM {t}"))  # fmt: skip
+    assert KEY not in dump and KEY not in done.stdout and KEY not in done.stderr
+    assert "--judge-api-key <redacted>" in rows(db, "SELECT command FROM runs")[0][0]
+
+
+def test_a_dead_judge_stops_perf_grade_before_the_run(tmp_path):
+    from tests.conftest import perfbench
+
+    db = tmp_path / "d.db"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    done = perfbench(
+        "grade", "--db", str(db), "--think", "--judge-url", f"http://u:pw@127.0.0.1:{port}/v1"
+    )
+    assert done.returncode == 2 and "no database" in done.stderr  # the store is checked first
+    run = perfbench("perf", "--dataset", "synthetic_math", "--number", "2", "--db", str(db))
+    assert run.returncode == 0, run.stderr
+    done = perfbench(
+        "grade", "--db", str(db), "--think", "--judge-url", f"http://u:pw@127.0.0.1:{port}/v1"
+    )
+    assert done.returncode == 1
+    assert "cannot reach the judge" in done.stderr and done.stderr.count("\n") == 1
+    assert "pw" not in done.stderr
+    assert rows_count(db) == 0  # nothing graded before the judge was found dead
+
+
+def rows_count(db):
+    from tests.conftest import rows
+
+    return rows(db, "SELECT count(*) FROM grades")[0][0]

@@ -13,19 +13,19 @@ from typing import Any
 
 import aiohttp
 import pytest
-from conftest import perfbench
-from test_sim import INSTANT, MODEL, run_sim, split_events
 
+from perfbench.config import THOUGHT_MARKERS
 from perfbench.grade.extract import boxed_all
 from perfbench.grade.graders import grade
 from perfbench.sim import SimConfig
 from perfbench.sim.answers import (
-    THOUGHT_MARKERS,
     first_answer_at,
     load_book,
     reasoning_min,
     write_answer_book,
 )
+from tests.conftest import perfbench
+from tests.test_sim import INSTANT, MODEL, run_sim, split_events
 
 GOLDS = ["\\frac{9}{7}", "18", "2\\sqrt{3}", "x=3", "-\\infty", "[0,1)", "3.50", "\\text{Monday}"]
 
@@ -387,6 +387,10 @@ def test_seeded_answers_are_deterministic(tmp_path: Path) -> None:
     one = gather(config(path, answer_accuracy=0.5), bodies)
     two = gather(config(path, answer_accuracy=0.5), bodies)
     assert [c[0].content for c in one] == [c[0].content for c in two]
+    # the draw follows the request's seed, not its arrival order
+    backwards = gather(config(path, answer_accuracy=0.5), bodies[::-1])
+    assert [c[0].content for c in backwards] == [c[0].content for c in one][::-1]
+    assert len({str(c[0].content) for c in one}) > 1  # and different seeds draw differently
 
 
 # -- the book and its errors ----------------------------------------------------------------------

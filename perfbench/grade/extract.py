@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*")
 
@@ -149,13 +150,33 @@ def _committed(match: re.Match[str], text: str) -> bool:
     return wrapped or re.match(r"[ \t]*(?:$|[\n).\]*,;:!?])", text[match.end(1) :]) is not None
 
 
+def gold_letter(gold: str, choices: Sequence[str] | None) -> str:
+    """The option letter a gold answer names: the letter itself ("C", "(C)"), or the letter of
+    the option whose text it is."""
+    letter = gold.strip().strip("() ").upper()
+    texts = [c.strip() for c in choices or ()]
+    if (len(letter) != 1 or not letter.isalpha()) and gold.strip() in texts:
+        letter = chr(ord("A") + texts.index(gold.strip()))
+    return letter
+
+
 # -- numbers --------------------------------------------------------------------------------------
 
 _NUMBER = re.compile(r"-?\$?\s?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|-?\.\d+")
 
 
 def parse_number(value: str) -> float | None:
-    """A number written the way answers write them: "1,234", "$18", "-3.50", "12.", "50%"."""
+    """A number written the way answers write them: "1,234", "$18", "-3.50", "12.", "50%".
+
+    None when it is not one, or does not fit a float (a 400-digit fraction).
+    """
+    try:
+        return _parse_number(value)
+    except (OverflowError, ValueError):
+        return None
+
+
+def _parse_number(value: str) -> float | None:
     cleaned = value.strip().replace("\\$", "").replace("$", "").replace("\\!", "")
     cleaned = cleaned.replace("{,}", "")
     mixed = re.fullmatch(r"(-?)(\d+)\s+(\d+)/(\d+)", cleaned)  # "3 1/2", not 31/2

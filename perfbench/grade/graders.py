@@ -22,6 +22,7 @@ processes of :mod:`.pool` (in another thread they run without math-verify's time
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 import threading
@@ -66,7 +67,7 @@ def grade(
 
 def _math(text: str, gold: str, choices: Sequence[str] | None, pattern: str | None) -> Verdict:
     text = _FBOX.sub(r"\\boxed", text)  # math-verify knows only \boxed; extract knows both
-    gold_parsed, gold_timeout = _parse(_dollars(gold))
+    gold_parsed, gold_timeout = _parse_gold(gold)
     pred_parsed, pred_timeout = _parse(_without_earlier_boxes(text))
     boxed = extract.last_boxed(text)
     pred = boxed if boxed is not None else extract.final_answer_line(text)
@@ -141,6 +142,13 @@ def _parse(text: str) -> tuple[list[object], bool]:
         return [], False
 
 
+@functools.lru_cache(maxsize=64)
+def _parse_gold(gold: str) -> tuple[list[object], bool]:
+    """The gold answer parsed once per worker: a thinking pass checks many candidates against it."""
+    parsed, timed_out = _parse(_dollars(gold))
+    return parsed, timed_out
+
+
 def _verify(gold: list[object], pred: list[object]) -> tuple[bool, bool]:
     """math-verify's verify over every (gold, pred) pair: (any equal?, did any pair time out?).
 
@@ -175,11 +183,7 @@ def _dollars(gold: str) -> str:
 def _choice(text: str, gold: str, choices: Sequence[str] | None, pattern: str | None) -> Verdict:
     n = len(choices) if choices else 4
     letter = extract.choice_letter(text, n)
-    want = gold.strip().strip("()").upper()
-    if len(want) != 1 and choices:  # the gold given as the option's text
-        texts = [c.strip() for c in choices]
-        if gold.strip() in texts:
-            want = chr(ord("A") + texts.index(gold.strip()))
+    want = extract.gold_letter(gold, choices)
     return Verdict(letter, letter is not None and letter == want, letter is not None)
 
 

@@ -27,7 +27,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from perfbench.config import ThinkSpec, resolve_endpoint
+from perfbench.config import ThinkSpec, redact_url, resolve_endpoint
 from perfbench.errors import ConfigError, RunError
 from perfbench.grade.think import THINK_END, Span, StepSplit, split_steps, trim_span
 
@@ -91,26 +91,20 @@ class Judge:
         timeout: float = 120.0,
         max_retries: int = 2,
     ) -> None:
-        from openai import OpenAI
-
         if not model:
             raise ConfigError("the judge needs a model name: add --judge-model")
         if not timeout > 0:
             raise ConfigError("the judge's timeout must be positive")
-        endpoint, _, _ = resolve_endpoint(base_url, "openai-chat")
-        self.base_url = endpoint.removesuffix("/chat/completions")
+        self.base_url = _api_base(base_url)
+        self.shown_url = redact_url(self.base_url)  # what messages print: no password
         self.model = model
         self.timeout = timeout
+        self.unreadable = 0  # replies first_correct_step could not read (counted as "none")
         self._secret = api_key or None
-        self._client = OpenAI(
-            base_url=self.base_url,
-            api_key=api_key or "EMPTY",  # a local judge takes any key; never the environment's
-            timeout=timeout,
-            max_retries=max_retries,
-        )
+        self._client = _openai(self.base_url, api_key, timeout, max_retries)
 
     def __repr__(self) -> str:
-        return f"Judge({self.base_url!r}, {self.model!r})"
+        return f"Judge({self.shown_url!r}, {self.model!r})"
 
     def close(self) -> None:
         self._client.close()
@@ -127,7 +121,10 @@ class Judge:
             return None
         numbered = "\n\n".join(f"[Step {i}]\n{step.strip()}" for i, step in enumerate(steps, 1))
         prompt = _FIRST_CORRECT.format(problem=problem.strip(), gold=gold.strip(), steps=numbered)
-        return parse_step(self._ask(prompt), len(steps))
+        reply = self._ask(prompt)
+        if not readable(reply):
+            self.unreadable += 1
+        return parse_step(reply, len(steps))
 
     def paragraphs(self, text: str, problem: str | None = None) -> StepSplit:
         """``text`` split into steps by the judge, as spans of ``text`` (see module docstring)."""
@@ -156,13 +153,13 @@ class Judge:
             )
         except openai.APIStatusError as exc:
             detail = f"HTTP {exc.status_code}: {_one_line(exc.response.text)}"
-            message = f"the judge at {self.base_url} answered {detail}; check --judge-model"
+            message = f"the judge at {self.shown_url} answered {detail}; check --judge-model"
             raise RunError(self._scrub(message + " and --judge-api-key")) from None
         except openai.APITimeoutError:
-            message = f"the judge at {self.base_url} did not answer within {self.timeout:g} s"
+            message = f"the judge at {self.shown_url} did not answer within {self.timeout:g} s"
             raise RunError(message + "; is it overloaded?") from None
         except openai.APIError as exc:
-            message = f"cannot reach the judge at {self.base_url} ({_one_line(str(exc))})"
+            message = f"cannot reach the judge at {self.shown_url} ({_one_line(str(exc))})"
             raise RunError(self._scrub(message + ": is it running? check --judge-url")) from None
         if not response.choices:
             return ""
@@ -194,8 +191,21 @@ def parse_step(reply: str, n_steps: int) -> int | None:
 
     Read, first match winning: a JSON object with a ``step`` key; the last "STEP: n" line; the
     last boxed value; a reply that is only a number. "none", null, -1, a number out of range and
-    anything unreadable are all None.
+    anything unreadable are all None (:func:`readable` tells the last apart).
     """
+    value = _step_value(reply)
+    return None if value is _UNREADABLE else _index(value, n_steps)
+
+
+def readable(reply: str) -> bool:
+    """Did the judge answer in a form :func:`parse_step` reads (a step, or "none")?"""
+    return _step_value(reply) is not _UNREADABLE
+
+
+_UNREADABLE = object()
+
+
+def _step_value(reply: str) -> Any:
     reply = _after_thinking(reply).strip()
     for match in _JSON_OBJECT.finditer(reply):
         try:
@@ -205,15 +215,15 @@ def parse_step(reply: str, n_steps: int) -> int | None:
         if isinstance(obj, dict):
             for key in _JSON_KEYS:
                 if key in obj:
-                    return _index(obj[key], n_steps)
+                    return obj[key]
     lines = _STEP_LINE.findall(reply)
     if lines:
-        return _index(lines[-1], n_steps)
+        return lines[-1]
     boxed = re.findall(r"\\boxed\{\s*(-?\d+|none)\s*\}", reply, re.IGNORECASE)
     if boxed:
-        return _index(boxed[-1], n_steps)
+        return boxed[-1]
     bare = re.fullmatch(r"[^\w-]*(-?\d+|none|null)\W*", reply, re.IGNORECASE)
-    return _index(bare.group(1), n_steps) if bare else None
+    return bare.group(1) if bare else _UNREADABLE
 
 
 def _index(value: Any, n_steps: int) -> int | None:
@@ -263,8 +273,9 @@ def judge_steps(
     items: Sequence[tuple[str | None, str | None, str, str]],
     *,
     workers: int = 8,
-) -> list[tuple[StepSplit, int | None]]:
-    """Steps and first correct step of each (reasoning, output, problem, gold), by the judge.
+) -> tuple[list[tuple[StepSplit, int | None]], int]:
+    """Steps and first correct step of each (reasoning, output, problem, gold), by the judge,
+    and how many of its replies could not be read (counted as "no step is correct").
 
     Steps come from ``spec.steps`` (the judge re-paragraphs for ``llm``); the judge then names
     the first correct one. Requests go out ``workers`` at a time, in threads.
@@ -273,9 +284,8 @@ def judge_steps(
 
     from perfbench.grade.think import thinking_text
 
-    assert spec.judge_url is not None
-    model = spec.judge_model or _first_model(spec.judge_url, spec.judge_api_key)
-    with Judge(spec.judge_url, model, api_key=spec.judge_api_key) as judge:
+    assert spec.judge_url is not None and spec.judge_model is not None
+    with Judge(spec.judge_url, spec.judge_model, api_key=spec.judge_api_key) as judge:
 
         def one(item: tuple[str | None, str | None, str, str]) -> tuple[StepSplit, int | None]:
             reasoning, output, problem, gold = item
@@ -288,28 +298,50 @@ def judge_steps(
             return split, judge.first_correct_step(problem, gold, steps)
 
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            return list(pool.map(one, items))
+            return list(pool.map(one, items)), judge.unreadable
 
 
-def _first_model(base_url: str, api_key: str | None) -> str:
-    """The first model the judge's server lists (``--judge-model`` not given)."""
+def resolve_model(spec: ThinkSpec) -> str:
+    """The judge's model: ``--judge-model``, else the first its server lists. Also the pre-flight
+    check that the judge answers, made before any work that a dead judge would waste."""
     import openai
 
-    endpoint, _, _ = resolve_endpoint(base_url, "openai-chat")
-    client = openai.OpenAI(
-        base_url=endpoint.removesuffix("/chat/completions"),
-        api_key=api_key or "EMPTY",
-        timeout=10,
-        max_retries=1,
-    )
+    assert spec.judge_url is not None
+    base = _api_base(spec.judge_url)
+    shown = redact_url(base)
+    client = _openai(base, spec.judge_api_key, 10.0, 0)
     try:
         models = [m.id for m in client.models.list()]
-    except openai.APIError:
+    except openai.APIConnectionError:
         raise RunError(
-            f"the judge at {base_url} did not list its models; give --judge-model"
+            f"cannot reach the judge at {shown}: is it running? check --judge-url"
+        ) from None
+    except openai.APIError:
+        if spec.judge_model:  # some servers do not list models; the model was given
+            return spec.judge_model
+        raise RunError(
+            f"the judge at {shown} did not list its models; give --judge-model"
         ) from None
     finally:
         client.close()
+    if spec.judge_model:
+        return spec.judge_model
     if not models:
-        raise RunError(f"the judge at {base_url} serves no model; give --judge-model")
-    return models[0]
+        raise RunError(f"the judge at {shown} serves no model; give --judge-model")
+    return str(models[0])
+
+
+def _api_base(url: str) -> str:
+    endpoint, _, _ = resolve_endpoint(url, "openai-chat")
+    return endpoint.removesuffix("/chat/completions")
+
+
+def _openai(base_url: str, api_key: str | None, timeout: float, max_retries: int) -> Any:
+    from openai import OpenAI
+
+    return OpenAI(
+        base_url=base_url,
+        api_key=api_key or "EMPTY",  # a local judge takes any key; never the environment's
+        timeout=timeout,
+        max_retries=max_retries,
+    )

@@ -12,6 +12,7 @@ accurate for it; the report says how many there were.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from perfbench.config import GradeSpec, ThinkSpec
-from perfbench.errors import UsageError
+from perfbench.errors import PerfbenchError, UsageError
 from perfbench.grade import extract, graders, table, think
 from perfbench.grade.pool import run_tasks
 from perfbench.store.runs import Run, Store, now_iso
@@ -27,7 +28,9 @@ from perfbench.store.runs import Run, Store, now_iso
 
 @dataclass(frozen=True, slots=True)
 class GradeTask:
-    """One answer to grade, as a worker receives it (plain, picklable data)."""
+    """One answer to grade, or (``steps`` set) to search for its first correct step, as a
+    worker receives it (plain, picklable data). The two are separate tasks, so that a long
+    step search that overruns its time limit cannot cost the answer its grade."""
 
     idx: int
     grader: str
@@ -37,17 +40,16 @@ class GradeTask:
     choices: tuple[str, ...] | None
     pattern: str | None
     remove_until: str | None
-    think_markers: tuple[str, ...] | None = None  # find the first correct step (rule-based)
-    think_strategy: str | None = None  # "separator" or "keywords"; None: no rule-based steps
+    steps: str | None = None  # "separator" or "keywords": a rule-based step search
+    markers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
-class Graded:
-    """A worker's answer: the verdict, and for --think the steps and the first correct one."""
+class Steps:
+    """A step search's result: the steps and the first correct one (None: none found)."""
 
-    verdict: graders.Verdict
-    split: think.StepSplit | None = None
-    first: int | None = None
+    split: think.StepSplit
+    first: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +68,7 @@ class Sample:
     output: str | None
     reasoning: str | None
     reasoning_tokens: int | None
+    completion_tokens: int | None  # from the server's usage (None: it gave none)
     metadata: dict[str, Any]
     problem: str | None
 
@@ -78,32 +81,33 @@ class GradeReport:
     thinking: list[Any] = field(default_factory=list)  # think rows, when asked
     failed_requests: int = 0
     grader_errors: int = 0
+    notes: list[str] = field(default_factory=list)  # what else a reader should know
 
 
-def grade_task(task: GradeTask) -> Graded:
-    """Worker entry: cut the text, grade it, and for --think find the first correct step
-    (module-level so that it pickles)."""
+def grade_task(task: GradeTask) -> graders.Verdict | Steps:
+    """Worker entry (module-level, so that it pickles): grade the answer, or search its
+    thinking for the first correct step."""
+    if task.steps is not None:
+        thinking, _ = think.thinking_text(task.reasoning, task.output)
+        spans = think.split_steps(thinking, task.steps, task.markers)
+        check = think.candidate_checker(task.grader, task.gold, task.choices)
+        first = think.first_correct_step(thinking, spans, check)
+        return Steps(think.StepSplit(tuple(spans), task.steps), first)
     text = task.output
     if task.reasoning is None:
         text = extract.remove_until(text, task.remove_until)
-    verdict = graders.grade(
-        task.grader, text, task.gold, choices=task.choices, pattern=task.pattern
-    )
-    if task.think_markers is None or task.think_strategy is None:
-        return Graded(verdict)
-    thinking, _ = think.thinking_text(task.reasoning, task.output)
-    spans = think.split_steps(thinking, task.think_strategy, task.think_markers)
-    check = think.candidate_checker(task.grader, task.gold, task.choices)
-    first = think.first_correct_step(thinking, spans, check)
-    return Graded(verdict, think.StepSplit(tuple(spans), task.think_strategy), first)
+    return graders.grade(task.grader, text, task.gold, choices=task.choices, pattern=task.pattern)
 
 
-def _failed(task: GradeTask, reason: str) -> Graded:
-    return Graded(graders.Verdict(None, False, False, reason))
+def _failed(task: GradeTask, reason: str) -> graders.Verdict | Steps:
+    if task.steps is not None:
+        return Steps(think.StepSplit((), task.steps, f"no step search: {reason}"), None)
+    return graders.Verdict(None, False, False, reason)
 
 
 _ROWS_SQL = """
 SELECT r.idx, r.prompt_id, r.status, r.output_text, r.reasoning_text, r.reasoning_tokens,
+       CASE WHEN r.token_source = 'usage' THEN r.completion_tokens END,
        p.dataset, p.subset, p.grader, p.answer, p.choices, p.metadata, p.text, p.messages
 FROM requests r JOIN prompts p ON p.run_id = r.run_id AND p.prompt_id = r.prompt_id
 WHERE r.run_id = ? AND r.warmup = 0 AND p.answer IS NOT NULL
@@ -121,65 +125,75 @@ def grade_run(
     """Grade one run's answers; store the grades; return them with the score table."""
     rows = store.db.conn.execute(_ROWS_SQL, [run.id]).fetchall()
     if not rows:
-        raise UsageError(
-            f"run {run.id} has no answers to grade: its prompts carry no gold answers; "
-            "benchmark an eval dataset (e.g. --dataset math_500, gsm8k, synthetic_math)"
-        )
-    rule_markers = rule_strategy = None
-    if spec.think is not None and spec.think.judge_url is None:
-        rule_markers, rule_strategy = spec.think.markers, spec.think.steps
+        raise UsageError(_nothing_to_grade(store, run))
+    think_spec = spec.think
+    if think_spec is not None and think_spec.judge_url is not None:
+        from perfbench.grade.judge import resolve_model
+
+        # before any work: a dead judge found now costs nothing
+        think_spec = dataclasses.replace(think_spec, judge_model=resolve_model(think_spec))
     samples_seen: dict[str, int] = {}
-    pending: list[tuple[GradeTask, dict[str, Any]]] = []
-    done: list[tuple[Graded, dict[str, Any]]] = []
+    infos: list[dict[str, Any]] = []
+    tasks: list[GradeTask] = []
     for row in rows:
-        (idx, prompt_id, status, output, reasoning, reasoning_tokens) = row[:6]
-        (dataset, subset, own_grader, gold, choices, metadata, text, messages) = row[6:]
+        (idx, prompt_id, status, output, reasoning, reasoning_tokens, completion_tokens) = row[:7]
+        (dataset, subset, own_grader, gold, choices, metadata, text, messages) = row[7:]
         grader = spec.grader or own_grader or "exact"
         meta = json.loads(metadata) if metadata else {}
-        info = {
-            "idx": idx,
-            "prompt_id": prompt_id,
-            "sample": samples_seen.get(prompt_id, 0),
-            "dataset": dataset or run.workload.get("dataset") or "",
-            "subset": subset,
-            "grader": grader,
-            "gold": gold,
-            "status": status,
-            "output": output,
-            "reasoning": reasoning,
-            "reasoning_tokens": reasoning_tokens,
-            "metadata": meta,
-            "problem": _problem(meta, text, messages),
-        }
-        samples_seen[prompt_id] = info["sample"] + 1
-        if status != "ok":
-            verdict = graders.Verdict(None, False, False, f"request failed ({status})")
-            done.append((Graded(verdict), info))
-            continue
-        task = GradeTask(
-            idx=idx,
-            grader=grader,
-            output=output or "",
-            reasoning=reasoning or None,
-            gold=gold,
-            choices=tuple(json.loads(choices)) if choices else None,
-            pattern=spec.regex,
-            remove_until=spec.remove_until,
-            think_markers=rule_markers,
-            think_strategy=rule_strategy,
+        infos.append(
+            {
+                "idx": idx,
+                "prompt_id": prompt_id,
+                "sample": samples_seen.get(prompt_id, 0),
+                "dataset": dataset or run.workload.get("dataset") or "",
+                "subset": subset,
+                "grader": grader,
+                "gold": gold,
+                "status": status,
+                "output": output,
+                "reasoning": reasoning,
+                "reasoning_tokens": reasoning_tokens,
+                "completion_tokens": completion_tokens,
+                "metadata": meta,
+                "problem": _problem(meta, text, messages),
+            }
         )
-        pending.append((task, info))
+        samples_seen[prompt_id] = samples_seen.get(prompt_id, 0) + 1
+        if status == "ok":
+            tasks.append(
+                GradeTask(
+                    idx=idx,
+                    grader=grader,
+                    output=output or "",
+                    reasoning=reasoning or None,
+                    gold=gold,
+                    choices=tuple(json.loads(choices)) if choices else None,
+                    pattern=spec.regex,
+                    remove_until=spec.remove_until,
+                )
+            )
+    n_answers = len(tasks)
+    if think_spec is not None and think_spec.judge_url is None:
+        tasks += [
+            dataclasses.replace(t, steps=think_spec.steps, markers=think_spec.markers)
+            for t in tasks
+        ]
     results = run_tasks(
         grade_task,
-        [t for t, _ in pending],
+        tasks,
         _failed,
         workers=spec.workers,
         timeout=spec.timeout,
-        progress=None if progress is None else lambda n: progress(n, len(pending)),
+        progress=None if progress is None else lambda n: progress(n, len(tasks)),
     )
-    done.extend(zip(results, [info for _, info in pending], strict=True))
-    done.sort(key=lambda pair: int(pair[1]["idx"]))
-    samples = [Sample(verdict=g.verdict, **info) for g, info in done]
+    verdicts = {t.idx: r for t, r in zip(tasks[:n_answers], results, strict=False)}
+    steps = {t.idx: r for t, r in zip(tasks[n_answers:], results[n_answers:], strict=True)}
+    samples = []
+    for info in infos:
+        verdict = verdicts.get(info["idx"])
+        if not isinstance(verdict, graders.Verdict):
+            verdict = graders.Verdict(None, False, False, f"request failed ({info['status']})")
+        samples.append(Sample(verdict=verdict, **info))
     _store_grades(store, run.id, samples)
     report = GradeReport(run, samples)
     report.failed_requests = sum(1 for s in samples if s.status != "ok")
@@ -187,14 +201,39 @@ def grade_run(
         1 for s in samples if s.status == "ok" and s.verdict.error is not None
     )
     report.scores = table.score_rows(samples, model=run.model or "", ks=spec.ks)
-    if spec.think is not None:
-        graded = [(g, s) for (g, _), s in zip(done, samples, strict=True) if s.status == "ok"]
-        report.thinking = _thinking(store, run, spec.think, graded)
+    report.notes += table.k_notes(samples, spec.ks)
+    if think_spec is not None:
+        answered = [s for s in samples if s.status == "ok"]
+        found = [steps.get(s.idx) for s in answered]
+        try:
+            report.thinking = _thinking(store, run, think_spec, answered, found, report.notes)
+        except PerfbenchError as exc:  # the judge went away mid-pass: keep the grades
+            report.notes.append(f"run {run.id}: no thinking figures: {exc}")
     return report
 
 
+def _nothing_to_grade(store: Store, run: Run) -> str:
+    (prompts,) = store.db.conn.execute(
+        "SELECT count(*) FROM prompts WHERE run_id = ?", [run.id]
+    ).fetchone()
+    if not prompts:
+        return (
+            f"run {run.id} has no stored prompts (it was recorded before perfbench kept them), "
+            "so there is nothing to grade against; run the benchmark again"
+        )
+    return (
+        f"run {run.id} has no answers to grade: its prompts carry no gold answers; "
+        "benchmark an eval dataset (e.g. --dataset math_500, gsm8k, synthetic_math)"
+    )
+
+
 def _thinking(
-    store: Store, run: Run, spec: ThinkSpec, graded: Sequence[tuple[Graded, Sample]]
+    store: Store,
+    run: Run,
+    spec: ThinkSpec,
+    answered: Sequence[Sample],
+    found: Sequence[Steps | graders.Verdict | None],
+    notes: list[str],
 ) -> list[dict[str, Any]]:
     """The thinking figures of each answer (stored) and their means per subset (returned)."""
     count_tokens = None
@@ -206,21 +245,30 @@ def _thinking(
     if spec.judge_url is not None:
         from perfbench.grade.judge import judge_steps
 
-        splits = judge_steps(
-            spec, [(s.reasoning, s.output, s.problem or "", s.gold) for _, s in graded]
-        )
+        items = [(s.reasoning, s.output, s.problem or "", s.gold) for s in answered]
+        splits, unreadable = judge_steps(spec, items)
+        if unreadable:
+            notes.append(
+                f"run {run.id}: the judge's reply could not be read for {unreadable} of "
+                f"{len(items)} answers; they count as having no correct step (efficiency 0)"
+            )
     else:
-        splits = [(g.split, g.first) for g, _ in graded if g.split is not None]
-        if len(splits) != len(graded):  # a worker failed on this answer: no steps
-            splits = [
-                (g.split or think.StepSplit((), spec.steps, g.verdict.error), g.first)
-                for g, _ in graded
-            ]
+        splits = [
+            (f.split, f.first) if isinstance(f, Steps) else (think.StepSplit((), spec.steps), None)
+            for f in found
+        ]
+        missed = sum(1 for split, _ in splits if split.note)
+        if missed:
+            notes.append(
+                f"run {run.id}: the step search did not finish for {missed} answers (e.g. "
+                f"{next(sp.note for sp, _ in splits if sp.note)}); they count as efficiency 0"
+            )
+    graded = list(zip(answered, splits, strict=True))
     rows: list[think.ThinkRow] = []
     overall: list[think.ThinkRow] = []
     stored: list[dict[str, Any]] = []
     stamp = now_iso()
-    for (_, s), (split, first) in zip(graded, splits, strict=True):
+    for s, (split, first) in graded:
         text, source = think.thinking_text(s.reasoning, s.output)
         figures = think.measure(
             text,
@@ -229,7 +277,7 @@ def _thinking(
             first,
             markers=spec.markers,
             count_tokens=count_tokens,
-            usage_reasoning_tokens=s.reasoning_tokens,
+            usage_reasoning_tokens=_reasoning_usage(s, text, source),
         )
         rows.append(think.ThinkRow(f"{s.dataset}\t{s.subset or ''}", figures, s.verdict.correct))
         overall.append(think.ThinkRow(f"{s.dataset}\t{table.OVERALL}", figures, s.verdict.correct))
@@ -280,6 +328,17 @@ def _thinking(
                 }
             )
     return out
+
+
+def _reasoning_usage(s: Sample, text: str, source: str) -> int | None:
+    """The server's count of the thinking tokens: its reasoning-token usage, or, for thinking
+    inside ``<think>`` in the content, its completion tokens split by the thinking text's share of
+    the characters (None when the server gave no usage)."""
+    if s.reasoning_tokens:
+        return s.reasoning_tokens
+    if source == "think_tag" and s.completion_tokens and s.output:
+        return round(s.completion_tokens * len(text) / len(s.output))
+    return None
 
 
 def _problem(meta: dict[str, Any], text: str | None, messages: str | None) -> str | None:
@@ -349,9 +408,10 @@ def answer_rows(store: Store, run: Run) -> list[Any]:
         SELECT g.prompt_id, g.sample, g.pred, g.correct, p.subset, p.answer, p.metadata,
                p.text, p.messages
         FROM grades g JOIN prompts p ON p.run_id = g.run_id AND p.prompt_id = g.prompt_id
-        WHERE g.run_id = ? AND g.graded_at = (
-            SELECT max(h.graded_at) FROM grades h WHERE h.run_id = g.run_id AND h.idx = g.idx)
-        GROUP BY g.idx ORDER BY g.idx
+        WHERE g.run_id = ? AND g.rowid = (
+            SELECT h.rowid FROM grades h WHERE h.run_id = g.run_id AND h.idx = g.idx
+            ORDER BY h.graded_at DESC, h.rowid DESC LIMIT 1)
+        ORDER BY g.idx
         """,
         [run.id],
     ).fetchall()
@@ -367,3 +427,31 @@ def answer_rows(store: Store, run: Run) -> list[Any]:
         )
         for prompt_id, sample, pred, correct, subset, gold, meta, text, messages in rows
     ]
+
+
+def compare_answer_runs(
+    db_path: str | Path, run_a: str, run_b: str, spec: GradeSpec | None = None
+) -> tuple[Run, Run, Any, list[int]]:
+    """The library face of ``perfbench compare-answers``: the two runs, their
+    :class:`~perfbench.grade.compare.AnswerComparison`, and the ids of runs that had to be
+    graded first (with ``spec``, default each dataset's own grader)."""
+    from perfbench.grade.compare import compare_answers
+
+    store = Store(db_path)
+    try:
+        sides: list[tuple[Run, list[Any]]] = []
+        graded_now: list[int] = []
+        for selector in (run_a, run_b):
+            runs = store.find([selector])
+            if len(runs) != 1:
+                raise UsageError(f"{selector!r} names {len(runs)} runs; give one run id")
+            rows = answer_rows(store, runs[0])
+            if not rows:
+                grade_run(store, runs[0], spec or GradeSpec())
+                graded_now.append(runs[0].id)
+                rows = answer_rows(store, runs[0])
+            sides.append((runs[0], rows))
+    finally:
+        store.close()
+    (a, rows_a), (b, rows_b) = sides
+    return a, b, compare_answers(rows_a, rows_b), graded_now

@@ -2,15 +2,16 @@
 
 Metrics, per dataset and subset (then ``OVERALL``), over questions (prompt ids):
 
-* ``AveragePass@1``: each question's share of correct samples, averaged over questions (with one
-  sample per question: accuracy).
+* ``AveragePass@1``: the share of correct samples (with one sample per question: accuracy; with
+  the same number of samples for every question, the mean of the questions' shares).
 * ``pass@k`` (k ≥ 2, when questions have at least k samples): the unbiased estimator
   1 − C(n−c, k)/C(n, k), averaged over the questions that have k samples or more.
 * ``maj@k``: the share of questions whose most common extracted answer among their first k
   samples is graded correct (answers compared as extracted strings, whitespace trimmed; a
   missing answer is a vote for "no answer").
 
-``Num`` is the number of questions the row averages over; scores are fractions (0–1).
+``Num`` is the number of samples (AveragePass@1) or questions (pass@k, maj@k) the row averages
+over; scores are fractions (0–1).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ class ScoreRow:
 
 def _ks(max_samples: int, ks: Sequence[int] | None) -> list[int]:
     if ks is not None:
-        return sorted({k for k in ks if 2 <= k <= max_samples})
+        return sorted({k for k in ks if k <= max_samples})
     out, k = [], 2
     while k <= max_samples:
         out.append(k)
@@ -76,11 +77,11 @@ def score_rows(
         for metric, k in metrics:
             for subset, members in parts:
                 questions = list(_questions(members).values())
-                if k is None:
-                    score = sum(sum(s.verdict.correct for s in q) / len(q) for q in questions)
+                if k is None:  # the mean over samples, so Num counts samples
+                    correct = sum(s.verdict.correct for s in members)
                     rows.append(
                         ScoreRow(
-                            model, dataset, metric, subset, len(questions), score / len(questions)
+                            model, dataset, metric, subset, len(members), correct / len(members)
                         )
                     )
                 elif k > 0:
@@ -111,6 +112,25 @@ def score_rows(
     return rows
 
 
+def k_notes(samples: Sequence[Sample], ks: Sequence[int] | None) -> list[str]:
+    """Why a pass@k asked for is missing, or why AveragePass@1 and per-question figures differ."""
+    questions = _questions(samples)
+    counts = {len(q) for q in questions.values()}
+    out = []
+    too_big = sorted(k for k in ks or () if k > max(counts))
+    if too_big:
+        out.append(
+            f"pass@{', '.join(map(str, too_big))} not computed: questions have at most "
+            f"{max(counts)} samples (--n on the run)"
+        )
+    if len(counts) > 1:
+        out.append(
+            f"questions have between {min(counts)} and {max(counts)} samples: AveragePass@1 is the "
+            "mean over samples, pass@k over the questions with at least k"
+        )
+    return out
+
+
 def _vote(s: Sample) -> str:
     return (s.verdict.pred or "").strip()
 
@@ -133,6 +153,7 @@ def _natural(text: str) -> tuple[Any, ...]:
 
 def score_table(reports: Sequence[GradeReport]) -> Table:
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title="Grades", title_justify="left")
     for name in ("Run", "Model", "Dataset", "Metric", "Subset", "Num", "Score"):
@@ -140,12 +161,12 @@ def score_table(reports: Sequence[GradeReport]) -> Table:
     for report in reports:
         for row in report.scores:
             style = "bold" if row.subset == OVERALL else None
-            table.add_row(
+            table.add_row(  # Text: names from the server or a dataset are not rich markup
                 str(report.run.id),
-                row.model,
-                row.dataset,
+                Text(row.model),
+                Text(row.dataset),
                 row.metric,
-                row.subset,
+                Text(row.subset),
                 str(row.num),
                 f"{row.score:.4f}",
                 style=style,
@@ -155,7 +176,7 @@ def score_table(reports: Sequence[GradeReport]) -> Table:
 
 def notes(report: GradeReport) -> list[str]:
     """What a reader should know before trusting the scores."""
-    out = []
+    out = list(report.notes)
     if report.failed_requests:
         out.append(
             f"run {report.run.id}: {report.failed_requests} requests failed and are graded wrong "
@@ -239,22 +260,28 @@ _THINK_COLUMNS = (
 
 
 def thinking_table(report: GradeReport) -> Table:
+    from rich.markup import escape
     from rich.table import Table
+    from rich.text import Text
 
     rows = report.thinking
     method = rows[0]["method"] if rows else ""
     source = rows[0]["token_source"] if rows else ""
     table = Table(
-        title=f"Thinking efficiency, run {report.run.id} (steps+judge: {method}; tokens: {source})",
+        title=escape(
+            f"Thinking efficiency, run {report.run.id} (steps+judge: {method}; tokens: {source})"
+        ),
         title_justify="left",
     )
     for title, key in _THINK_COLUMNS:
         table.add_column(title, justify="left" if key in ("dataset", "subset") else "right")
     for row in rows:
-        cells = []
+        cells: list[str | Text] = []
         for _, key in _THINK_COLUMNS:
             value = row[key]
-            if value is None:
+            if key in ("dataset", "subset"):
+                cells.append(Text(str(value)))
+            elif value is None:
                 cells.append("—")
             elif key in ("efficiency", "accuracy"):
                 cells.append(f"{value:.4f}")
@@ -307,6 +334,7 @@ def print_comparison(
     cmp: AnswerComparison, run_a: Run, run_b: Run, alpha: float, *, show: str = "differ"
 ) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
     from rich.text import Text
 
@@ -330,7 +358,7 @@ def print_comparison(
             console.print(table)
     a = f"A = run {run_a.id} ({run_a.model or '?'})"
     b = f"B = run {run_b.id} ({run_b.model or '?'})"
-    table = Table(title=f"{a}, {b}", title_justify="left")
+    table = Table(title=escape(f"{a}, {b}"), title_justify="left")
     for name in ("Subset", "Both right", "Only A", "Only B", "Both wrong", "Acc A", "Acc B", "p"):
         table.add_column(name, justify="left" if name == "Subset" else "right")
     parts: list[tuple[str, Counts]] = [(str(k), v) for k, v in cmp.by_subset.items()]
@@ -340,7 +368,7 @@ def print_comparison(
         parts = [(OVERALL, cmp.counts)]
     for name, c in parts:
         table.add_row(
-            name,
+            Text(name),
             str(c.both_right),
             str(c.only_a),
             str(c.only_b),

@@ -53,6 +53,8 @@ THINK_START, THINK_END = "<think>", "</think>"
 CHARS_PER_TOKEN = 4
 #: A "= value" at the end of a step longer than this is a formula, not an answer.
 MAX_EQUALS_VALUE = 60
+#: Distinct candidate answers checked per thinking text, at most (see first_correct_step).
+MAX_CANDIDATES = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,11 +198,18 @@ def _clean_value(value: str) -> str:
 def first_correct_step(
     text: str, steps: Sequence[Span], is_correct: Callable[[str], bool]
 ) -> int | None:
-    """Index of the earliest step holding a candidate answer that ``is_correct`` accepts."""
+    """Index of the earliest step holding a candidate answer that ``is_correct`` accepts.
+
+    At most ``MAX_CANDIDATES`` distinct candidates are checked (each costs a math-verify parse
+    and comparison, ~10 ms): a thinking text with more guesses than that is searched only up to
+    the last step whose candidates fit.
+    """
     checked: dict[str, bool] = {}
     for index, (start, end) in enumerate(steps):
         for candidate in answer_candidates(text[start:end]):
             if candidate not in checked:
+                if len(checked) >= MAX_CANDIDATES:
+                    return None
                 checked[candidate] = bool(is_correct(candidate))
             if checked[candidate]:
                 return index

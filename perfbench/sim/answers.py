@@ -49,21 +49,14 @@ from typing import Any
 
 import msgspec
 
+from perfbench.grade.extract import gold_letter
+
 from .tokens import WORDS
 
 Token = tuple[str, bytes]
 
-#: The words that a thinking-efficiency grader counts as opening a new sub-chain of thought
-#: (matched case-insensitively). No filler or fixed phrase here contains any of them.
-THOUGHT_MARKERS = (
-    "alternatively",
-    "but wait",
-    "let me reconsider",
-    "another way",
-    "another approach",
-    "another method",
-    "another angle",
-)
+# perfbench.config.THOUGHT_MARKERS are the words a thinking-efficiency grader counts as opening
+# a new sub-chain of thought: no filler or fixed phrase here contains any of them.
 
 
 def _tok(text: str) -> Token:
@@ -154,11 +147,7 @@ def _row(answer: str, grader: str | None, choices: Sequence[str] | None) -> Answ
     gold = answer.strip()
     right = gold
     if grader == "choice":
-        letter = gold.strip("() ").upper()
-        texts = [c.strip() for c in choices or ()]
-        if (len(letter) != 1 or not letter.isalpha()) and gold in texts:
-            letter = chr(ord("A") + texts.index(gold))
-        right = letter
+        right = gold_letter(gold, choices)
     elif len(gold) > 2 and gold.startswith("$") and gold.endswith("$"):
         right = gold.strip("$").strip()
     return AnswerRow(answer, grader, tuple(choices) if choices is not None else None, right)
