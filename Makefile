@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check lint bench clean
+.PHONY: run test check lint bench clean report-screenshot
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ check: lint test
 ## make bench: the client-overhead benchmark (minutes; not part of the tests)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/client_overhead.py
+
+## make report-screenshot: regenerate docs/img/html-report.png (needs chromium, chromium-driver)
+report-screenshot: $(STAMP)
+	$(BIN)/python scripts/make_report_screenshot.py
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

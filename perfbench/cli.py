@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn
 
 PROG = "perfbench"
 
@@ -84,6 +84,242 @@ def build_parser() -> argparse.ArgumentParser:
         help="benchmark a server (the built-in simulator when no --url)",
         description="Stream requests at a server, time every one, record them in SQLite and report.",
     )
+    _perf_arguments(perf)
+    perf.set_defaults(func=cmd_perf)
+
+    sim = sub.add_parser(
+        "sim",
+        help="run the simulated inference engine",
+        description="An OpenAI-compatible simulated engine with continuous batching.",
+    )
+    _sim_arguments(sim)
+    sim.set_defaults(func=cmd_sim)
+
+    cmp = sub.add_parser(
+        "compare",
+        help="compare two runs figure by figure: change, confidence interval, verdict, gate",
+        description="Compare NEW with BASE: each figure's change with a bootstrap confidence "
+        "interval, marked better / worse / no significant change; exit 1 when a gated figure "
+        "(--threshold) is significantly worse by more than its threshold.",
+    )
+    cmp.add_argument("base", metavar="BASE", help="run id or name")
+    cmp.add_argument("new", metavar="NEW", help="run id or name")
+    cmp.add_argument(
+        "--metric",
+        nargs="+",
+        default=[],
+        metavar="FIGURE",
+        help="figures or groups (throughput, ttft, tpot, itl, e2e, latency, error_rate, "
+        "accuracy, ttft_p99, ...); default all",
+    )
+    cmp.add_argument(
+        "--threshold",
+        action="append",
+        default=[],
+        metavar="[FIGURE=]PCT",
+        help="gate: exit 1 when FIGURE is significantly worse by more than PCT "
+        "(e.g. 10%% or tpot_p99=5%%); repeatable",
+    )
+    cmp.add_argument(
+        "--confidence",
+        type=float,
+        default=0.95,
+        help="for all figures together (default: %(default)s)",
+    )
+    cmp.add_argument(
+        "--min-change",
+        default="5%",
+        help="smaller significant changes read as noise (default: %(default)s)",
+    )
+    cmp.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples")
+    cmp.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    cmp.add_argument(
+        "--correction",
+        choices=("bonferroni", "none"),
+        default="bonferroni",
+        help="for testing many figures at once (default: %(default)s)",
+    )
+    cmp.add_argument("--force", action="store_true", help="compare runs of different workloads")
+    formats = cmp.add_mutually_exclusive_group()
+    formats.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    formats.add_argument(
+        "--markdown", action="store_true", help="a table for a pull-request comment"
+    )
+    cmp.add_argument("--quiet", action="store_true", help="no warnings block")
+    _db_options(cmp)
+    cmp.set_defaults(func=cmd_compare)
+
+    sweep = sub.add_parser(
+        "sweep",
+        help="find the load a server takes: levels of concurrency or rate, SLOs, the knee",
+        description="Run one level after another (--parallel 1 8 32, --rate 1 5 10, or a search "
+        "that doubles until saturation and then bisects), each level a run in the database, and "
+        "say the highest load that meets every --slo and where throughput saturates.",
+    )
+    _perf_arguments(sweep, grading=False)
+    g = sweep.add_argument_group("sweep")
+    g.add_argument(
+        "--auto",
+        nargs="?",
+        const="concurrency",
+        choices=("concurrency", "rate"),
+        help="search the levels (the default without --parallel/--rate levels)",
+    )
+    g.add_argument("--start", type=float, default=1, help="first level of a search (default: 1)")
+    g.add_argument(
+        "--max-level", type=float, default=1024, help="last level a search tries (default: 1024)"
+    )
+    g.add_argument(
+        "--precision",
+        type=float,
+        default=0.1,
+        help="bisect until the levels are this close, as a fraction (default: %(default)s)",
+    )
+    g.add_argument(
+        "--per-level",
+        type=float,
+        default=10.0,
+        help="requests per worker (concurrency) or seconds of arrivals (rate) per level "
+        "(default: %(default)s)",
+    )
+    g.add_argument(
+        "--min-number", type=_positive_int, default=20, help="requests per level, at least"
+    )
+    _slo_argument(g)
+    g.add_argument(
+        "--stop-ratio",
+        type=float,
+        default=2.0,
+        help="stop once a level is this many times past an SLO bound (default: %(default)s)",
+    )
+    g.add_argument(
+        "--stop-goodput",
+        type=float,
+        default=0.5,
+        help="stop once goodput is below this share of the request rate (default: %(default)s)",
+    )
+    g.add_argument(
+        "--knee-gain",
+        type=float,
+        default=0.10,
+        help="saturated: throughput within this share of the best (default: %(default)s)",
+    )
+    g.add_argument(
+        "--knee-latency",
+        type=float,
+        default=0.25,
+        help="... while latency grows more than this share (default: %(default)s)",
+    )
+    sweep.set_defaults(func=cmd_sweep)
+
+    plan = sub.add_parser(
+        "plan",
+        help="predict an eval's wall time at each concurrency from a sweep",
+        description="From a sweep's measured curve and the eval's size and output lengths, predict "
+        "how long the eval takes at each concurrency and recommend the one that finishes soonest "
+        "within the SLOs.",
+    )
+    plan.add_argument(
+        "--from-sweep",
+        nargs="+",
+        metavar="RUN",
+        help="the sweep: its name, or run ids (default: the latest run's name)",
+    )
+    plan.add_argument("--dataset", help="the eval's dataset (its row count and measured lengths)")
+    plan.add_argument("--dataset-path", help="the file the dataset reads")
+    plan.add_argument("--n", type=_positive_int, default=1, help="samples per prompt")
+    plan.add_argument(
+        "--prompts", type=_positive_int, help="prompts in the eval (default: the dataset's rows)"
+    )
+    plan.add_argument("--max-tokens", type=_positive_int, help="the eval's output cap per request")
+    plan.add_argument(
+        "--output-len",
+        type=_positive_int,
+        help="output tokens per request (default: measured in an earlier run of the dataset)",
+    )
+    _slo_argument(plan)
+    plan.add_argument("--json", action="store_true", help="print the plan as JSON")
+    _db_options(plan)
+    plan.set_defaults(func=cmd_plan)
+
+    report = sub.add_parser(
+        "report",
+        help="report runs from the database",
+        description="Report runs by id or name (default: the latest batch).",
+    )
+    report.add_argument("runs", nargs="*", metavar="RUN", help="run id or name")
+    report.add_argument("--name", help="all runs with this name")
+    report.add_argument("--errors", action="store_true", help="list failed requests' messages")
+    report.add_argument(
+        "--html",
+        metavar="FILE",
+        help="also write one self-contained HTML page with charts of the runs to FILE",
+    )
+    report.add_argument("--quiet", action="store_true", help="no warnings block")
+    _output_options(report)
+    _db_options(report)
+    report.set_defaults(func=cmd_report)
+
+    grade = sub.add_parser(
+        "grade",
+        help="grade the captured answers of runs (eval datasets)",
+        description="Grade runs' answers against their gold answers: accuracy, pass@k, maj@k, "
+        "and with --think the thinking-efficiency figures. Re-grading replaces earlier grades.",
+    )
+    grade.add_argument(
+        "runs", nargs="*", metavar="RUN", help="run id or name (default: the latest batch)"
+    )
+    _grade_arguments(grade)
+    grade.add_argument(
+        "--samples", metavar="FILE", help="write one JSON line per graded answer to FILE"
+    )
+    grade.add_argument(
+        "--tokenizer",
+        metavar="NAME",
+        help="counts thinking tokens: a local folder or hub id, or tiktoken:NAME "
+        "(default: the server's reasoning-token usage, split by characters)",
+    )
+    grade.add_argument("--json", action="store_true", help="print the scores as JSON")
+    grade.add_argument("--quiet", action="store_true", help="no notes block")
+    _db_options(grade)
+    grade.set_defaults(func=cmd_grade)
+
+    cmp = sub.add_parser(
+        "compare-answers",
+        help="compare two runs' answers question by question (McNemar's test)",
+        description="Pair two graded runs' answers by question and sample, count where they "
+        "agree and differ, and test whether the accuracy difference is significant. A run not "
+        "yet graded is graded first, with each dataset's own grader.",
+    )
+    cmp.add_argument("run_a", metavar="RUN_A", help="run id or name")
+    cmp.add_argument("run_b", metavar="RUN_B", help="run id or name")
+    cmp.add_argument(
+        "--alpha", type=float, default=0.05, help="significance level (default: %(default)s)"
+    )
+    cmp.add_argument(
+        "--show",
+        choices=("differ", "all", "none"),
+        default="differ",
+        help="questions to list: those the runs disagree on, all, or none (default: %(default)s)",
+    )
+    cmp.add_argument("--jsonl", metavar="FILE", help="write one JSON line per question to FILE")
+    cmp.add_argument("--json", action="store_true", help="print counts and the test as JSON")
+    _db_options(cmp)
+    cmp.set_defaults(func=cmd_compare_answers)
+
+    datasets = sub.add_parser("datasets", help="list the datasets --dataset can name")
+    datasets.add_argument("--json", action="store_true")
+    datasets.set_defaults(func=cmd_datasets)
+
+    runs = sub.add_parser("runs", help="list the runs in the database")
+    runs.add_argument("--json", action="store_true")
+    _db_options(runs)
+    runs.set_defaults(func=cmd_runs)
+    return parser
+
+
+def _perf_arguments(perf: argparse.ArgumentParser, *, grading: bool = True) -> None:
+    """The flags of `perf`, shared by `sweep` (which has no grading)."""
     g = perf.add_argument_group("server")
     g.add_argument(
         "--url",
@@ -115,6 +351,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--sim-args", default="", help="flags for the built-in simulator, e.g. '--preset instant'"
+    )
+    g.add_argument(
+        "--server-metrics",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="sample the server's Prometheus /metrics during the run (default: when it answers; "
+        "--server-metrics: required)",
+    )
+    g.add_argument(
+        "--server-metrics-interval",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="seconds between samples (default: %(default)s)",
+    )
+    g.add_argument(
+        "--server-metrics-url",
+        metavar="URL",
+        help="where the metrics are (default: the server root + /metrics)",
     )
 
     g = perf.add_argument_group("load")
@@ -234,94 +489,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--prefix-len", type=int, default=0, help="random dataset: shared prefix tokens")
 
-    g = perf.add_argument_group("grading (eval datasets)")
-    g.add_argument("--grade", action="store_true", help="grade the answers when each run ends")
-    _grade_arguments(g)
+    if grading:
+        g = perf.add_argument_group("grading (eval datasets)")
+        g.add_argument("--grade", action="store_true", help="grade the answers when each run ends")
+        _grade_arguments(g)
 
     g = perf.add_argument_group("output")
     g.add_argument("--name", help="label the runs, to find them again by name")
     g.add_argument("--quiet", action="store_true", help="no progress bar, no warnings block")
     _output_options(perf)
     _db_options(perf)
-    perf.set_defaults(func=cmd_perf)
 
-    sim = sub.add_parser(
-        "sim",
-        help="run the simulated inference engine",
-        description="An OpenAI-compatible simulated engine with continuous batching.",
-    )
-    _sim_arguments(sim)
-    sim.set_defaults(func=cmd_sim)
 
-    report = sub.add_parser(
-        "report",
-        help="report runs from the database",
-        description="Report runs by id or name (default: the latest batch).",
+def _slo_argument(g: Any) -> None:
+    g.add_argument(
+        "--slo",
+        action="append",
+        default=[],
+        metavar="METRIC<=BOUND",
+        help="a latency promise, e.g. ttft_p99<=2s, tpot_p50<=50ms, error_rate<=1%% "
+        "(repeatable, or comma-separated)",
     )
-    report.add_argument("runs", nargs="*", metavar="RUN", help="run id or name")
-    report.add_argument("--name", help="all runs with this name")
-    report.add_argument("--errors", action="store_true", help="list failed requests' messages")
-    report.add_argument("--quiet", action="store_true", help="no warnings block")
-    _output_options(report)
-    _db_options(report)
-    report.set_defaults(func=cmd_report)
-
-    grade = sub.add_parser(
-        "grade",
-        help="grade the captured answers of runs (eval datasets)",
-        description="Grade runs' answers against their gold answers: accuracy, pass@k, maj@k, "
-        "and with --think the thinking-efficiency figures. Re-grading replaces earlier grades.",
-    )
-    grade.add_argument(
-        "runs", nargs="*", metavar="RUN", help="run id or name (default: the latest batch)"
-    )
-    _grade_arguments(grade)
-    grade.add_argument(
-        "--samples", metavar="FILE", help="write one JSON line per graded answer to FILE"
-    )
-    grade.add_argument(
-        "--tokenizer",
-        metavar="NAME",
-        help="counts thinking tokens: a local folder or hub id, or tiktoken:NAME "
-        "(default: the server's reasoning-token usage, split by characters)",
-    )
-    grade.add_argument("--json", action="store_true", help="print the scores as JSON")
-    grade.add_argument("--quiet", action="store_true", help="no notes block")
-    _db_options(grade)
-    grade.set_defaults(func=cmd_grade)
-
-    cmp = sub.add_parser(
-        "compare-answers",
-        help="compare two runs' answers question by question (McNemar's test)",
-        description="Pair two graded runs' answers by question and sample, count where they "
-        "agree and differ, and test whether the accuracy difference is significant. A run not "
-        "yet graded is graded first, with each dataset's own grader.",
-    )
-    cmp.add_argument("run_a", metavar="RUN_A", help="run id or name")
-    cmp.add_argument("run_b", metavar="RUN_B", help="run id or name")
-    cmp.add_argument(
-        "--alpha", type=float, default=0.05, help="significance level (default: %(default)s)"
-    )
-    cmp.add_argument(
-        "--show",
-        choices=("differ", "all", "none"),
-        default="differ",
-        help="questions to list: those the runs disagree on, all, or none (default: %(default)s)",
-    )
-    cmp.add_argument("--jsonl", metavar="FILE", help="write one JSON line per question to FILE")
-    cmp.add_argument("--json", action="store_true", help="print counts and the test as JSON")
-    _db_options(cmp)
-    cmp.set_defaults(func=cmd_compare_answers)
-
-    datasets = sub.add_parser("datasets", help="list the datasets --dataset can name")
-    datasets.add_argument("--json", action="store_true")
-    datasets.set_defaults(func=cmd_datasets)
-
-    runs = sub.add_parser("runs", help="list the runs in the database")
-    runs.add_argument("--json", action="store_true")
-    _db_options(runs)
-    runs.set_defaults(func=cmd_runs)
-    return parser
 
 
 def _grade_arguments(g: Any) -> None:
@@ -608,19 +796,19 @@ def _client(ns: argparse.Namespace) -> Any:
     )
 
 
-def cmd_perf(ns: argparse.Namespace, argv: Sequence[str]) -> int:
+def _perf_spec(ns: argparse.Namespace, argv: Sequence[str], loads: tuple[Any, ...]) -> Any:
     import shlex
 
-    from perfbench.config import PerfSpec, WorkloadSpec
+    from perfbench.config import PerfSpec, ServerMetricsSpec, WorkloadSpec
     from perfbench.metadata import redact_argv
-    from perfbench.runner import run
 
     sim_args = tuple(shlex.split(ns.sim_args))
     if ns.url is None:
         sim_args = ("--seed", str(ns.seed), *sim_args)
-    spec = PerfSpec(
+    grading = getattr(ns, "grade", False) or getattr(ns, "think", False)
+    return PerfSpec(
         client=_client(ns),
-        loads=_loads(ns),
+        loads=loads,
         workload=WorkloadSpec(
             dataset=ns.dataset,
             dataset_path=ns.dataset_path,
@@ -640,8 +828,19 @@ def cmd_perf(ns: argparse.Namespace, argv: Sequence[str]) -> int:
         name=ns.name,
         sim_args=sim_args,
         command=" ".join([PROG, *redact_argv(list(argv))]),
-        grade=_grade_spec(ns) if ns.grade or ns.think else None,
+        grade=_grade_spec(ns) if grading else None,
+        server_metrics=ServerMetricsSpec(
+            enabled=ns.server_metrics,
+            interval=ns.server_metrics_interval,
+            url=ns.server_metrics_url,
+        ),
     )
+
+
+def cmd_perf(ns: argparse.Namespace, argv: Sequence[str]) -> int:
+    from perfbench.runner import run
+
+    spec = _perf_spec(ns, argv, _loads(ns))
     observer = None
     if not ns.quiet and sys.stdout.isatty() and not (ns.json or ns.csv):
         from perfbench.report.progress import ProgressObserver
@@ -662,12 +861,118 @@ def cmd_perf(ns: argparse.Namespace, argv: Sequence[str]) -> int:
         _print(summaries, ns)
         if result.grades:
             _print_grades(result.grades, ns)
+    if result.grade_error is not None:
+        print(f"{PROG}: error: grading failed: {result.grade_error}", file=sys.stderr)
+        return max(result.exit_code, result.grade_error.exit_code)
     if result.stopped_by is not None:
         print(
             f"{PROG}: stopped by signal {result.stopped_by}; everything measured is in {spec.db_path}",
             file=sys.stderr,
         )
     return result.exit_code
+
+
+def cmd_compare(ns: argparse.Namespace, argv: Sequence[str]) -> int:
+    from perfbench.compare import (
+        CompareSpec,
+        compare_runs,
+        gate_exit_code,
+        parse_threshold,
+        parse_thresholds,
+        print_comparison,
+    )
+
+    spec = CompareSpec(
+        metrics=tuple(ns.metric),
+        thresholds=parse_thresholds(ns.threshold),
+        confidence=ns.confidence,
+        min_change=parse_threshold(ns.min_change)[1],
+        resamples=ns.resamples,
+        seed=ns.seed,
+        correction=ns.correction,
+        force=ns.force,
+    )
+    result = compare_runs(_db_path(ns), ns.base, ns.new, spec)
+    if ns.json:
+        print(result.to_json())
+    elif ns.markdown:
+        sys.stdout.write(result.to_markdown())
+    else:
+        print_comparison(result, quiet=ns.quiet)
+    return gate_exit_code(result)
+
+
+def cmd_sweep(ns: argparse.Namespace, argv: Sequence[str]) -> int:
+    from perfbench.errors import UsageError
+    from perfbench.slo import parse_slos
+    from perfbench.sweep import SweepSpec, sweep
+
+    if ns.rate and ns.parallel:
+        raise UsageError("sweep levels are --parallel or --rate values, not both")
+    if ns.number and len(ns.number) > 1:
+        raise UsageError("a sweep takes one --number: the requests of every level")
+    mode: Literal["concurrency", "rate"] = "rate" if ns.rate or ns.auto == "rate" else "concurrency"
+    levels = tuple(ns.rate or ns.parallel or ()) if not ns.auto else ()
+    template = argparse.Namespace(**{**vars(ns), "parallel": None, "number": None})
+    if mode == "rate":
+        template.rate = [1.0]
+    spec = SweepSpec(
+        mode=mode,
+        levels=tuple(float(x) for x in levels),
+        start=ns.start,
+        max_level=ns.max_level,
+        precision=ns.precision,
+        number=ns.number[0] if ns.number else None,
+        duration=ns.duration,
+        per_unit=ns.per_level,
+        min_number=ns.min_number,
+        slos=parse_slos(ns.slo),
+        stop_ratio=ns.stop_ratio,
+        stop_goodput=ns.stop_goodput,
+        knee_gain=ns.knee_gain,
+        knee_latency=ns.knee_latency,
+    )
+    base = _perf_spec(ns, argv, _loads(template))
+    result = sweep(base, spec)
+    if ns.json:
+        print(result.to_json())
+    else:
+        from rich.console import Console
+
+        console = Console()
+        console.print(result.table())
+        console.print(result.answer, markup=False, highlight=False)
+    return int(result.exit_code)
+
+
+def cmd_plan(ns: argparse.Namespace, argv: Sequence[str]) -> int:
+    from perfbench.plan import PlanSpec, plan
+    from perfbench.slo import parse_slos
+
+    result = plan(
+        PlanSpec(
+            curve=tuple(ns.from_sweep or ()),
+            dataset=ns.dataset,
+            dataset_path=ns.dataset_path,
+            n=ns.n,
+            prompts=ns.prompts,
+            max_tokens=ns.max_tokens,
+            output_len=ns.output_len,
+            slos=parse_slos(ns.slo),
+            db_path=_db_path(ns),
+        )
+    )
+    if ns.json:
+        print(result.to_json())
+        return 0
+    from rich.console import Console
+
+    console = Console()
+    console.print(result.table())
+    console.print(result.answer, markup=False, highlight=False)
+    for warning in result.warnings:
+        console.print(f"warning: {warning}", markup=False, highlight=False)
+    return 0
 
 
 def _print(summaries: list[Any], ns: argparse.Namespace) -> None:
@@ -689,6 +994,14 @@ def cmd_report(ns: argparse.Namespace, argv: Sequence[str]) -> int:
     try:
         runs = store.find(ns.runs, ns.name)
         _print([summarize(store, r) for r in runs], ns)
+        if ns.html:
+            from perfbench.errors import UsageError
+            from perfbench.report.html import write_html
+
+            try:
+                write_html(store, runs, ns.html)
+            except OSError as exc:
+                raise UsageError(f"cannot write --html {ns.html}: {exc.strerror}") from None
         if ns.errors:
             _print_errors(store, [r.id for r in runs])
     finally:

@@ -352,6 +352,26 @@ class GradeSpec:
 
 
 @dataclass(frozen=True)
+class ServerMetricsSpec:
+    """Scraping the server's Prometheus ``/metrics`` during a run (docs/metrics.md).
+
+    ``enabled``: None scrapes when the pre-run check finds metrics there (auto), True requires
+    them (the run stops before it starts when they are missing), False never scrapes.
+    ``url`` replaces the default address, the server root of ``--url`` plus ``/metrics``.
+    """
+
+    enabled: bool | None = None
+    interval: float = 1.0
+    url: str | None = None
+
+    def __post_init__(self) -> None:
+        if not 0.1 <= self.interval <= 3600:  # also rejects NaN
+            raise ConfigError("--server-metrics-interval must be between 0.1 and 3600 seconds")
+        if self.url is not None and urlsplit(self.url).scheme not in ("http", "https"):
+            raise ConfigError(f"--server-metrics-url {self.url!r} is not an http(s) URL")
+
+
+@dataclass(frozen=True)
 class PerfSpec:
     """Everything ``perfbench.run`` needs; one run per entry of ``loads``.
 
@@ -367,6 +387,7 @@ class PerfSpec:
     sim_args: tuple[str, ...] = ()
     command: str = ""
     grade: GradeSpec | None = None  # grade each run's answers when it ends (perf --grade)
+    server_metrics: ServerMetricsSpec = ServerMetricsSpec()  # the server's /metrics, sampled
 
     def __post_init__(self) -> None:
         if not self.loads:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
+import functools
 import itertools
 import math
 import os
@@ -31,12 +32,14 @@ from perfbench.client import Client, RequestRecord, RequestSpec
 from perfbench.client.wire import build_body
 from perfbench.config import ClientSpec, LoadSpec, PerfSpec, redact_url
 from perfbench.embedded import EmbeddedSim
-from perfbench.errors import ConfigError, ServerRejected
+from perfbench.errors import ConfigError, PerfbenchError, ServerRejected
 from perfbench.load import arrival_offsets, constant_offsets, ramp_offsets, read_trace
 from perfbench.metrics import Summary, summarize
+from perfbench.servermetrics import RunMetrics, metrics_url
 from perfbench.store import RecordWriter, Store
-from perfbench.store.runs import now_iso
+from perfbench.store.runs import append_server_samples, now_iso
 from perfbench.workload import Prompt, load_prompts
+from perfbench.workload.base import last_user_text
 from perfbench.workload.replay import trace_prompts
 
 Clock = Callable[[], int]
@@ -82,6 +85,7 @@ class BatchResult:
     runs: list[RunResult]
     stopped_by: int | None = None  # the signal that interrupted the batch, if any
     grades: list[Any] = field(default_factory=list)  # grade.run.GradeReport, with PerfSpec.grade
+    grade_error: PerfbenchError | None = None  # why grading failed after the runs, if it did
 
     @property
     def exit_code(self) -> int:
@@ -103,7 +107,12 @@ def run(spec: PerfSpec, *, observer: Observer | None = None) -> BatchResult:
     if spec.grade is not None and result.stopped_by is None:
         from perfbench.grade.run import grade_runs
 
-        result.grades = grade_runs(spec.db_path, [str(r.run_id) for r in result.runs], spec.grade)
+        try:
+            result.grades = grade_runs(
+                spec.db_path, [str(r.run_id) for r in result.runs], spec.grade
+            )
+        except PerfbenchError as exc:  # the runs are measured and stored: report them anyway
+            result.grade_error = exc
     return result
 
 
@@ -128,6 +137,10 @@ class _Batch:
     async def main(self) -> BatchResult:
         spec = self.spec
         prompts = load_prompts(spec.workload)
+        if spec.grade is not None and spec.grade.think is not None and spec.grade.think.judge_url:
+            from perfbench.grade.judge import resolve_model
+
+            resolve_model(spec.grade.think)  # a dead judge is found before the run, not after
         if spec.grade is not None and not any(p.answer is not None for p in prompts):
             raise ConfigError(
                 f"--grade: the {spec.workload.dataset} prompts carry no gold answers; benchmark "
@@ -141,7 +154,7 @@ class _Batch:
         try:
             client_spec = spec.client
             if client_spec.url is None:
-                sim = EmbeddedSim(self._sim_args(prompts, store)).__enter__()
+                sim = EmbeddedSim(self._sim_args(prompts)).__enter__()
                 client_spec = dataclasses.replace(client_spec, url=sim.url)
             batch = uuid.uuid4().hex[:12]
             host = metadata.collect(type(loop).__module__.split(".")[0])  # once: it runs git
@@ -164,12 +177,12 @@ class _Batch:
                 self._answer_book.unlink(missing_ok=True)
             store.close()
 
-    def _sim_args(self, prompts: Sequence[Prompt], store: Store) -> list[str]:
+    def _sim_args(self, prompts: Sequence[Prompt]) -> list[str]:
         """The embedded simulator's flags; with gold answers, an answer book so that it answers
         them (a temporary file, keyed by the text each request carries)."""
         args = list(self.spec.sim_args)
         graded = [p for p in prompts if p.answer is not None]
-        if not graded or "--answers" in args:
+        if not graded or any(a == "--answers" or a.startswith("--answers=") for a in args):
             return args
         from perfbench.sim.answers import write_answer_book
 
@@ -223,7 +236,10 @@ class _Batch:
             planned = load.number
             pool = load.parallel
         assert client_spec.url is not None
-        async with Client(client_spec, pool_size=pool, clock=self.clock) as client:
+        async with (
+            Client(client_spec, pool_size=pool, clock=self.clock) as client,
+            self._server_metrics(client_spec) as server_metrics,
+        ):
             models = await client.check()
             model = client_spec.model
             if model is None:
@@ -243,9 +259,15 @@ class _Batch:
                     f"(it serves: {', '.join(models)}); check --model"
                 )
             client_spec = dataclasses.replace(client_spec, model=model)
+            await server_metrics.check()
             await client.prewarm(min(pool, planned or pool, 1024))
             count = _local_counter(spec.workload.tokenizer)
             bodies = _Bodies(client_spec, model, prompts, count)
+            server = {
+                "models": models,
+                "embedded": embedded,
+                "sim_args": list(spec.sim_args) if embedded else None,
+            }
             t0 = self.clock()
             run_id = store.create_run(
                 name=spec.name,
@@ -256,11 +278,7 @@ class _Batch:
                 load={**dataclasses.asdict(load), "planned": planned},
                 client=client_spec.redacted(),
                 workload={**dataclasses.asdict(spec.workload), "prompts": len(prompts)},
-                server={
-                    "models": models,
-                    "embedded": embedded,
-                    "sim_args": list(spec.sim_args) if embedded else None,
-                },
+                server={**server, "metrics": server_metrics.info()},
                 host=host,
                 command=spec.command,
             )
@@ -274,12 +292,16 @@ class _Batch:
                 self.observer.begin(stats)
             status = "failed"
             try:
+                await server_metrics.start(
+                    t0, functools.partial(append_server_samples, spec.db_path, run_id)
+                )
                 if load.warmup and not self._stop.is_set():
                     await self._phase(
                         execution.closed(
                             load.concurrency or pool, 0, load.warmup, None, warmup=True
                         )
                     )
+                    await server_metrics.measured()
                 if not self._stop.is_set():
                     start = load.warmup
                     if offsets is not None:
@@ -298,17 +320,37 @@ class _Batch:
                 lag_task.cancel()
                 if self.observer is not None:
                     self.observer.end()
-                recorded = writer.close()
-                store.update_run(
-                    run_id,
-                    status=status,
-                    ended_at=now_iso(),
-                    duration_s=(self.clock() - t0) / 1e9,
-                    scheduled=execution.scheduled,
-                    recorded=recorded,
-                    health={"loop_lag_ms": lag.stats()},
-                )
+                try:
+                    await server_metrics.finish()
+                finally:
+                    recorded = writer.close()
+                    store.update_run(
+                        run_id,
+                        status=status,
+                        ended_at=now_iso(),
+                        duration_s=(self.clock() - t0) / 1e9,
+                        scheduled=execution.scheduled,
+                        recorded=recorded,
+                        health={"loop_lag_ms": lag.stats()},
+                        server={**server, "metrics": server_metrics.info()},
+                    )
             return run_id
+
+    def _server_metrics(self, client_spec: ClientSpec) -> RunMetrics:
+        """The run's /metrics scraper: the address, and the client's headers (a gateway may
+        want its key there too)."""
+        sm = self.spec.server_metrics
+        assert client_spec.url is not None
+        headers = dict(client_spec.headers)
+        if client_spec.api_key:
+            headers["Authorization"] = f"Bearer {client_spec.api_key}"
+        return RunMetrics(
+            sm.enabled,
+            sm.url or metrics_url(client_spec.url),
+            interval=sm.interval,
+            headers=headers,
+            clock=self.clock,
+        )
 
     async def _phase(self, coro: Awaitable[None]) -> None:
         """Run one phase; a stop signal cancels it, and its requests record themselves."""
@@ -593,6 +635,4 @@ def _prompt_key(prompt: Prompt) -> str:
     """The text the simulator looks an answer up by: the prompt, or its last user message."""
     if prompt.text is not None:
         return prompt.text
-    users = [m for m in prompt.messages or () if m.get("role") == "user"]
-    content = users[-1].get("content") if users else None
-    return content if isinstance(content, str) else ""
+    return last_user_text(prompt.messages or ()) or ""

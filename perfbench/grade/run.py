@@ -24,6 +24,7 @@ from perfbench.errors import PerfbenchError, UsageError
 from perfbench.grade import extract, graders, table, think
 from perfbench.grade.pool import run_tasks
 from perfbench.store.runs import Run, Store, now_iso
+from perfbench.workload.base import last_user_text
 
 
 @dataclass(frozen=True, slots=True)
@@ -347,11 +348,7 @@ def _problem(meta: dict[str, Any], text: str | None, messages: str | None) -> st
             return str(meta[key])
     if text is not None:
         return text
-    if messages:
-        users = [m for m in json.loads(messages) if m.get("role") == "user"]
-        if users and isinstance(users[-1].get("content"), str):
-            return str(users[-1]["content"])
-    return None
+    return last_user_text(json.loads(messages)) if messages else None
 
 
 def _store_grades(store: Store, run_id: int, samples: Sequence[Sample]) -> None:

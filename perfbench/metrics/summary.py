@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from perfbench.metrics.percentiles import PERCENTILES, exact, min_samples, streamed
+from perfbench.servermetrics import KV_TIGHT, summarize_samples
 from perfbench.store.runs import Run, Store
 
 SCHEMA_VERSION = 1
@@ -104,6 +105,7 @@ class Summary:
     by_dataset: dict[str, dict[str, float]] = field(default_factory=dict)  # when several
     exact_output: dict[str, int] = field(default_factory=dict)  # asked / honoured, when asked
     token_check: dict[str, Any] = field(default_factory=dict)  # server usage vs local tokenizer
+    server: dict[str, Any] = field(default_factory=dict)  # the server's /metrics (servermetrics)
     warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -264,6 +266,7 @@ def summarize(store: Store, run: Run) -> Summary:
     )
     summary.by_dataset = _by_dataset(cols, ok)
     summary.token_check = _token_check(store, run)
+    summary.server = _server(store, run)
     asked = ok & ~np.isnan(cols["expected_tokens"]) & (cols["token_source"] == "usage")
     if asked.any():
         honoured = asked & (cols["completion_tokens"] == cols["expected_tokens"])
@@ -272,6 +275,33 @@ def summarize(store: Store, run: Run) -> Summary:
         summary, run, bool(np.all(cols["streamed"][ok] == 1)) if n_ok else True
     )
     return summary
+
+
+def _server(store: Store, run: Run) -> dict[str, Any]:
+    """The server's own figures over the measured window (docs/metrics.md, "Server metrics"):
+    {} for a run recorded before server metrics existed, ``available: False`` with the reason
+    when the server had none, else the names matched and the figures of
+    :func:`perfbench.servermetrics.summarize_samples`."""
+    info = run.server.get("metrics")
+    if not info:
+        return {}
+    if not info.get("available"):
+        return {"available": False, "reason": info.get("reason")}
+    window = info.get("window_ns") or [None, None]
+    lo = window[0] if window[0] is not None else -(2**62)
+    hi = window[1] if len(window) > 1 and window[1] is not None else 2**62
+    interval = float(info.get("interval_s") or 1.0)
+    figures = summarize_samples(store.server_samples(run.id), window_ns=(lo, hi), interval=interval)
+    return {
+        "available": True,
+        "url": info.get("url"),
+        "names": info.get("names", {}),
+        "interval_s": interval,
+        "scrapes": info.get("scrapes"),
+        "scrape_errors": info.get("errors", 0),
+        "last_error": info.get("last_error"),
+        **figures,
+    }
 
 
 TOKEN_CHECK_SAMPLE = 2000
@@ -418,6 +448,7 @@ def _warnings(s: Summary, run: Run, all_streamed: bool) -> list[str]:
             "(ramp-up and tail of the run, or too few requests per worker): send at least "
             "10 requests per worker (--number ≥ 10 × --parallel) for steady-state figures"
         )
+    out.extend(_server_warnings(s.server))
     thin = [p for p in PERCENTILES if 0 < s.ok < min_samples(p)]
     if thin:
         worst = max(thin)
@@ -425,5 +456,37 @@ def _warnings(s: Summary, run: Run, all_streamed: bool) -> list[str]:
             f"too few samples for the upper percentiles: p{worst:g} needs at least "
             f"{min_samples(worst)} successful requests and this run has {s.ok}; "
             f"percentiles from p{min(thin):g} up are at or near the maximum"
+        )
+    return out
+
+
+def _server_warnings(server: dict[str, Any]) -> list[str]:
+    """A full KV cache (what a sweep calls a KV-bound knee), and scrapes that failed."""
+    out: list[str] = []
+    if not server.get("available"):
+        return out
+    if server.get("kv_bound"):
+        why = []
+        kv = server.get("kv_usage_pct")
+        if kv:
+            why.append(f"KV usage peaked at {kv['peak']:.1f}%")
+        if server.get("preemptions"):
+            why.append(f"{server['preemptions']:.0f} requests were preempted")
+        share = server.get("kv_tight_share", 0.0)
+        if share:
+            why.append(
+                f"in {share:.0%} of the samples with requests waiting, the cache was "
+                f"at least {KV_TIGHT:.0%} used"
+            )
+        out.append(
+            f"the server's KV cache was full ({'; '.join(why)}): latency beyond this load is "
+            "queueing for cache space, not compute. Fewer requests in flight, shorter outputs "
+            "or more KV cache (memory, quantized KV, more replicas) move the limit"
+        )
+    errors = server.get("scrape_errors") or 0
+    if errors:
+        out.append(
+            f"{errors} of {server.get('scrapes')} scrapes of {server.get('url')} failed (last: "
+            f"{server.get('last_error')}): the server figures cover the scrapes that answered"
         )
     return out

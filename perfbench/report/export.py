@@ -22,7 +22,14 @@ def flat(s: Summary) -> dict[str, Any]:
     data = s.to_dict()
     row: dict[str, Any] = {}
     for key, value in data.items():
-        if key in ("distributions", "warnings", "by_dataset", "exact_output", "token_check"):
+        if key in (
+            "distributions",
+            "warnings",
+            "by_dataset",
+            "exact_output",
+            "token_check",
+            "server",
+        ):
             continue
         if isinstance(value, dict):
             for k, v in value.items():
@@ -34,8 +41,25 @@ def flat(s: Summary) -> dict[str, Any]:
         row[f"{name}_mean"] = dist["mean"]
         for label, v in dist["values"].items():
             row[f"{name}_{label}"] = v
+    row.update(_server_columns(data["server"]))
     row["warnings"] = " | ".join(s.warnings)
     return row
+
+
+def _server_columns(server: dict[str, Any]) -> dict[str, Any]:
+    """``server_<figure>[_mean|_peak]`` columns: the server's figures, flat (names left out)."""
+    if not server:
+        return {}
+    out: dict[str, Any] = {}
+    for key, value in server.items():
+        if key in ("names", "url", "last_error"):
+            continue
+        if isinstance(value, dict):
+            for stat, v in value.items():
+                out[f"server_{key}_{stat}"] = v
+        else:
+            out[f"server_{key}"] = value
+    return out
 
 
 def to_csv(summaries: Sequence[Summary]) -> str:

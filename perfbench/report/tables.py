@@ -141,6 +141,44 @@ def dataset_table(s: Summary) -> Table:
     return t
 
 
+def server_table(s: Summary) -> Table:
+    """The server's own figures (its /metrics), over the measured window."""
+    sv = s.server
+    t = Table(
+        title=f"Server metrics · run {s.run_id} · {sv.get('samples', 0)} samples",
+        box=box.SIMPLE_HEAVY,
+        title_justify="left",
+    )
+    for col in ("Figure", "Mean", "Peak", "Total"):
+        t.add_column(col, justify="left" if col == "Figure" else "right", no_wrap=True)
+    for key, label, digits in (
+        ("running", "Running requests", 1),
+        ("waiting", "Waiting requests", 1),
+        ("kv_usage_pct", "KV-cache usage (%)", 1),
+    ):
+        if key in sv:
+            t.add_row(label, fmt(sv[key]["mean"], digits), fmt(sv[key]["peak"], digits), "")
+    if "preemptions" in sv:
+        t.add_row("Preemptions", "", "", fmt(sv["preemptions"], 0))
+    for key, label in (
+        ("prompt", "Prompt tok/s (server)"),
+        ("generation", "Generation tok/s (server)"),
+    ):
+        rate = sv.get(f"{key}_tok_per_s")
+        if rate:
+            total = sv.get(f"{key}_tokens")
+            t.add_row(label, fmt(rate["mean"], 1), fmt(rate["peak"], 1), fmt(total, 0))
+    return t
+
+
+def server_line(s: Summary) -> Text | None:
+    """One line when the server had no metrics to scrape; nothing when scraping was off."""
+    sv = s.server
+    if not sv or sv.get("available") or sv.get("reason") == "off":
+        return None
+    return Text(f"server metrics: not available ({sv.get('reason')})", style="dim")
+
+
 def warnings_panel(warnings: Sequence[str]) -> Panel:
     body = Text()
     for i, w in enumerate(warnings):
@@ -194,6 +232,11 @@ def render(summaries: Sequence[Summary], *, quiet: bool = False) -> RenderableTy
         parts.append(percentile_table(s))
         if s.by_dataset:
             parts.append(dataset_table(s))
+        if s.server.get("samples"):
+            parts.append(server_table(s))
+        line = server_line(s)
+        if line is not None:
+            parts.append(line)
         if s.ok and any(s.ok < min_samples(p) for p in PERCENTILES):
             parts.append(
                 Text("* fewer samples than this percentile needs (see warnings)", style="dim")

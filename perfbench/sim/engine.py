@@ -7,9 +7,12 @@ A request becomes a :class:`Sequence` of ``n`` choices that are decoded in locks
 per choice per step). It waits in a FIFO queue until it can be *admitted*: the running sequences
 plus its ``n`` stay within ``max_num_seqs``, and the KV tokens reserved by running requests plus
 its footprint (prompt + all its output tokens, known up front) stay within ``kv_tokens``. The
-whole footprint is reserved on admission, so there is no preemption; the reported KV usage is what
-running requests hold so far (prompt + tokens generated). The queue is strict FIFO: a request that
-does not fit blocks the ones behind it, as vLLM's FCFS scheduler does.
+whole footprint is reserved on admission, so there is no preemption (``/metrics`` reports
+``vllm:num_preemptions_total`` 0), and the KV usage it reports is the share reserved: what admission
+is limited by, as vLLM's is by its allocated blocks (the tokens held so far, prompt + tokens
+generated, are ``kv_used``). Prompt tokens count as processed on admission (the prefill starts),
+generated tokens as each step is written. The queue is strict FIFO: a request that does not fit
+blocks the ones behind it, as vLLM's FCFS scheduler does.
 
 Timing semantics (all times from ``time.perf_counter_ns()``, i.e. CLOCK_MONOTONIC)
 -------------------------------------------------------------------------------
@@ -268,7 +271,6 @@ class Engine:
             self._loop = asyncio.get_running_loop()
         seq.uid = next(self._uids)
         self._live[seq.uid] = seq
-        self.stats.prompt_tokens += seq.prompt_tokens
         self.waiting.append(seq)
         if len(self.waiting) == 1:
             self._admit(seq.recv_ns)
@@ -323,6 +325,7 @@ class Engine:
             self.running += seq.n
             self.running_requests += 1
             self.kv_reserved += seq.footprint
+            self.stats.prompt_tokens += seq.prompt_tokens  # prefilled now, as vLLM counts them
             seq.held = seq.prompt_tokens
             self.kv_used += seq.held
             admit = seq.recv_ns if seq.recv_ns > free_ns else free_ns

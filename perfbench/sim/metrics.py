@@ -5,6 +5,13 @@ work unchanged: the same names, the same ``model_name`` label, gauges for the ru
 queues and KV usage (both the current ``vllm:kv_cache_usage_perc`` and the older
 ``vllm:gpu_cache_usage_perc``; 0..1 despite the name), counters for tokens and finished requests,
 and histograms for time to first token and end-to-end latency.
+
+Every value is the engine's own state when the page is rendered: the running and waiting gauges
+are its queues, KV usage the share of ``--kv-tokens`` reserved by running requests (the engine
+reserves a request's whole footprint on admission, so usage stops one request short of 100%
+when the cache is the limit), prompt tokens count on admission and generated tokens as each is
+written. The engine never preempts, so ``vllm:num_preemptions_total`` is always 0.
+``--burst`` requests skip the engine: they move the token counters but never the gauges.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 def render(engine: Engine, model_name: str) -> str:
     label = f'model_name="{model_name}"'
     stats = engine.stats
-    kv = engine.kv_used / engine.kv_tokens
+    kv = engine.kv_reserved / engine.kv_tokens  # what admission is limited by (engine docstring)
     out: list[str] = []
 
     def metric(name: str, kind: str, help_: str, value: float, extra: str = "") -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
@@ -66,6 +67,23 @@ class Run:
             recorded=row["recorded"],
             health=js("health"),
         )
+
+
+def append_server_samples(
+    path: str | Path, run_id: int, samples: Sequence[tuple[int, str, float]]
+) -> None:
+    """Write server-metrics samples ``(t_ns, key, value)`` in one transaction, on a connection
+    of its own: called from a worker thread during the run, never on the event loop."""
+    db = open_db(str(path), create=True)
+    try:
+        with db.conn:
+            db.conn.executemany(
+                "INSERT OR REPLACE INTO server_metrics (run_id, t_ns, name, value) "
+                "VALUES (?, ?, ?, ?)",
+                [(run_id, t, name, value) for t, name, value in samples],
+            )
+    finally:
+        db.close()
 
 
 def now_iso() -> str:
@@ -199,6 +217,21 @@ class Store:
         )
         while rows := cursor.fetchmany(batch):
             yield np.concatenate([decode_gaps(w, g) for w, g in rows])
+
+    def server_samples(self, run_id: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """A run's server-metrics samples: canonical key -> (t_ns int64, value float64), by time."""
+        rows = self.db.conn.execute(
+            "SELECT name, t_ns, value FROM server_metrics WHERE run_id = ? ORDER BY name, t_ns",
+            [run_id],
+        ).fetchall()
+        out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for name, group in itertools.groupby(rows, key=lambda r: str(r[0])):
+            mine = list(group)
+            out[name] = (
+                np.array([r[1] for r in mine], dtype=np.int64),
+                np.array([r[2] for r in mine], dtype=np.float64),  # NULL (NaN) -> nan
+            )
+        return out
 
     def gap_count(self, run_id: int) -> int:
         row = self.db.conn.execute(

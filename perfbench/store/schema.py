@@ -171,6 +171,17 @@ def m005_grades(db: Database) -> None:
     )
 
 
+@migrations()
+def m006_server_metrics(db: Database) -> None:
+    """Samples of the server's /metrics during a run: one row per scrape and canonical key."""
+    db.table("server_metrics").create(
+        {"run_id": int, "t_ns": int, "name": str, "value": float},
+        pk=("run_id", "t_ns", "name"),
+        not_null={"run_id", "t_ns", "name"},
+        foreign_keys=[("run_id", "runs", "id")],
+    )
+
+
 def open_db(path: str, *, create: bool) -> Database:
     """Open (and migrate) the database; WAL mode so that readers never block the writer."""
     db = Database(path)

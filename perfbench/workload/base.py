@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,14 @@ class Prompt:
         if self.text is not None:
             return len(self.text)
         return sum(len(str(m.get("content", ""))) for m in self.messages or ())
+
+
+def last_user_text(messages: Iterable[Mapping[str, Any]]) -> str | None:
+    """The text content of the last message with role ``user`` (None when there is none): what
+    a chat prompt asks, for the simulator's answer book and the grading exports."""
+    users = [m for m in messages if m.get("role") == "user"]
+    content = users[-1].get("content") if users else None
+    return content if isinstance(content, str) else None
 
 
 Loader = Callable[[WorkloadSpec], list[Prompt]]

@@ -1,0 +1,1189 @@
+"""Two runs compared figure by figure: the change, its confidence interval, and a verdict.
+
+Example::
+
+    from perfbench.compare import CompareSpec, compare_runs, gate_exit_code
+    result = compare_runs("outputs/perfbench.db", "1", "2", CompareSpec(thresholds={"*": 0.10}))
+    print(result.summary()); raise SystemExit(gate_exit_code(result))
+
+docs/compare.md states every definition for users; in short:
+
+* **Figures.** Output tok/s and req/s; TTFT, TPOT, ITL and E2E mean, p50, p90 and p99; error
+  rate; accuracy when both runs were graded. Base and New are exactly ``perfbench report``'s
+  figures (:func:`perfbench.metrics.summary.summarize`): successful, non-warm-up requests.
+* **Change.** Relative, ``new / base − 1``, for throughput and latency; absolute, in percentage
+  points, for error rate and accuracy (a relative change from a 0% error rate is undefined).
+* **Interval.** For relative figures, the *normal bootstrap interval* on the log of the ratio,
+  ``log(new/base) ± z·√(sd*²_base + sd*²_new)`` with sd* the bootstrap standard deviation of
+  the log of each run's figure (the runs are independent samples), transformed back (Efron &
+  Tibshirani 1993, *An Introduction to the Bootstrap*, §13.2). Normal rather than percentile
+  intervals because the Bonferroni levels (below) sit far in the tails, where 2,000 resamples
+  give a stable standard deviation but only a handful of order statistics.
+
+  - TTFT, TPOT, E2E percentiles: the bootstrap over requests, drawn exactly and in O(resamples)
+    from order statistics (:func:`_order_bootstrap`), so every request counts however many.
+  - Their means: the bootstrap variance of a mean is known in closed form, σ̂²/n; the log's
+    standard deviation by the delta method, σ̂/(√n·mean).
+  - ITL: a cluster bootstrap. Gaps are grouped by the time slice their request was sent in
+    (one slice per second of the run, 20 to 3,600) and slices are resampled with all their
+    gaps, because one stall delays a gap of every stream in flight at once. At most
+    ``itl_max_requests`` (5,000) whole requests and ``itl_max_gaps`` (50,000) gaps (every s-th
+    gap of each request) enter it, drawn with ``seed``; the figure itself uses every gap.
+  - Throughput is one ratio per run (tokens / window), not a mean over requests: the window is
+    cut into the same slices, each request's tokens counted in the slice where it ended, and a
+    moving-block bootstrap (Künsch 1989, *Ann. Statist.* 17:1217) with blocks of ``⌈K^(1/3)⌉``
+    slices resamples them, keeping the autocorrelation of a closed loop's waves.
+  - Error rate: Newcombe's hybrid score interval for the difference of two independent
+    proportions (Newcombe 1998, *Stat. Med.* 17:873, method 10), sound at 0 errors where a
+    bootstrap collapses to a point.
+  - Accuracy: the answers both runs gave to the same (question, sample) are paired; the
+    verdict is McNemar's test (:mod:`perfbench.grade.compare`, exact below 25 discordant pairs,
+    so ``compare`` and ``compare-answers`` agree), the interval the paired normal interval.
+* **Multiple comparisons.** ``confidence`` (0.95) is family-wise over the ``m`` figures
+  compared: each interval is at ``1 − (1 − confidence)/m`` (Bonferroni; 99.74% for 19), so two
+  runs of one configuration show no significant change on every figure at least 95% of the
+  time, where 19 intervals at 95% each would flag something in up to 62% of such pairs.
+* **Verdict.** *worse* (or *better*) when the whole interval lies on the worse (better) side of
+  0 *and*, for relative figures, the change is at least ``min_change`` (5%). Intervals measure
+  the noise within each run; two runs also differ by machine state (another process, a warm
+  cache), which no within-run interval sees, and with many requests a 2% drift in a p99 is
+  "significant" and means nothing (pyperf's ``compare_to --min-speed``). A gated figure's
+  floor is its threshold when that is lower. Otherwise *unchanged* ("no significant change",
+  or "within noise floor" when only the floor held it back); *n/a* when it cannot be compared.
+* **Gate.** A figure is gated when it has a threshold (``thresholds["*"]`` gates every figure
+  shown). It fails when it is *worse* and its change is beyond the threshold in the worse
+  direction (relative, or points for rates). The point change and not the interval's near end:
+  the interval already guards against noise, and a near-end rule would let a clearly measured
+  15% regression pass a 10% gate whenever the runs are small.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from statistics import NormalDist
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from perfbench.errors import ConfigError, UsageError
+from perfbench.metrics.percentiles import min_samples
+from perfbench.metrics.summary import Summary, summarize
+from perfbench.store.runs import Run, Store
+from perfbench.store.writer import decode_gaps
+
+if TYPE_CHECKING:
+    from rich.console import Console, RenderableType
+
+SCHEMA_VERSION = 1
+
+Verdict = Literal["better", "worse", "unchanged", "n/a"]
+VERDICT_LABELS: dict[str, str] = {
+    "better": "better",
+    "worse": "worse",
+    "unchanged": "no significant change",
+    "n/a": "—",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Figure:
+    """One comparable figure: ``higher_is_better`` for throughput and accuracy only."""
+
+    key: str
+    label: str
+    unit: str
+    higher_is_better: bool = False
+    scale: Literal["relative", "absolute"] = "relative"
+
+
+_LATENCIES = (("ttft", "TTFT"), ("tpot", "TPOT"), ("itl", "ITL"), ("e2e", "E2E"))
+_STATS = ("mean", "p50", "p90", "p99")
+FIGURES: dict[str, Figure] = {
+    f.key: f
+    for f in (
+        Figure("output_tok_per_s", "Output throughput", "tok/s", higher_is_better=True),
+        Figure("req_per_s", "Request throughput", "req/s", higher_is_better=True),
+        *(Figure(f"{k}_{s}", f"{label} {s}", "ms") for k, label in _LATENCIES for s in _STATS),
+        Figure("error_rate", "Error rate", "%", scale="absolute"),
+        Figure("accuracy", "Accuracy", "%", higher_is_better=True, scale="absolute"),
+    )
+}
+GROUPS: dict[str, tuple[str, ...]] = {
+    "throughput": ("output_tok_per_s", "req_per_s"),
+    **{k: tuple(f"{k}_{s}" for s in _STATS) for k, _ in _LATENCIES},
+    "latency": tuple(f"{k}_{s}" for k, _ in _LATENCIES for s in _STATS),
+}
+
+ITL_MAX_REQUESTS = 5_000
+ITL_MAX_GAPS = 50_000
+_CELLS = 1_000_000  # resample-matrix cells per chunk (8 MB): measured fastest on 2 cores
+
+
+# -- configuration ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CompareSpec:
+    """How to compare: which figures, their gate thresholds, and the statistics' knobs.
+
+    ``metrics``: figure keys or group names (``ttft``, ``latency``, ``throughput``…); empty for
+    all. ``thresholds``: figure key (or ``"*"`` for every figure shown) → tolerated worsening as
+    a fraction (0.10 = 10%, in points for error rate and accuracy). The module docstring defines
+    the rest.
+    """
+
+    metrics: tuple[str, ...] = ()
+    thresholds: Mapping[str, float] = field(default_factory=dict)
+    confidence: float = 0.95
+    resamples: int = 2000
+    seed: int = 0
+    force: bool = False
+    min_change: float = 0.05
+    correction: Literal["bonferroni", "none"] = "bonferroni"
+    itl_max_requests: int = ITL_MAX_REQUESTS
+    itl_max_gaps: int = ITL_MAX_GAPS
+
+    def __post_init__(self) -> None:
+        known = ", ".join([*GROUPS, *FIGURES])
+        for name in self.metrics:
+            if name not in FIGURES and name not in GROUPS:
+                raise ConfigError(f"--metric {name!r} is not a figure; choose from {known}")
+        shown = set(self.figure_keys())
+        for name, value in self.thresholds.items():
+            if name != "*" and name not in FIGURES:
+                raise ConfigError(f"--threshold {name!r} is not a figure; choose from {known}")
+            if name != "*" and name not in shown:
+                raise ConfigError(f"--threshold {name} gates a figure that --metric leaves out")
+            if not (0 <= value < math.inf):
+                raise ConfigError(f"--threshold {name}={value} must be 0% or more, e.g. 10%")
+        if not 0.5 <= self.confidence < 1:
+            raise ConfigError(f"--confidence {self.confidence} must be in [0.5, 1), e.g. 0.95")
+        if self.resamples < 200:
+            raise ConfigError(f"--resamples {self.resamples} is too few: give 200 or more")
+        if not 0 <= self.min_change < 1:
+            raise ConfigError(f"--min-change {self.min_change} must be in [0, 1), e.g. 0.01")
+        if self.correction not in ("bonferroni", "none"):
+            raise ConfigError("--correction must be bonferroni or none")
+        if self.itl_max_requests < 100 or self.itl_max_gaps < 1000:
+            raise ConfigError("the sample caps must be at least 100 requests and 1000 gaps")
+
+    def figure_keys(self) -> tuple[str, ...]:
+        """The figures shown, in table order."""
+        if not self.metrics:
+            return tuple(FIGURES)
+        wanted = {k for name in self.metrics for k in GROUPS.get(name, (name,))}
+        return tuple(k for k in FIGURES if k in wanted)
+
+    def threshold(self, key: str) -> float | None:
+        return self.thresholds.get(key, self.thresholds.get("*"))
+
+
+def parse_threshold(text: str) -> tuple[str, float]:
+    """``"10%"`` → ``("*", 0.10)``; ``"ttft_p99=5%"`` → ``("ttft_p99", 0.05)``; ``"0.05"`` too."""
+    name, eq, amount = text.rpartition("=")
+    name = name.strip() if eq else "*"
+    amount = amount.strip()
+    try:
+        value = float(amount[:-1]) / 100 if amount.endswith("%") else float(amount)
+    except ValueError:
+        raise ConfigError(
+            f"--threshold {text!r} is not [FIGURE=]AMOUNT, e.g. 10% or tpot_p99=5%"
+        ) from None
+    return name or "*", value
+
+
+def parse_thresholds(texts: Sequence[str]) -> dict[str, float]:
+    return dict(parse_threshold(t) for t in texts)
+
+
+# -- results ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FigureChange:
+    """One row of the comparison. ``change`` and ``ci`` are fractions (0.1 = +10% or +10 pp)."""
+
+    figure: Figure
+    base: float
+    new: float
+    change: float
+    ci: tuple[float, float] | None
+    verdict: Verdict
+    threshold: float | None
+    gate_failed: bool
+    n_base: int
+    n_new: int
+    method: str
+    p_value: float | None = None
+    note: str | None = None
+
+    @property
+    def key(self) -> str:
+        return self.figure.key
+
+    @property
+    def label(self) -> str:
+        """The verdict in words: a significant change inside the floor says so."""
+        if self.verdict == "unchanged" and self.note and self.note.startswith("significant"):
+            return "within noise floor"
+        return VERDICT_LABELS[self.verdict]
+
+    @property
+    def worse_by(self) -> float:
+        """The change in the worse direction (negative when the figure improved)."""
+        return -self.change if self.figure.higher_is_better else self.change
+
+    def to_dict(self) -> dict[str, Any]:
+        f = self.figure
+        return _clean_dict(
+            {
+                "key": f.key,
+                "label": f.label,
+                "unit": f.unit,
+                "better": "higher" if f.higher_is_better else "lower",
+                "scale": f.scale,
+                "base": self.base,
+                "new": self.new,
+                "change": self.change,
+                "ci": list(self.ci) if self.ci else None,
+                "verdict": self.verdict,
+                "threshold": self.threshold,
+                "gate": None
+                if self.threshold is None
+                else ("fail" if self.gate_failed else "pass"),
+                "n_base": self.n_base,
+                "n_new": self.n_new,
+                "method": self.method,
+                "p_value": self.p_value,
+                "note": self.note,
+            }
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RunSide:
+    id: int
+    name: str | None
+    model: str | None
+    endpoint: str | None
+    status: str
+    measured: int
+    ok: int
+
+    @property
+    def label(self) -> str:
+        return f"run {self.id}" + (f" ({self.name})" if self.name else "")
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Result of :func:`compare`: one :class:`FigureChange` per figure shown, and the context."""
+
+    base: RunSide
+    new: RunSide
+    spec: CompareSpec
+    figures: tuple[FigureChange, ...]
+    level: float  # each interval's confidence level (after the correction)
+    compared: int  # m, the figures with a verdict
+    differences: tuple[str, ...]  # how the runs' configurations differ (shown, or forced)
+    forced: bool
+    warnings: tuple[str, ...]
+    elapsed_s: float = field(default=0.0, compare=False)
+
+    def figure(self, key: str) -> FigureChange:
+        for f in self.figures:
+            if f.key == key:
+                return f
+        raise KeyError(key)
+
+    @property
+    def gate_failures(self) -> tuple[FigureChange, ...]:
+        return tuple(f for f in self.figures if f.gate_failed)
+
+    def summary(self) -> str:
+        """One sentence: what got worse or better, and the gate's outcome."""
+        worse = [f for f in self.figures if f.verdict == "worse"]
+        better = [f for f in self.figures if f.verdict == "better"]
+        same = sum(f.verdict == "unchanged" for f in self.figures)
+        level = f"family-wise {self.spec.confidence:.0%} confidence"
+        head = f"{self.new.label} against {self.base.label}: "
+        if not worse and not better:
+            text = f"no significant change in any of the {self.compared} figures ({level})"
+        else:
+            parts = []
+            if worse:
+                parts.append(f"{len(worse)} worse ({_listed(worse, _brief)})")
+            if better:
+                parts.append(f"{len(better)} better ({_listed(better, _brief)})")
+            parts.append(f"{same} without significant change ({level})")
+            text = ", ".join(parts)
+        failed = self.gate_failures
+        if failed:
+            text += "; the gate fails on " + _listed(
+                failed, lambda f: f"{f.figure.label} {_change(f)} > {_amount(f, f.threshold)}"
+            )
+        elif any(f.threshold is not None for f in self.figures):
+            text += "; the gate passes"
+        return head + text + "."
+
+    def to_dict(self) -> dict[str, Any]:
+        def side(s: RunSide) -> dict[str, Any]:
+            return {
+                "run_id": s.id,
+                "name": s.name,
+                "model": s.model,
+                "endpoint": s.endpoint,
+                "status": s.status,
+                "measured": s.measured,
+                "ok": s.ok,
+            }
+
+        spec = self.spec
+        return _clean_dict(
+            {
+                "schema_version": SCHEMA_VERSION,
+                "base": side(self.base),
+                "new": side(self.new),
+                "confidence": spec.confidence,
+                "correction": spec.correction,
+                "compared": self.compared,
+                "interval_level": self.level,
+                "min_change": spec.min_change,
+                "resamples": spec.resamples,
+                "seed": spec.seed,
+                "forced": self.forced,
+                "differences": list(self.differences),
+                "figures": [f.to_dict() for f in self.figures],
+                "gate_failed": bool(self.gate_failures),
+                "summary": self.summary(),
+                "warnings": list(self.warnings),
+            }
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def to_markdown(self) -> str:
+        """A GitHub-flavoured table and the summary, for a pull-request comment."""
+        gated = any(f.threshold is not None for f in self.figures)
+        head = ["Figure", "Base", "New", "Change", f"{_pct_level(self.level)} CI", "Verdict"]
+        if gated:
+            head.append("Gate")
+        lines = [
+            f"### perfbench compare: {self.new.label} vs {self.base.label}",
+            "",
+            f"Base: {_who(self.base)} · New: {_who(self.new)}",
+            "",
+            "| " + " | ".join(head) + " |",
+            "| "
+            + " | ".join(["---", "--:", "--:", "--:", "--:", "---", "---"][: len(head)])
+            + " |",
+        ]
+        for f in self.figures:
+            verdict = f.label
+            if f.verdict == "worse":
+                verdict = f"**{verdict}**"
+            cells = [
+                _label(f.figure),
+                _value(f.figure, f.base),
+                _value(f.figure, f.new),
+                _change(f),
+                _ci(f),
+                verdict,
+            ]
+            if gated:
+                cells.append(_gate(f))
+            lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+        lines += ["", self.summary()]
+        if self.differences:
+            lines += ["", "Configuration differences: " + "; ".join(self.differences) + "."]
+        if self.warnings:
+            lines += ["", "> [!WARNING]"]
+            lines += [f"> - {w}" for w in self.warnings]
+        return "\n".join(lines) + "\n"
+
+
+def gate_exit_code(result: Comparison) -> int:
+    """The command's exit code: 1 when a gated figure failed (see the module docstring), else 0."""
+    return 1 if result.gate_failures else 0
+
+
+# -- the comparison --------------------------------------------------------------------------
+
+
+def compare_runs(
+    db_path: str | Path, base: str, new: str, spec: CompareSpec | None = None
+) -> Comparison:
+    """Compare two runs of the database at ``db_path``, each named by id or name."""
+    store = Store(db_path)
+    try:
+        runs = []
+        for selector in (base, new):
+            found = store.find([selector])
+            if len(found) != 1:
+                raise UsageError(f"{selector!r} names {len(found)} runs; give one run id")
+            runs.append(found[0])
+        return compare(store, runs[0], runs[1], spec)
+    finally:
+        store.close()
+
+
+def compare(store: Store, base: Run, new: Run, spec: CompareSpec | None = None) -> Comparison:
+    """Compare run ``new`` against run ``base`` (both in ``store``); see the module docstring.
+
+    Raises UsageError when the runs' workloads or load shapes differ, unless ``spec.force``.
+    """
+    spec = spec or CompareSpec()
+    refused, shown = workload_differences(base, new)
+    if refused and not spec.force:
+        listed = "; ".join(refused[:4]) + (f"; and {len(refused) - 4} more" if refused[4:] else "")
+        raise UsageError(
+            f"runs {base.id} and {new.id} ran different workloads ({listed}), so their figures "
+            "are not comparable: pass --force to compare them anyway"
+        )
+    started = time.perf_counter()
+    keys = spec.figure_keys()
+    sides = (_RunData.read(store, base, spec), _RunData.read(store, new, spec))
+    accuracy = _accuracy(store, base, new) if "accuracy" in keys else None
+    available = [k for k in keys if k != "accuracy" or accuracy is not None]
+    m = max(1, len(available)) if spec.correction == "bonferroni" else 1
+    level = 1 - (1 - spec.confidence) / m
+    z = NormalDist().inv_cdf(1 - (1 - level) / 2)
+    rng = np.random.default_rng([spec.seed, base.id, new.id])
+    spreads = [side.spread(rng, spec.resamples, keys) for side in sides]
+    figures = []
+    for key in keys:
+        fig = FIGURES[key]
+        if key == "accuracy":
+            if accuracy is None:
+                continue
+            change = accuracy.change(fig, z, level, spec)
+        elif key == "error_rate":
+            change = _error_rate(fig, sides, z, spec)
+        else:
+            change = _relative(fig, sides, spreads, z, spec)
+        figures.append(change)
+    warnings = _warnings(sides, spec, figures, accuracy is None and "accuracy" in keys, refused)
+    return Comparison(
+        base=sides[0].side,
+        new=sides[1].side,
+        spec=spec,
+        figures=tuple(figures),
+        level=level,
+        compared=len(available),
+        differences=tuple(refused + shown),
+        forced=bool(refused),
+        warnings=tuple(warnings),
+        elapsed_s=time.perf_counter() - started,
+    )
+
+
+# -- what must match ---------------------------------------------------------------------------
+
+# (where, field, flag): a difference refuses the comparison
+_MUST_MATCH = (
+    ("workload", "dataset", "--dataset"),
+    ("workload", "dataset_path", "--dataset-path"),
+    ("workload", "prompt", "--prompt"),
+    ("workload", "mix", "--mix"),
+    ("workload", "input_len", "--input-len"),
+    ("workload", "output_len", "--output-len"),
+    ("workload", "range_ratio", "--range-ratio"),
+    ("workload", "prefix_len", "--prefix-len"),
+    ("workload", "prompt_template", "--prompt-template"),
+    ("workload", "shuffle", "--shuffle"),
+    ("workload", "n", "--n"),
+    ("client", "stream", "--stream"),
+    ("client", "max_tokens", "--max-tokens"),
+    ("client", "min_tokens", "--min-tokens"),
+    ("client", "temperature", "--temperature"),
+    ("client", "top_p", "--top-p"),
+    ("client", "top_k", "--top-k"),
+    ("client", "extra_body", "--extra-body"),
+    ("load", "parallel", "--parallel"),
+    ("load", "rate", "--rate"),
+    ("load", "burstiness", "--burstiness"),
+    ("load", "arrival", "--arrival"),
+    ("load", "max_concurrency", "--max-concurrency"),
+    ("load", "ramp_from", "--ramp-from"),
+    ("load", "ramp_to", "--ramp-to"),
+    ("load", "trace", "--trace"),
+    ("load", "trace_speed", "--trace-speed"),
+)
+# shown when they differ; comparing models, servers and sample sizes is the point
+_MAY_DIFFER = (
+    ("run", "model", "model"),
+    ("run", "endpoint", "endpoint"),
+    ("client", "api", "--api"),
+    ("server", "sim_args", "--sim-args"),
+    ("workload", "tokenizer", "--tokenizer"),
+    ("workload", "seed", "workload --seed"),
+    ("load", "number", "--number"),
+    ("load", "duration", "--duration"),
+    ("load", "warmup", "--warmup"),
+    ("load", "seed", "--seed"),
+)
+
+
+def workload_differences(base: Run, new: Run) -> tuple[list[str], list[str]]:
+    """(differences that make the runs incomparable, differences that are only shown)."""
+
+    def get(run: Run, where: str, name: str) -> Any:
+        if where == "run":
+            return getattr(run, name)
+        section: dict[str, Any] = getattr(run, where)
+        return section.get(name)
+
+    def mode(run: Run) -> str:
+        load = run.load
+        return (
+            "open"
+            if any(load.get(k) is not None for k in ("rate", "ramp_from", "trace"))
+            else "closed"
+        )
+
+    refused: list[str] = []
+    shown: list[str] = []
+    if mode(base) != mode(new):
+        refused.append(f"load {mode(base)} loop ≠ {mode(new)} loop")
+    for group, out in ((_MUST_MATCH, refused), (_MAY_DIFFER, shown)):
+        for where, name, flag in group:
+            a, b = get(base, where, name), get(new, where, name)
+            if a != b:
+                out.append(_differ(flag, a, b))
+    return refused, shown
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "(none)"
+    if isinstance(value, list):
+        return " ".join(str(v) for v in value) or "(none)"
+    if isinstance(value, dict):
+        return json.dumps(value)
+    return str(value)
+
+
+def _differ(flag: str, a: Any, b: Any) -> str:
+    """``flag a ≠ b``; of two argument lists, only the stretch where they differ."""
+    if isinstance(a, list) and isinstance(b, list):
+        head = 0
+        while head < min(len(a), len(b)) and a[head] == b[head]:
+            head += 1
+        tail = 0
+        while tail < min(len(a), len(b)) - head and a[-1 - tail] == b[-1 - tail]:
+            tail += 1
+        a = ["…"] * (head > 0) + a[head : len(a) - tail] + ["…"] * (tail > 0)
+        b = ["…"] * (head > 0) + b[head : len(b) - tail] + ["…"] * (tail > 0)
+    return f"{flag} {_show(a)} ≠ {_show(b)}"
+
+
+# -- one run's data ----------------------------------------------------------------------------
+
+
+@dataclass
+class _Clusters:
+    """ITL's resampling units: ``n`` requests, and their gaps sorted with each gap's request."""
+
+    n: int
+    values: np.ndarray
+    owner: np.ndarray
+
+
+@dataclass
+class _RunData:
+    run: Run
+    summary: Summary
+    side: RunSide
+    sorted: dict[str, np.ndarray]  # TTFT, TPOT, E2E of every successful request, sorted
+    gaps: _Clusters
+    bins: dict[str, np.ndarray]  # throughput per time bin (per second)
+    capped: str | None
+
+    @classmethod
+    def read(cls, store: Store, run: Run, spec: CompareSpec) -> _RunData:
+        summary = summarize(store, run)
+        names = ("status", "sent_ns", "end_ns", "ttft_ms", "tpot_ms", "e2e_ms")
+        cols = store.columns(run.id, (*names, "completion_tokens"), where="AND warmup = 0")
+        ok = cols["status"] == "ok"
+        values = {}
+        for name in ("ttft", "tpot", "e2e"):
+            v = cols[f"{name}_ms"][ok]
+            values[name] = np.sort(v[np.isfinite(v)])
+        rng = np.random.default_rng([spec.seed, run.id, 1])
+        gaps, capped = _read_gaps(store, run, spec, rng)
+        side = RunSide(
+            id=run.id,
+            name=run.name,
+            model=run.model,
+            endpoint=run.endpoint,
+            status=run.status,
+            measured=summary.measured,
+            ok=summary.ok,
+        )
+        return cls(run, summary, side, values, gaps, _bins(cols, ok), capped)
+
+    def point(self, key: str) -> tuple[float, int]:
+        """The report's figure for ``key``, and its sample count."""
+        s = self.summary
+        if key == "output_tok_per_s":
+            return s.output_tok_per_s, s.ok
+        if key == "req_per_s":
+            return s.req_per_s, s.ok
+        prefix, stat = key.rsplit("_", 1)
+        dist = s.distributions[f"{prefix}_ms"]
+        value = dist.mean if stat == "mean" else dist.values.get(stat, math.nan)
+        return value, dist.n
+
+    def spread(
+        self, rng: np.random.Generator, resamples: int, keys: Sequence[str]
+    ) -> dict[str, float]:
+        """The bootstrap standard deviation of the log of each figure (NaN when undefined)."""
+        out: dict[str, float] = {}
+        for name, vs in self.sorted.items():
+            if not any(k.startswith(name + "_") for k in keys):
+                continue
+            if vs.size:
+                mean = float(vs.mean())
+                out[f"{name}_mean"] = (
+                    float(vs.std()) / math.sqrt(vs.size) / mean if mean > 0 else math.nan
+                )
+            for stat in _STATS[1:]:
+                out[f"{name}_{stat}"] = _log_sd(
+                    _order_bootstrap(vs, float(stat[1:]), rng, resamples)
+                )
+        if any(k.startswith("itl_") for k in keys) and self.gaps.n:
+            for key, reps in _cluster_bootstrap(self.gaps, rng, resamples).items():
+                out[key] = _log_sd(reps)
+        if set(keys) & set(GROUPS["throughput"]):
+            for key, reps in _block_bootstrap(self.bins, rng, resamples).items():
+                out[key] = _log_sd(reps)
+        return out
+
+
+def _log_sd(replicates: np.ndarray) -> float:
+    if replicates.size < 2 or not np.all(replicates > 0):  # also NaN
+        return math.nan
+    return float(np.std(np.log(replicates), ddof=1))
+
+
+def _read_gaps(
+    store: Store, run: Run, spec: CompareSpec, rng: np.random.Generator
+) -> tuple[_Clusters, str | None]:
+    """The ITL sample, its gaps grouped into clusters by the time slice their request was sent in.
+
+    At most ``itl_max_requests`` whole requests, drawn at random, and when their gaps number
+    more than ``itl_max_gaps``, every s-th gap of each (one stride s for all). A cluster is a
+    time slice (as many as the run lasted seconds, 20 to 3,600), not a request: one stall of the
+    server or of the client delays a gap of every stream in flight at once, so requests that
+    overlap are not independent, and resampling them one by one gives too narrow an interval.
+    """
+    counts = store.db.conn.execute(
+        "SELECT idx, n_chunks - 1, sent_ns FROM requests WHERE run_id = ? AND warmup = 0 "
+        "AND status = 'ok' AND streamed = 1 AND n_chunks > 1 ORDER BY idx",
+        [run.id],
+    ).fetchall()
+    if not counts:
+        return _Clusters(0, np.empty(0), np.empty(0, dtype=np.int64)), None
+    idx = np.array([c[0] for c in counts], dtype=np.int64)
+    per = np.array([c[1] for c in counts], dtype=np.int64)
+    sent = np.array([c[2] for c in counts], dtype=np.float64)
+    span = float(sent.max() - sent.min())
+    slices = int(min(max(round(span / 1e9), 20), 3600))
+    slice_of = np.minimum((sent - sent.min()) / max(span, 1.0) * slices, slices - 1).astype(
+        np.int64
+    )
+    total = int(per.sum())
+    notes = []
+    if idx.size > spec.itl_max_requests:
+        keep = np.sort(rng.choice(idx.size, spec.itl_max_requests, replace=False))
+        notes.append(f"{spec.itl_max_requests:,} of {idx.size:,} requests")
+        idx, per, slice_of = idx[keep], per[keep], slice_of[keep]
+    stride = max(1, math.ceil(int(per.sum()) / spec.itl_max_gaps))
+    if stride > 1:
+        notes.append(f"every {stride}th gap")
+    parts: list[np.ndarray] = []
+    cursor = store.db.conn.execute(
+        "SELECT width, gaps FROM chunks WHERE run_id = ? "
+        "AND idx IN (SELECT value FROM json_each(?)) ORDER BY idx",
+        [run.id, json.dumps(idx.tolist())],
+    )
+    for width, blob in cursor:
+        parts.append(decode_gaps(width, blob)[::stride])
+    gaps = np.concatenate(parts).astype(np.float64) / 1e6
+    owner = np.repeat(slice_of, [p.size for p in parts])
+    order = np.argsort(gaps, kind="stable")
+    note = None
+    if notes:
+        note = f"ITL from {' and '.join(notes)} ({gaps.size:,} of {total:,} gaps)"
+    return _Clusters(slices, gaps[order], owner[order]), note
+
+
+def _bins(cols: dict[str, np.ndarray], ok: np.ndarray) -> dict[str, np.ndarray]:
+    """Tokens and completions per second in each time bin of the run's window (module doc)."""
+    sent, end = cols["sent_ns"], cols["end_ns"]
+    finished = np.isfinite(sent) & np.isfinite(end)
+    if not finished.any():
+        return {}
+    t0, t1 = float(np.min(sent[finished])), float(np.max(end[finished]))
+    window = (t1 - t0) / 1e9
+    if not window > 0:
+        return {}
+    k = int(min(max(round(window), 20), 3600))
+    done = ok & np.isfinite(end)
+    where = np.clip(((end[done] - t0) / (t1 - t0) * k).astype(np.int64), 0, k - 1)
+    tokens = np.bincount(where, weights=np.nan_to_num(cols["completion_tokens"][done]), minlength=k)
+    reqs = np.bincount(where, minlength=k).astype(np.float64)
+    width = window / k
+    return {"output_tok_per_s": tokens / width, "req_per_s": reqs / width}
+
+
+# -- bootstrap --------------------------------------------------------------------------------
+
+
+def _order_bootstrap(
+    vs: np.ndarray, p: float, rng: np.random.Generator, resamples: int
+) -> np.ndarray:
+    """Bootstrap replicates of percentile ``p`` of the sorted sample ``vs``, in O(resamples).
+
+    Resampling n values with replacement is drawing positions floor(n·U) with U uniform, and
+    floor is monotone, so the (k+1)-th smallest position of a resample is floor(n·U₍ₖ₊₁₎), where
+    U₍ₖ₊₁₎ ~ Beta(k+1, n−k) is the order statistic of n uniforms; the next one up is the least
+    of the n−k−1 uniforms above it, U₍ₖ₊₂₎ = U₍ₖ₊₁₎ + (1 − U₍ₖ₊₁₎)·Beta(1, n−k−1). numpy's
+    linear percentile interpolates between those two positions at the fixed rank p/100·(n−1).
+    The replicates have exactly the distribution that resampling the requests gives, without
+    drawing n values per resample: no cap on n is needed.
+    """
+    n = vs.size
+    if n == 0:
+        return np.full(resamples, math.nan)
+    h = p / 100 * (n - 1)
+    k = math.floor(h)
+    frac = h - k
+    u = rng.beta(k + 1, n - k, size=resamples)
+    lo = vs[np.minimum((n * u).astype(np.int64), n - 1)]
+    if frac == 0 or k + 1 > n - 1:
+        return lo
+    u2 = u + (1 - u) * rng.beta(1, n - k - 1, size=resamples)
+    hi = vs[np.minimum((n * u2).astype(np.int64), n - 1)]
+    return np.asarray(lo + frac * (hi - lo))
+
+
+def _cluster_bootstrap(
+    pop: _Clusters, rng: np.random.Generator, resamples: int
+) -> dict[str, np.ndarray]:
+    """Replicates of ITL mean, p50, p90 and p99, resampling whole requests with their gaps.
+
+    A resample is a vector of counts (how often each request was drawn): the mean is a ratio of
+    the requests' gap sums, and each percentile numpy's linear interpolation over the expanded
+    sample, found by searching the cumulative counts of the sorted gaps.
+    """
+    n, vs, owner = pop.n, pop.values, pop.owner
+    m = vs.size
+    rows = max(1, _CELLS // max(n, m))
+    pcts = np.array([float(s[1:]) for s in _STATS[1:]])
+    out = {f"itl_{s}": np.full(resamples, math.nan) for s in _STATS}
+    gap_sum = np.bincount(owner, weights=vs, minlength=n)
+    gap_count = np.bincount(owner, minlength=n).astype(np.float64)
+    for start in range(0, resamples, rows):
+        r = min(rows, resamples - start)
+        draws = rng.integers(0, n, size=(r, n))
+        weights = np.empty((r, n))
+        for i in range(r):  # row by row: the counts stay in cache, ten times faster than at once
+            weights[i] = np.bincount(draws[i], minlength=n)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out["itl_mean"][start : start + r] = (weights @ gap_sum) / (weights @ gap_count)
+        # One 1-D float cumsum over all rows (numpy's fast path, exact for integer counts): row
+        # i's cumulative counts are flat[i·m : (i+1)·m] − base[i], so a search for base[i] + rank
+        # in the whole array lands inside row i.
+        flat = np.cumsum(np.take(weights, owner, axis=1).ravel())
+        ends = flat[m - 1 :: m]
+        base = np.concatenate([[0.0], ends[:-1]])
+        total = ends - base
+        h = pcts[None, :] / 100 * (total[:, None] - 1)
+        lo = np.floor(h)
+        hi = np.minimum(lo + 1, total[:, None] - 1)
+        targets = np.concatenate([lo, hi], axis=1) + base[:, None]
+        j = np.searchsorted(flat, targets, side="right") - (np.arange(r) * m)[:, None]
+        np.clip(j, 0, m - 1, out=j)
+        k = pcts.size
+        value = vs[j[:, :k]] + (h - lo) * (vs[j[:, k:]] - vs[j[:, :k]])
+        value[total == 0] = math.nan
+        for col, stat in enumerate(_STATS[1:]):
+            out[f"itl_{stat}"][start : start + r] = value[:, col]
+    return out
+
+
+def _block_bootstrap(
+    bins: dict[str, np.ndarray], rng: np.random.Generator, resamples: int
+) -> dict[str, np.ndarray]:
+    """Moving-block bootstrap of the mean per-bin rate (Künsch 1989; blocks of K^(1/3) bins)."""
+    if not bins:
+        return {}
+    k = next(iter(bins.values())).size
+    length = math.ceil(k ** (1 / 3))
+    blocks = math.ceil(k / length)
+    starts = rng.integers(0, k - length + 1, size=(resamples, blocks))
+    out = {}
+    for key, series in bins.items():
+        cs = np.concatenate([[0.0], np.cumsum(series)])
+        sums = (cs[starts + length] - cs[starts]).sum(axis=1)
+        out[key] = sums / (blocks * length)
+    return out
+
+
+def _verdict(
+    fig: Figure, change: float, ci: tuple[float, float] | None, spec: CompareSpec, significant: bool
+) -> tuple[Verdict, float | None, bool, str | None]:
+    """(verdict, threshold, gate failed?, note) of one figure; the module docstring defines them."""
+    threshold = spec.threshold(fig.key)
+    if ci is None or not math.isfinite(change):
+        return "n/a", threshold, False, None
+    if not significant:
+        return "unchanged", threshold, False, None
+    floor = 0.0 if fig.scale == "absolute" else spec.min_change
+    if threshold is not None:
+        floor = min(floor, threshold)
+    if abs(change) < floor:
+        return "unchanged", threshold, False, f"significant, but within the {floor:.0%} floor"
+    worse_by = -change if fig.higher_is_better else change
+    failed = worse_by > 0 and threshold is not None and worse_by > threshold
+    return ("worse" if worse_by > 0 else "better"), threshold, failed, None
+
+
+def _relative(
+    fig: Figure,
+    sides: tuple[_RunData, _RunData],
+    spreads: list[dict[str, float]],
+    z: float,
+    spec: CompareSpec,
+) -> FigureChange:
+    (base, n_base), (new, n_new) = sides[0].point(fig.key), sides[1].point(fig.key)
+    if fig.key in GROUPS["throughput"]:
+        method = "moving-block bootstrap over time bins"
+    elif fig.key.startswith("itl_"):
+        method = "cluster bootstrap over time slices"
+    elif fig.key.endswith("_mean"):
+        method = "bootstrap over requests (closed-form variance)"
+    else:
+        method = "bootstrap over requests (order statistics)"
+    ok = math.isfinite(base) and math.isfinite(new) and base > 0 and new > 0
+    change = new / base - 1 if ok else math.nan
+    sd = math.hypot(spreads[0].get(fig.key, math.nan), spreads[1].get(fig.key, math.nan))
+    ci = None
+    note = None
+    if not (n_base and n_new):
+        note = "no samples"
+    elif not ok:
+        note = "a zero figure has no relative change"
+    elif not math.isfinite(sd):
+        note = "no interval: a resample had no samples or a zero figure"
+    else:
+        centre = math.log(new / base)
+        ci = (math.expm1(centre - z * sd), math.expm1(centre + z * sd))
+    significant = ci is not None and (ci[0] > 0 or ci[1] < 0)
+    verdict, threshold, failed, why = _verdict(fig, change, ci, spec, significant)
+    return FigureChange(
+        fig,
+        base,
+        new,
+        change,
+        ci,
+        verdict,
+        threshold,
+        failed,
+        n_base,
+        n_new,
+        method,
+        note=note or why,
+    )
+
+
+def _wilson(k: int, n: int, z: float) -> tuple[float, float]:
+    if n == 0:
+        return 0.0, 1.0
+    p = k / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z / denom * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def _error_rate(
+    fig: Figure, sides: tuple[_RunData, _RunData], z: float, spec: CompareSpec
+) -> FigureChange:
+    """Newcombe's hybrid score interval (method 10) for p_new − p_base, in fractions."""
+    (kb, nb), (kn, nn) = ((s.summary.failed, s.summary.measured) for s in sides)
+    method = "Newcombe hybrid score interval"
+    if not (nb and nn):
+        threshold = spec.threshold(fig.key)
+        nan = math.nan
+        return FigureChange(
+            fig, nan, nan, nan, None, "n/a", threshold, False, nb, nn, method, note="no requests"
+        )
+    pb, pn = kb / nb, kn / nn
+    lb, ub = _wilson(kb, nb, z)
+    ln, un = _wilson(kn, nn, z)
+    d = pn - pb
+    ci = (d - math.hypot(pn - ln, ub - pb), d + math.hypot(un - pn, pb - lb))
+    significant = ci[0] > 0 or ci[1] < 0
+    verdict, threshold, failed, why = _verdict(fig, d, ci, spec, significant)
+    return FigureChange(fig, pb, pn, d, ci, verdict, threshold, failed, nb, nn, method, note=why)
+
+
+@dataclass
+class _Accuracy:
+    correct_base: np.ndarray  # paired questions, 0/1
+    correct_new: np.ndarray
+    unpaired: int
+
+    def change(self, fig: Figure, z: float, level: float, spec: CompareSpec) -> FigureChange:
+        from perfbench.grade.compare import mcnemar
+
+        a, b = self.correct_base, self.correct_new
+        n = int(a.size)
+        threshold = spec.threshold(fig.key)
+        if n == 0:
+            nan = math.nan
+            note = "no question answered by both runs"
+            return FigureChange(
+                fig, nan, nan, nan, None, "n/a", threshold, False, 0, 0, "McNemar", note=note
+            )
+        d = b - a
+        mean = float(d.mean())
+        se = float(d.std(ddof=1)) / math.sqrt(n) if n > 1 else 0.0
+        ci = (mean - z * se, mean + z * se)
+        test = mcnemar(int(((a == 1) & (b == 0)).sum()), int(((a == 0) & (b == 1)).sum()))
+        significant = test.p_value < 1 - level
+        verdict, threshold, failed, why = _verdict(fig, mean, ci, spec, significant)
+        return FigureChange(
+            fig,
+            float(a.mean()),
+            float(b.mean()),
+            mean,
+            ci,
+            verdict,
+            threshold,
+            failed,
+            n,
+            n,
+            f"McNemar ({test.method}); paired normal interval",
+            p_value=test.p_value,
+            note=why or (f"{self.unpaired} unpaired answers left out" if self.unpaired else None),
+        )
+
+
+def _accuracy(store: Store, base: Run, new: Run) -> _Accuracy | None:
+    """The paired grades of two graded runs, or None when either was not graded."""
+    for run in (base, new):
+        row = store.db.conn.execute(
+            "SELECT count(*) FROM grades WHERE run_id = ?", [run.id]
+        ).fetchone()
+        if not row[0]:
+            return None
+    from perfbench.grade.compare import compare_answers
+    from perfbench.grade.run import answer_rows
+
+    cmp = compare_answers(answer_rows(store, base), answer_rows(store, new))
+    a = np.array([p.correct_a for p in cmp.pairs], dtype=np.float64)
+    b = np.array([p.correct_b for p in cmp.pairs], dtype=np.float64)
+    return _Accuracy(a, b, cmp.unpaired_a + cmp.unpaired_b)
+
+
+# -- warnings ----------------------------------------------------------------------------------
+
+
+def _warnings(
+    sides: tuple[_RunData, _RunData],
+    spec: CompareSpec,
+    figures: Sequence[FigureChange],
+    ungraded: bool,
+    forced: Sequence[str],
+) -> list[str]:
+    out: list[str] = []
+    if forced:
+        out.append(
+            "compared with --force although the workloads differ ("
+            + "; ".join(forced)
+            + "): a change may come from the workload, not the server"
+        )
+    shown = [s for s in _STATS if s != "mean" and any(f.key.endswith(s) for f in figures)]
+    for which, side in zip(("base", "new"), sides, strict=True):
+        s, who = side.summary, f"{which} run {side.run.id}"
+        if s.status != "completed":
+            out.append(f"{who} is {s.status}: its figures cover only what was recorded")
+        if s.failed:
+            detail = ", ".join(f"{k} {v}" for k, v in sorted(s.errors.items()))
+            out.append(
+                f"{who}: {s.failed} of {s.measured} requests failed ({detail}); latency figures "
+                "cover the successful ones only, which a change in errors can flatter"
+            )
+        thin = [p for p in shown if 0 < s.ok < min_samples(float(p[1:]))]
+        if thin:
+            worst = max(thin, key=lambda p: float(p[1:]))
+            out.append(
+                f"{who} has {s.ok} successful requests, fewer than the "
+                f"{min_samples(float(worst[1:]))} that {worst} needs: its {worst} is about its "
+                "maximum, and the interval is wide. Send more requests (--number)"
+            )
+        lag = side.run.health.get("loop_lag_ms", {})
+        if lag and (lag.get("p99", 0) > 5 or lag.get("max", 0) > 50):
+            out.append(
+                f"{who}: the client's event loop lagged (p99 {lag.get('p99', 0):.1f} ms): its "
+                "timings include the client's own delay"
+            )
+        if side.capped:
+            out.append(
+                f"{who}: {side.capped}, drawn at random for the interval (wider than with all "
+                "of them; the figure itself uses all)"
+            )
+    if ungraded:
+        out.append("accuracy is not compared: grade both runs first (`perfbench grade RUN`)")
+    for f in figures:
+        if f.threshold is not None and f.verdict == "n/a":
+            out.append(f"gated figure {f.figure.label} could not be compared ({f.note or 'n/a'})")
+    return out
+
+
+# -- output ------------------------------------------------------------------------------------
+
+
+def _clean_dict(value: dict[str, Any]) -> dict[str, Any]:
+    """NaN → None throughout, so that the JSON is standard."""
+    out: dict[str, Any] = _clean(value)
+    return out
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _pct_level(level: float) -> str:
+    text = f"{level * 100:.2f}".rstrip("0").rstrip(".")
+    return f"{text}%"
+
+
+def _label(fig: Figure) -> str:
+    return f"{fig.label} ({fig.unit})"
+
+
+def _value(fig: Figure, value: float) -> str:
+    if not math.isfinite(value):
+        return "—"
+    if fig.scale == "absolute":
+        return f"{value * 100:.2f}"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.2f}" if abs(value) >= 10 else f"{value:.3f}"
+
+
+def _signed(x: float, fig: Figure) -> str:
+    if not math.isfinite(x):
+        return "—"
+    return f"{x * 100:+.2f} pp" if fig.scale == "absolute" else f"{x * 100:+.1f}%"
+
+
+def _change(f: FigureChange) -> str:
+    return _signed(f.change, f.figure)
+
+
+def _ci(f: FigureChange) -> str:
+    if f.ci is None:
+        return "—"
+    return f"{_signed(f.ci[0], f.figure)} … {_signed(f.ci[1], f.figure)}"
+
+
+def _amount(f: FigureChange, x: float | None) -> str:
+    if x is None:
+        return ""
+    return f"{x * 100:g} pp" if f.figure.scale == "absolute" else f"{x * 100:g}%"
+
+
+def _gate(f: FigureChange) -> str:
+    if f.threshold is None:
+        return ""
+    return (
+        f"fail (> {_amount(f, f.threshold)})"
+        if f.gate_failed
+        else f"pass (≤ {_amount(f, f.threshold)})"
+    )
+
+
+def _listed(figures: Sequence[FigureChange], show: Any, most: int = 4) -> str:
+    text = ", ".join(show(f) for f in figures[:most])
+    return text + (f" and {len(figures) - most} more" if len(figures) > most else "")
+
+
+def _brief(f: FigureChange) -> str:
+    return f"{f.figure.label} {_change(f)}"
+
+
+def _who(s: RunSide) -> str:
+    return f"{s.label}, {s.model or '?'} at {s.endpoint or '?'}, {s.ok}/{s.measured} ok"
+
+
+def render(result: Comparison, *, quiet: bool = False) -> RenderableType:
+    """The rich table, the summary sentence, differences, and the warnings block."""
+    from rich import box
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    from perfbench.report.tables import warnings_panel
+
+    gated = any(f.threshold is not None for f in result.figures)
+    t = Table(
+        title=f"{result.new.label} vs {result.base.label}",
+        caption=f"Base: {_who(result.base)}\nNew: {_who(result.new)}",
+        box=box.SIMPLE_HEAVY,
+        title_justify="left",
+        caption_justify="left",
+    )
+    t.add_column("Figure", style="bold", no_wrap=True)
+    for name in ("Base", "New", "Change", f"{_pct_level(result.level)} CI"):
+        t.add_column(name, justify="right", no_wrap=True)
+    t.add_column("Verdict", no_wrap=True)
+    if gated:
+        t.add_column("Gate", no_wrap=True)
+    styles = {"worse": "bold red", "better": "green", "unchanged": "", "n/a": "dim"}
+    for f in result.figures:
+        cells: list[str | Text] = [
+            _label(f.figure),
+            _value(f.figure, f.base),
+            _value(f.figure, f.new),
+            _change(f),
+            _ci(f),
+            Text(f.label, style=styles[f.verdict]),
+        ]
+        if gated:
+            cells.append(Text(_gate(f), style="bold red" if f.gate_failed else ""))
+        t.add_row(*cells)
+    parts: list[RenderableType] = [t, Text(result.summary())]
+    if result.differences:
+        parts.append(Text("Differences: " + "; ".join(result.differences), style="dim"))
+    if result.warnings and not quiet:
+        parts.append(warnings_panel(result.warnings))
+    return Group(*parts)
+
+
+def print_comparison(
+    result: Comparison, *, console: Console | None = None, quiet: bool = False
+) -> None:
+    from rich.console import Console
+
+    if console is None:
+        console = Console()
+        if not console.is_terminal:
+            console = Console(width=120)
+    console.print(render(result, quiet=quiet))
