@@ -68,8 +68,9 @@ class EmbeddedSim:
                     line = b""
             elif self._proc.poll() is not None:
                 break
+        why = self._tail()  # before __exit__ closes the file it is read from
         self.__exit__()
-        raise RunError(f"the embedded simulator did not start: {self._tail()}")
+        raise RunError(f"the embedded simulator did not start: {why}")
 
     def _tail(self) -> str:
         self._stderr.seek(0)

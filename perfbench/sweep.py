@@ -254,7 +254,13 @@ class SweepResult:
                 )
         knee = self.knee
         if knee is not None:
-            kv = "; the KV cache is full there" if knee.kv_bound else ""
+            # at the knee itself the cache may just fit; the levels past it show who queues
+            beyond = [x for x in self.levels if x.level >= knee.level]
+            kv = (
+                " for space in the KV cache, which is full there"
+                if any(x.kv_bound for x in beyond)
+                else ""
+            )
             parts.append(
                 f"throughput saturates at about {_num(knee.level)} {'' if spec.slos else unit + ' '}"
                 f"(the knee, {knee.throughput:,.0f} output tok/s), beyond which latency is "
