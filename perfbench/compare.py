@@ -20,10 +20,12 @@ docs/compare.md states every definition for users; in short:
   intervals because the Bonferroni levels (below) sit far in the tails, where 2,000 resamples
   give a stable standard deviation but only a handful of order statistics.
 
-  - TTFT, TPOT, E2E percentiles: the bootstrap over requests, drawn exactly and in O(resamples)
-    from order statistics (:func:`_order_bootstrap`), so every request counts however many.
-  - Their means: the bootstrap variance of a mean is known in closed form, σ̂²/n; the log's
-    standard deviation by the delta method, σ̂/(√n·mean).
+  - TTFT, TPOT, E2E: a cluster bootstrap, as for ITL below: requests grouped by the time
+    slice they were sent in, slices resampled whole, because one stall of the server or the
+    client delays every request in flight (resampling requests one by one called two identical
+    runs different on TTFT p99 in 2 of 6 pairs). A run too short for ten slices falls back to
+    the bootstrap over requests, drawn exactly from order statistics
+    (:func:`_order_bootstrap`), and for means the closed form σ̂/(√n·mean).
   - ITL: a cluster bootstrap. Gaps are grouped by the time slice their request was sent in
     (one slice per second of the run, 20 to 3,600) and slices are resampled with all their
     gaps, because one stall delays a gap of every stream in flight at once. At most
@@ -588,7 +590,8 @@ def _differ(flag: str, a: Any, b: Any) -> str:
 
 @dataclass
 class _Clusters:
-    """ITL's resampling units: ``n`` requests, and their gaps sorted with each gap's request."""
+    """Resampling units: ``n`` time slices, and the values (ITL gaps, or TTFT/TPOT/E2E of
+    requests) sorted, with each value's slice in ``owner``."""
 
     n: int
     values: np.ndarray
@@ -601,6 +604,7 @@ class _RunData:
     summary: Summary
     side: RunSide
     sorted: dict[str, np.ndarray]  # TTFT, TPOT, E2E of every successful request, sorted
+    clusters: dict[str, _Clusters]  # the same, grouped by the time slice of their send
     gaps: _Clusters
     bins: dict[str, np.ndarray]  # throughput per time bin (per second)
     capped: str | None
@@ -612,9 +616,12 @@ class _RunData:
         cols = store.columns(run.id, (*names, "completion_tokens"), where="AND warmup = 0")
         ok = cols["status"] == "ok"
         values = {}
+        clusters = {}
         for name in ("ttft", "tpot", "e2e"):
             v = cols[f"{name}_ms"][ok]
-            values[name] = np.sort(v[np.isfinite(v)])
+            finite = np.isfinite(v)
+            values[name] = np.sort(v[finite])
+            clusters[name] = _slice_clusters(v[finite], cols["sent_ns"][ok][finite], spec)
         rng = np.random.default_rng([spec.seed, run.id, 1])
         gaps, capped = _read_gaps(store, run, spec, rng)
         side = RunSide(
@@ -626,7 +633,7 @@ class _RunData:
             measured=summary.measured,
             ok=summary.ok,
         )
-        return cls(run, summary, side, values, gaps, _bins(cols, ok), capped)
+        return cls(run, summary, side, values, clusters, gaps, _bins(cols, ok), capped)
 
     def point(self, key: str) -> tuple[float, int]:
         """The report's figure for ``key``, and its sample count."""
@@ -648,7 +655,13 @@ class _RunData:
         for name, vs in self.sorted.items():
             if not any(k.startswith(name + "_") for k in keys):
                 continue
-            if vs.size:
+            if self.clusters[name].n >= _MIN_SLICES:
+                for key, reps in _cluster_bootstrap(
+                    self.clusters[name], rng, resamples, prefix=name
+                ).items():
+                    out[key] = _log_sd(reps)
+                continue
+            if vs.size:  # too short a run to cut into slices: requests as independent draws
                 mean = float(vs.mean())
                 out[f"{name}_mean"] = (
                     float(vs.std()) / math.sqrt(vs.size) / mean if mean > 0 else math.nan
@@ -670,6 +683,25 @@ def _log_sd(replicates: np.ndarray) -> float:
     if replicates.size < 2 or not np.all(replicates > 0):  # also NaN
         return math.nan
     return float(np.std(np.log(replicates), ddof=1))
+
+
+#: Fewest time slices a cluster bootstrap needs; a run cut into fewer falls back to requests.
+_MIN_SLICES = 10
+
+
+def _slice_clusters(values: np.ndarray, sent: np.ndarray, spec: CompareSpec) -> _Clusters:
+    """Per-request values grouped by the time slice of their send (as ITL's gaps are), at most
+    ``itl_max_gaps`` of them (every s-th request in time order beyond that)."""
+    if values.size == 0:
+        return _Clusters(0, np.empty(0), np.empty(0, dtype=np.int64))
+    span = float(sent.max() - sent.min())
+    slices = int(min(max(round(span / 1e9), 20), 3600))
+    owner = np.minimum((sent - sent.min()) / max(span, 1.0) * slices, slices - 1).astype(np.int64)
+    stride = max(1, math.ceil(values.size / spec.itl_max_gaps))
+    by_time = np.argsort(sent, kind="stable")[::stride]
+    values, owner = values[by_time], owner[by_time]
+    order = np.argsort(values, kind="stable")
+    return _Clusters(slices, values[order], owner[order])
 
 
 def _read_gaps(
@@ -775,9 +807,10 @@ def _order_bootstrap(
 
 
 def _cluster_bootstrap(
-    pop: _Clusters, rng: np.random.Generator, resamples: int
+    pop: _Clusters, rng: np.random.Generator, resamples: int, prefix: str = "itl"
 ) -> dict[str, np.ndarray]:
-    """Replicates of ITL mean, p50, p90 and p99, resampling whole requests with their gaps.
+    """Replicates of the mean, p50, p90 and p99 of ``pop`` (keys ``{prefix}_{stat}``),
+    resampling whole clusters (time slices) with their values.
 
     A resample is a vector of counts (how often each request was drawn): the mean is a ratio of
     the requests' gap sums, and each percentile numpy's linear interpolation over the expanded
@@ -787,7 +820,7 @@ def _cluster_bootstrap(
     m = vs.size
     rows = max(1, _CELLS // max(n, m))
     pcts = np.array([float(s[1:]) for s in _STATS[1:]])
-    out = {f"itl_{s}": np.full(resamples, math.nan) for s in _STATS}
+    out = {f"{prefix}_{s}": np.full(resamples, math.nan) for s in _STATS}
     gap_sum = np.bincount(owner, weights=vs, minlength=n)
     gap_count = np.bincount(owner, minlength=n).astype(np.float64)
     for start in range(0, resamples, rows):
@@ -797,7 +830,7 @@ def _cluster_bootstrap(
         for i in range(r):  # row by row: the counts stay in cache, ten times faster than at once
             weights[i] = np.bincount(draws[i], minlength=n)
         with np.errstate(invalid="ignore", divide="ignore"):
-            out["itl_mean"][start : start + r] = (weights @ gap_sum) / (weights @ gap_count)
+            out[f"{prefix}_mean"][start : start + r] = (weights @ gap_sum) / (weights @ gap_count)
         # One 1-D float cumsum over all rows (numpy's fast path, exact for integer counts): row
         # i's cumulative counts are flat[i·m : (i+1)·m] − base[i], so a search for base[i] + rank
         # in the whole array lands inside row i.
@@ -815,7 +848,7 @@ def _cluster_bootstrap(
         value = vs[j[:, :k]] + (h - lo) * (vs[j[:, k:]] - vs[j[:, :k]])
         value[total == 0] = math.nan
         for col, stat in enumerate(_STATS[1:]):
-            out[f"itl_{stat}"][start : start + r] = value[:, col]
+            out[f"{prefix}_{stat}"][start : start + r] = value[:, col]
     return out
 
 
@@ -866,7 +899,9 @@ def _relative(
     (base, n_base), (new, n_new) = sides[0].point(fig.key), sides[1].point(fig.key)
     if fig.key in GROUPS["throughput"]:
         method = "moving-block bootstrap over time bins"
-    elif fig.key.startswith("itl_"):
+    elif fig.key.startswith("itl_") or all(
+        side.clusters[fig.key.split("_")[0]].n >= _MIN_SLICES for side in sides
+    ):
         method = "cluster bootstrap over time slices"
     elif fig.key.endswith("_mean"):
         method = "bootstrap over requests (closed-form variance)"
@@ -888,6 +923,13 @@ def _relative(
         ci = (math.expm1(centre - z * sd), math.expm1(centre + z * sd))
     significant = ci is not None and (ci[0] > 0 or ci[1] < 0)
     verdict, threshold, failed, why = _verdict(fig, change, ci, spec, significant)
+    if base > 0 and n_base and not sides[1].summary.ok:
+        # nothing succeeded in the new run: every figure is as bad as it gets, and a gate on
+        # any of them fails (a figure that cannot be computed must never read as a pass)
+        verdict, failed = "worse", threshold is not None
+        note = why = "no request of the new run succeeded"
+        if fig.key in GROUPS["throughput"]:
+            change = -1.0
     return FigureChange(
         fig,
         base,

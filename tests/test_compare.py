@@ -89,10 +89,7 @@ def _cmp(db: tuple[Path, dict[str, int]], base: str, new: str, **spec: Any) -> C
 
 
 def test_same_configuration_shows_no_significant_change(db: Any) -> None:
-    # Two identical runs on a busy 2-core machine differ at the tail by more than a within-run
-    # bootstrap can see (TTFT p99 of 240 requests: +9.4% in one CI run, its interval +4..+15%),
-    # so this test sets the noise floor at 15%; docs/compare.md says so.
-    result = _cmp(db, "base", "same", thresholds={"*": 0.15}, min_change=0.15)
+    result = _cmp(db, "base", "same", thresholds={"*": 0.10})
     assert [f.key for f in result.figures] == [k for k in FIGURES if k != "accuracy"]
     changed = {f.key: (f.change, f.ci) for f in result.figures if f.verdict != "unchanged"}
     assert not changed, changed
