@@ -489,10 +489,11 @@ def summarize_samples(
     """Mean and peak of each gauge, and counter deltas and rates, over ``window_ns``.
 
     ``series`` maps a canonical key to (t_ns, values), sorted by time. Gauge means are
-    time-weighted; a counter's total is its increase over the window (restarts handled), its
+    time-weighted, over the samples between the two boundary ones (before the first request and
+    after the last, when there are three or more); a counter's total is its increase over the window (restarts handled), its
     mean rate that total over the window, its peak rate the fastest interval between two
     samples at least half an ``interval`` apart (closer ones are the boundary samples, whose
-    rate is noise).
+    rate is noise), and never below the mean rate.
     """
     out: dict[str, Any] = {}
     lo, hi = (window_ns[0], window_ns[1]) if window_ns else (-(2**62), 2**62)
@@ -511,7 +512,13 @@ def summarize_samples(
         if key in GAUGES:
             scale = 100.0 if key == "kv_usage" else 1.0
             name = "kv_usage_pct" if key == "kv_usage" else key
-            out[name] = {"mean": _time_mean(t, v) * scale, "peak": float(v.max()) * scale}
+            # the samples right before the first request and after the last show an idle
+            # server: they bound the window but would drag a short run's mean to half
+            inner = slice(1, -1) if t.size >= 3 else slice(None)
+            out[name] = {
+                "mean": _time_mean(t[inner], v[inner]) * scale,
+                "peak": float(v.max()) * scale,
+            }
             continue
         if t.size < 2:
             continue
@@ -526,10 +533,9 @@ def summarize_samples(
         rates = d[wide] / dt[wide] if wide.any() else d[dt > 0] / dt[dt > 0]
         label = "prompt" if key == "prompt_tokens" else "generation"
         out[f"{label}_tokens"] = total
-        out[f"{label}_tok_per_s"] = {
-            "mean": total / span if span > 0 else math.nan,
-            "peak": float(rates.max()) if rates.size else math.nan,
-        }
+        mean = total / span if span > 0 else math.nan
+        peak = float(rates.max()) if rates.size else math.nan
+        out[f"{label}_tok_per_s"] = {"mean": mean, "peak": max(peak, mean)}
     out["samples"] = len(scrapes)
     out["window_s"] = span_ns / 1e9
     if "kv_usage" in series and "waiting" in series:

@@ -274,3 +274,19 @@ def test_report_html_from_the_cli(db: Path, tmp_path: Path) -> None:
     assert out.stat().st_size > 1_000_000 and "Plotly" in text and "<table" in text
     bad = perfbench("report", "--db", str(db), "--html", str(tmp_path / "no" / "such" / "x.html"))
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--html" in bad.stderr
+
+
+def test_a_sweeps_levels_make_one_line(tmp_path: Path) -> None:
+    """`perfbench sweep` runs each level as its own command (its own batch) under one name:
+    the levels still make one line against load."""
+    db = tmp_path / "sweep.db"
+    for level in ("1", "4"):
+        _perf(db, "--parallel", level, "--number", "12", "--max-tokens", "16", "--name", "sw")
+    store = Store(db)
+    try:
+        text = report_html.render_html(store, store.runs())
+    finally:
+        store.close()
+    charts = _spec(text)["charts"]
+    through = next(c for c in charts if "output tokens/s" in c["layout"]["yaxis"]["title"]["text"])
+    assert sorted(len(t["x"]) for t in through["data"]) == [2, 2]  # tok/s and req/s, 2 levels

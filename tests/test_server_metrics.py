@@ -172,7 +172,9 @@ def test_counter_restart_time_weighted_mean_and_the_window() -> None:
     # the 10 ms interval after the first sample (1 token) is left out of the peak
     assert got["generation_tok_per_s"]["peak"] == pytest.approx(49 / 0.99)
     assert got["running"]["peak"] == 8.0
-    assert got["running"]["mean"] == pytest.approx((0.04 + 7.92 + 8 + 8 + 4) / 4)
+    # the idle boundary samples (before the first request, after the last) are left out
+    assert got["running"]["mean"] == pytest.approx(8.0)
+    assert got["kv_usage_pct"]["mean"] == pytest.approx((0.3 * 0.99 + 0.4 * 2) / 2.99 * 100)
     assert got["kv_usage_pct"]["peak"] == pytest.approx(40.0)
     assert got["samples"] == 6 and got["window_s"] == 4.0
     assert got["preemptions"] == 0.0 and not got["kv_bound"]

@@ -299,7 +299,8 @@ def _counts_note(dists: Sequence[_Dist]) -> str:
 
 
 def _sweep_charts(views: Sequence[_RunView]) -> list[dict[str, Any]]:
-    """Throughput and latency against the load level, one line per batch (one sweep command)."""
+    """Throughput and latency against the load level, one line per sweep (its runs' name, else
+    their batch)."""
     levels = [_level(v.run) for v in views]
     if len({lv for lv in levels if lv is not None}) < 2:
         return []
@@ -311,9 +312,18 @@ def _sweep_charts(views: Sequence[_RunView]) -> list[dict[str, Any]]:
         xs, xtitle = [float(lv or 0) for lv in levels], "rate (requests/s)"
     else:
         xs, xtitle = [float(lv or 0) for lv in levels], "parallel (requests in flight)"
+    # one line per sweep: `perfbench sweep` gives every level its own batch and the sweep's
+    # name; `perf --parallel 1 8 32` gives one batch. A level measured twice in one group
+    # splits it by batch.
     groups: dict[str, list[int]] = {}
     for i, v in enumerate(views):
-        groups.setdefault(v.run.batch or f"run {v.run.id}", []).append(i)
+        key = f"name {v.run.name}" if v.run.name else f"batch {v.run.batch or v.run.id}"
+        groups.setdefault(key, []).append(i)
+    for key in list(groups):
+        members = groups[key]
+        if len({levels[i] for i in members}) < len(members):
+            for i in groups.pop(key):
+                groups.setdefault(f"batch {views[i].run.batch or views[i].run.id}", []).append(i)
     finite = [x for x in xs if math.isfinite(x) and x > 0]
     log_x = bool(finite) and max(finite) / min(finite) >= 8
     through: list[dict[str, Any]] = []
