@@ -937,12 +937,26 @@ def cmd_sweep(ns: argparse.Namespace, argv: Sequence[str]) -> int:
     if ns.json:
         print(result.to_json())
     else:
-        from rich.console import Console
-
-        console = Console()
+        console = _wide_console()
         console.print(result.table())
         console.print(result.answer, markup=False, highlight=False)
+    if result.stopped_by is not None:
+        print(
+            f"{PROG}: sweep stopped by signal {result.stopped_by} after {len(result.levels)} "
+            f"levels; the answer covers those; everything measured is in {base.db_path}",
+            file=sys.stderr,
+        )
     return int(result.exit_code)
+
+
+def _wide_console() -> Any:
+    """A rich console; 120 columns when the output is a file or a CI log, not a terminal."""
+    from rich.console import Console
+
+    console = Console()
+    if console.is_terminal or "COLUMNS" in os.environ:
+        return console
+    return Console(width=120)
 
 
 def cmd_plan(ns: argparse.Namespace, argv: Sequence[str]) -> int:
@@ -965,9 +979,7 @@ def cmd_plan(ns: argparse.Namespace, argv: Sequence[str]) -> int:
     if ns.json:
         print(result.to_json())
         return 0
-    from rich.console import Console
-
-    console = Console()
+    console = _wide_console()
     console.print(result.table())
     console.print(result.answer, markup=False, highlight=False)
     for warning in result.warnings:

@@ -158,7 +158,9 @@ class CompareSpec:
         shown = set(self.figure_keys())
         for name, value in self.thresholds.items():
             if name != "*" and name not in FIGURES:
-                raise ConfigError(f"--threshold {name!r} is not a figure; choose from {known}")
+                raise ConfigError(
+                    f"--threshold {name!r} is not a figure or group; choose from {known}"
+                )
             if name != "*" and name not in shown:
                 raise ConfigError(f"--threshold {name} gates a figure that --metric leaves out")
             if not (0 <= value < math.inf):
@@ -200,7 +202,17 @@ def parse_threshold(text: str) -> tuple[str, float]:
 
 
 def parse_thresholds(texts: Sequence[str]) -> dict[str, float]:
-    return dict(parse_threshold(t) for t in texts)
+    """Every ``--threshold``; a group (``latency=10%``) stands for each of its figures, and a
+    figure named on its own wins over its group."""
+    grouped: dict[str, float] = {}
+    named: dict[str, float] = {}
+    for text in texts:
+        name, value = parse_threshold(text)
+        if name in GROUPS:
+            grouped.update(dict.fromkeys(GROUPS[name], value))
+        else:
+            named[name] = value
+    return {**grouped, **named}
 
 
 # -- results ---------------------------------------------------------------------------------

@@ -271,3 +271,12 @@ def test_metric_groups_select_figures() -> None:
     )
     assert CompareSpec(metrics=("req_per_s", "accuracy")).figure_keys() == ("req_per_s", "accuracy")
     assert len(CompareSpec().figure_keys()) == 20
+
+
+def test_a_threshold_on_a_group_gates_each_of_its_figures() -> None:
+    from perfbench.compare import GROUPS, parse_thresholds
+
+    got = parse_thresholds(["latency=10%", "ttft_p99=5%"])
+    assert got["ttft_p99"] == 0.05  # a figure named on its own wins over its group
+    assert all(got[k] == 0.10 for k in GROUPS["latency"] if k != "ttft_p99")
+    assert CompareSpec(thresholds=got).threshold("e2e_p50") == 0.10
