@@ -74,7 +74,7 @@ import numpy as np
 
 from perfbench.errors import ConfigError, UsageError
 from perfbench.metrics.percentiles import min_samples
-from perfbench.metrics.summary import Summary, summarize
+from perfbench.metrics.summary import Summary, json_object, summarize
 from perfbench.store.runs import Run, Store
 from perfbench.store.writer import decode_gaps
 
@@ -254,7 +254,7 @@ class FigureChange:
 
     def to_dict(self) -> dict[str, Any]:
         f = self.figure
-        return _clean_dict(
+        return json_object(
             {
                 "key": f.key,
                 "label": f.label,
@@ -358,7 +358,7 @@ class Comparison:
             }
 
         spec = self.spec
-        return _clean_dict(
+        return json_object(
             {
                 "schema_version": SCHEMA_VERSION,
                 "base": side(self.base),
@@ -1105,22 +1105,6 @@ def _warnings(
 
 
 # -- output ------------------------------------------------------------------------------------
-
-
-def _clean_dict(value: dict[str, Any]) -> dict[str, Any]:
-    """NaN → None throughout, so that the JSON is standard."""
-    out: dict[str, Any] = _clean(value)
-    return out
-
-
-def _clean(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    return value
 
 
 def _pct_level(level: float) -> str:

@@ -52,7 +52,7 @@ import numpy as np
 
 from perfbench.config import DEFAULT_DB, WorkloadSpec
 from perfbench.errors import ConfigError, StoreError
-from perfbench.metrics.summary import Summary, summarize
+from perfbench.metrics.summary import Summary, json_safe, summarize
 from perfbench.slo import SLO, SLOResult, check
 from perfbench.store.runs import Run, Store
 from perfbench.sweep import find_knee
@@ -196,7 +196,7 @@ class Plan:
             "answer": self.answer,
             "warnings": self.warnings,
         }
-        out: dict[str, Any] = _clean(data)
+        out: dict[str, Any] = json_safe(data)
         return out
 
     def to_json(self) -> str:
@@ -467,14 +467,3 @@ def closed_loop(service_ms: np.ndarray, workers: int, slots: int) -> tuple[np.nd
         waits[k] = start - arrive
         end = max(end, finish)
     return waits, end
-
-
-def _clean(value: Any) -> Any:
-    """NaN → None, so that the JSON is standard."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_clean(v) for v in value]
-    return value

@@ -40,7 +40,6 @@ Definitions (also in docs/capacity.md). *Throughput* is output tok/s; *latency* 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
 import math
 import signal
@@ -52,7 +51,7 @@ from typing import Any, Literal
 
 from perfbench.config import LoadSpec, PerfSpec
 from perfbench.errors import ConfigError
-from perfbench.metrics.summary import Summary
+from perfbench.metrics.summary import Summary, json_object
 from perfbench.runner import EXIT_SIGNALS, Observer, run
 from perfbench.slo import SLO, Goodput, SLOResult, check, goodput
 from perfbench.store.runs import Store
@@ -169,7 +168,7 @@ class Level:
             v = d[key].values.get(p) if key in d else None
             return v if v is not None and math.isfinite(v) else None
 
-        return _clean(
+        return json_object(
             {
                 "level": self.level,
                 "run_id": self.run_id,
@@ -287,7 +286,7 @@ class SweepResult:
 
     def to_dict(self) -> dict[str, Any]:
         knee, limit = self.knee, self.slo_limit
-        return _clean(
+        return json_object(
             {
                 "schema_version": SCHEMA_VERSION,
                 "name": self.name,
@@ -538,20 +537,12 @@ class _Sweeper:
 
 
 def _kv_bound(summary: Summary) -> bool | None:
-    """``perfbench.servermetrics.kv_bound(summary)`` when that module exists (it is being
-    written alongside: imported by name so that this module works with or without it)."""
-    try:
-        module = importlib.import_module("perfbench.servermetrics")
-    except ImportError:
+    """Was the KV cache the limit at this level? None when the run has no server metrics."""
+    from perfbench.servermetrics import kv_bound
+
+    if not summary.server.get("available"):
         return None
-    fn = getattr(module, "kv_bound", None)
-    if fn is None:
-        return None
-    try:
-        answer: bool = bool(fn(summary))
-    except (KeyError, AttributeError, TypeError, ValueError):  # no server metrics for this run
-        return None
-    return answer
+    return kv_bound(summary)
 
 
 def _p(d: dict[str, Any], key: str, p: str) -> float:
@@ -566,18 +557,3 @@ def _fmt(value: float, digits: int = 2) -> str:
 
 def _num(x: float) -> str:
     return f"{x:g}"
-
-
-def _clean(value: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = _cleaned(value)
-    return out
-
-
-def _cleaned(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _cleaned(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_cleaned(v) for v in value]
-    return value

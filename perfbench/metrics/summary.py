@@ -109,18 +109,24 @@ class Summary:
     warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = _clean(asdict(self))
+        data: dict[str, Any] = json_safe(asdict(self))
         return data
 
 
-def _clean(value: Any) -> Any:
-    """NaN → None, so that the JSON is standard."""
+def json_object(value: dict[str, Any]) -> dict[str, Any]:
+    """:func:`json_safe` of a dict, typed as one."""
+    out: dict[str, Any] = json_safe(value)
+    return out
+
+
+def json_safe(value: Any) -> Any:
+    """NaN and infinities → None, tuples → lists, throughout: the JSON stays standard."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_clean(v) for v in value]
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
     return value
 
 
