@@ -909,6 +909,8 @@ def cmd_sweep(ns: argparse.Namespace, argv: Sequence[str]) -> int:
 
     if ns.rate and ns.parallel:
         raise UsageError("sweep levels are --parallel or --rate values, not both")
+    if ns.auto and (ns.rate or ns.parallel):
+        raise UsageError("--auto searches for the levels: drop --parallel/--rate, or drop --auto")
     if ns.number and len(ns.number) > 1:
         raise UsageError("a sweep takes one --number: the requests of every level")
     mode: Literal["concurrency", "rate"] = "rate" if ns.rate or ns.auto == "rate" else "concurrency"
@@ -978,13 +980,13 @@ def cmd_plan(ns: argparse.Namespace, argv: Sequence[str]) -> int:
     )
     if ns.json:
         print(result.to_json())
-        return 0
+        return 1 if ns.slo and result.recommended is None else 0
     console = _wide_console()
     console.print(result.table())
     console.print(result.answer, markup=False, highlight=False)
     for warning in result.warnings:
         console.print(f"warning: {warning}", markup=False, highlight=False)
-    return 0
+    return 1 if ns.slo and result.recommended is None else 0
 
 
 def _print(summaries: list[Any], ns: argparse.Namespace) -> None:

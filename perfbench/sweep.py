@@ -247,9 +247,9 @@ class SweepResult:
             else:
                 top = limit is self.levels[-1]
                 parts.append(
-                    f"Meets every SLO up to {_num(limit.level)} {unit}"
-                    + (" (the highest level tried)" if top else "")
-                    + f" (goodput {limit.goodput.per_s:.3g} req/s)"
+                    f"Meets every SLO up to {_num(limit.level)} {unit} "
+                    + f"(goodput {limit.goodput.per_s:.3g} req/s"
+                    + ("; the highest level tried)" if top else ")")
                 )
         knee = self.knee
         if knee is not None:
