@@ -195,3 +195,18 @@ def test_perf_grade_without_gold_answers_stops_before_the_run(tmp_path: Path) ->
     assert done.returncode == 2
     assert "carry no gold answers" in done.stderr and done.stderr.count("\n") == 1
     assert not db.exists() or rows(db, "SELECT count(*) FROM runs") == [(0,)]
+
+
+def test_names_that_look_like_rich_markup_print_as_typed(tmp_path: Path) -> None:
+    """A model, run or subset name is the server's or a dataset's text, never rich markup."""
+    db = tmp_path / "m.db"
+    done = perfbench(
+        "perf", "--dataset", "jsonl", "--dataset-path", str(_answers_file(tmp_path)),
+        "--number", "4", "--max-tokens", "8", "--name", "[red]run[/]", "--grade",
+        "--sim-args", "--served-model-name [/]m[bold]x", "--db", str(db),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "[/]m[bold]x" in done.stdout and "[red]run[/]" in done.stdout
+    compared = perfbench("compare-answers", "1", "1", "--db", str(db))
+    assert compared.returncode == 0, compared.stderr
+    assert "[/]m[bold]x" in compared.stdout

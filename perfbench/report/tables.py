@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from rich import box
 from rich.console import Console, Group, RenderableType
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -39,7 +40,7 @@ def _load_label(s: Summary) -> str:
 
 
 def summary_table(s: Summary) -> Table:
-    title = f"Run {s.run_id}" + (f" · {s.name}" if s.name else "") + f" · {s.status}"
+    title = escape(f"Run {s.run_id}" + (f" · {s.name}" if s.name else "") + f" · {s.status}")
     t = Table(title=title, box=box.SIMPLE_HEAVY, show_header=True, title_justify="left")
     t.add_column("Key", style="bold")
     t.add_column("Value", justify="right")
@@ -88,7 +89,7 @@ def summary_table(s: Summary) -> Table:
     if s.errors:
         rows.append(("Errors", ", ".join(f"{k} {v}" for k, v in sorted(s.errors.items()))))
     for key, value in rows:
-        t.add_row(key, value)
+        t.add_row(key, Text(value))  # Text: a model's or dataset's name is never rich markup
     return t
 
 
@@ -129,7 +130,7 @@ def dataset_table(s: Summary) -> Table:
         t.add_column(col, justify="left" if col == "Dataset" else "right")
     for name, d in s.by_dataset.items():
         t.add_row(
-            name,
+            Text(name),
             f"{d['ok']:.0f} / {d['measured']:.0f}",
             fmt(d["mean_ttft_ms"]),
             fmt(d["p99_ttft_ms"]),
