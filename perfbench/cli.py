@@ -935,7 +935,12 @@ def cmd_sweep(ns: argparse.Namespace, argv: Sequence[str]) -> int:
         knee_latency=ns.knee_latency,
     )
     base = _perf_spec(ns, argv, _loads(template))
-    result = sweep(base, spec)
+    observer = None
+    if not ns.quiet and sys.stdout.isatty() and not ns.json:
+        from perfbench.report.progress import ProgressObserver
+
+        observer = ProgressObserver()
+    result = sweep(base, spec, observer=observer)
     if ns.json:
         print(result.to_json())
     else:
