@@ -82,3 +82,28 @@ def test_compare_gates_a_slower_server_with_exit_1(sim: Any, tmp_path: Path) -> 
     refused = perfbench("compare", "1", "4", "--db", str(db))
     assert refused.returncode == 2 and "--force" in refused.stderr
     assert refused.stderr.count("\n") == 1
+
+
+def test_a_rate_sweep_runs_open_loop_levels(sim: Any, tmp_path: Path) -> None:
+    """Open-loop levels against a simulator that serves about 4 / 70 ms = 57 requests/s: the
+    low rates are met, the highest is not (the server cannot keep up, so requests queue)."""
+    db = tmp_path / "r.db"
+    url = sim(
+        "--max-num-seqs", "4", "--ttft-ms", "10", "--itl-ms", "4", "--itl-ms-per-seq", "0",
+        "--prefill-us-per-token", "0",
+    )  # fmt: skip
+    done = perfbench(
+        "sweep", "--url", url, *SHORT, "--rate", "10", "30", "120", "--duration", "2",
+        "--slo", "ttft_p50<=100ms", "--db", str(db), "--json",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    levels = {lv["level"]: lv for lv in out["levels"]}
+    assert set(levels) == {10, 30, 120}
+    assert levels[10]["passed"] and levels[30]["passed"] and not levels[120]["passed"]
+    assert out["slo_limit"] == 30
+    assert {r[0] for r in rows(db, "SELECT json_extract(load, '$.rate') FROM runs")} == {
+        10,
+        30,
+        120,
+    }
