@@ -301,13 +301,23 @@ def test_a_dead_judge_stops_perf_grade_before_the_run(tmp_path):
     done = perfbench(
         "grade", "--db", str(db), "--think", "--judge-url", f"http://u:pw@127.0.0.1:{port}/v1"
     )
-    assert done.returncode == 1
+    assert done.returncode == 2  # like an unreachable server: found before any work
     assert "cannot reach the judge" in done.stderr and done.stderr.count("\n") == 1
     assert "pw" not in done.stderr
     assert rows_count(db) == 0  # nothing graded before the judge was found dead
+    before = perfbench(
+        "perf", "--dataset", "synthetic_math", "--number", "2", "--db", str(db), "--grade",
+        "--think", "--judge-url", f"http://127.0.0.1:{port}/v1", "--judge-model", "m",
+    )  # fmt: skip
+    assert before.returncode == 2 and "cannot reach the judge" in before.stderr
+    assert rows_in(db, "runs") == 1  # perf stopped before its run
 
 
 def rows_count(db):
+    return rows_in(db, "grades")
+
+
+def rows_in(db, table):
     from tests.conftest import rows
 
-    return rows(db, "SELECT count(*) FROM grades")[0][0]
+    return rows(db, f"SELECT count(*) FROM {table}")[0][0]

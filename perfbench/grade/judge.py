@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from perfbench.config import ThinkSpec, redact_url, resolve_endpoint
-from perfbench.errors import ConfigError, RunError
+from perfbench.errors import ConfigError, RunError, ServerRejected, ServerUnreachable
 from perfbench.grade.think import THINK_END, Span, StepSplit, split_steps, trim_span
 
 #: Share of the thinking text's non-space characters the judge's paragraphs must be found in.
@@ -313,13 +313,13 @@ def resolve_model(spec: ThinkSpec) -> str:
     try:
         models = [m.id for m in client.models.list()]
     except openai.APIConnectionError:
-        raise RunError(
+        raise ServerUnreachable(
             f"cannot reach the judge at {shown}: is it running? check --judge-url"
         ) from None
     except openai.APIError:
         if spec.judge_model:  # some servers do not list models; the model was given
             return spec.judge_model
-        raise RunError(
+        raise ServerRejected(
             f"the judge at {shown} did not list its models; give --judge-model"
         ) from None
     finally:
@@ -327,7 +327,7 @@ def resolve_model(spec: ThinkSpec) -> str:
     if spec.judge_model:
         return spec.judge_model
     if not models:
-        raise RunError(f"the judge at {shown} serves no model; give --judge-model")
+        raise ServerRejected(f"the judge at {shown} serves no model; give --judge-model")
     return str(models[0])
 
 
