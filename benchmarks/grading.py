@@ -78,6 +78,23 @@ def record_math100(db: Path) -> int:
     return len(requests)
 
 
+def _pool_costs(workers: int | None) -> tuple[float, float]:
+    """Seconds for a pass over one trivial exact-match answer (worker start-up) and over 800
+    (start-up plus the pool's per-task cost)."""
+    from perfbench.grade.pool import run_tasks
+    from perfbench.grade.run import GradeTask, _failed, grade_task
+
+    def task(i: int) -> GradeTask:
+        return GradeTask(i, "exact", f"\\boxed{{{i}}}", None, str(i), None, None, None)
+
+    started = time.perf_counter()
+    run_tasks(grade_task, [task(0)], _failed, workers=workers or 2)
+    one = time.perf_counter() - started
+    started = time.perf_counter()
+    run_tasks(grade_task, [task(i) for i in range(800)], _failed, workers=workers or 2)
+    return one, time.perf_counter() - started
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source", choices=("sim", "math100"), default="sim")
@@ -94,6 +111,8 @@ def main() -> None:
             if not MATH100.is_file():
                 sys.exit(f"{MATH100} is not here; use --source sim")
             answers = record_math100(db)
+        one, many = _pool_costs(args.workers)
+        print(f"pool: 1 trivial answer {one:.2f} s, 800 trivial answers {many:.2f} s")
         for label, spec in (
             ("grade", GradeSpec(workers=args.workers)),
             ("grade --think", GradeSpec(workers=args.workers, think=ThinkSpec())),

@@ -80,9 +80,15 @@ class GradeReport:
     samples: list[Sample]
     scores: list[Any] = field(default_factory=list)  # table.ScoreRow
     thinking: list[Any] = field(default_factory=list)  # think rows, when asked
-    failed_requests: int = 0
-    grader_errors: int = 0
     notes: list[str] = field(default_factory=list)  # what else a reader should know
+
+    @property
+    def failed_requests(self) -> int:
+        return sum(1 for s in self.samples if s.status != "ok")
+
+    @property
+    def grader_errors(self) -> int:
+        return sum(1 for s in self.samples if s.status == "ok" and s.verdict.error is not None)
 
 
 def grade_task(task: GradeTask) -> graders.Verdict | Steps:
@@ -197,10 +203,6 @@ def grade_run(
         samples.append(Sample(verdict=verdict, **info))
     _store_grades(store, run.id, samples)
     report = GradeReport(run, samples)
-    report.failed_requests = sum(1 for s in samples if s.status != "ok")
-    report.grader_errors = sum(
-        1 for s in samples if s.status == "ok" and s.verdict.error is not None
-    )
     report.scores = table.score_rows(samples, model=run.model or "", ks=spec.ks)
     report.notes += table.k_notes(samples, spec.ks)
     if think_spec is not None:
@@ -265,8 +267,7 @@ def _thinking(
                 f"{next(sp.note for sp, _ in splits if sp.note)}); they count as efficiency 0"
             )
     graded = list(zip(answered, splits, strict=True))
-    rows: list[think.ThinkRow] = []
-    overall: list[think.ThinkRow] = []
+    rows: dict[str, list[think.ThinkRow]] = {}  # per dataset, in request order
     stored: list[dict[str, Any]] = []
     stamp = now_iso()
     for s, (split, first) in graded:
@@ -280,8 +281,9 @@ def _thinking(
             count_tokens=count_tokens,
             usage_reasoning_tokens=_reasoning_usage(s, text, source),
         )
-        rows.append(think.ThinkRow(f"{s.dataset}\t{s.subset or ''}", figures, s.verdict.correct))
-        overall.append(think.ThinkRow(f"{s.dataset}\t{table.OVERALL}", figures, s.verdict.correct))
+        rows.setdefault(s.dataset, []).append(
+            think.ThinkRow(s.subset or "", figures, s.verdict.correct)
+        )
         stored.append(
             {
                 "run_id": run.id,
@@ -302,20 +304,16 @@ def _thinking(
     with store.db.conn:
         store.db.table("thinking").insert_all(stored, batch_size=100, replace=True)
     limits = {"max_think_tokens": spec.max_think_tokens, "count": spec.count}
-    summaries = think.aggregate(rows, **limits)
-    by_dataset: dict[str, list[think.ThinkSummary]] = {}
-    for summary in [*summaries, *think.aggregate(overall, **limits)]:
-        dataset = summary.subset.split("\t")[0]
-        by_dataset.setdefault(dataset, []).append(summary)
     token_source = "+".join(sorted({row["token_source"] for row in stored}))
     out = []
-    for dataset, group in by_dataset.items():
-        named = [g for g in group if g.subset.split("\t")[1] not in ("", table.OVERALL)]
-        for summary in [*named, *[g for g in group if g.subset.endswith(table.OVERALL)]]:
+    for dataset, members in rows.items():
+        overall = [dataclasses.replace(r, subset=table.OVERALL) for r in members]
+        named = [g for g in think.aggregate(members, **limits) if g.subset]
+        for summary in [*named, *think.aggregate(overall, **limits)]:
             out.append(
                 {
                     "dataset": dataset,
-                    "subset": summary.subset.split("\t")[1],
+                    "subset": summary.subset,
                     "method": spec.method,
                     "num": summary.num,
                     "over_limit": summary.over_limit,
