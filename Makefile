@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check lint bench clean report-screenshot
+.PHONY: run test check lint docs bench clean report-screenshot
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,14 +16,19 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/perfbench perf --parallel 1 8 32 --number 10 80 320 --max-tokens 128 --warmup 4 --name demo
 
-## make test: the test suite
+## make test: the test suite (and no import circles among perfbench's modules)
 test: $(STAMP)
+	$(BIN)/python scripts/import_cycles.py
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check perfbench tests benchmarks
 	$(BIN)/ruff format --check perfbench tests benchmarks
 	$(BIN)/mypy --strict perfbench
+
+## make docs: regenerate docs/cli.md from the parser
+docs: $(STAMP)
+	$(BIN)/python scripts/make_cli_docs.py
 
 check: lint test
 

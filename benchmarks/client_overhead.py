@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from perfbench import ClientSpec, LoadSpec, PerfSpec, run
-from perfbench.embedded import EmbeddedSim
+from perfbench.sim.embedded import EmbeddedSim
 
 
 def _cpu() -> float:

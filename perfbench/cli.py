@@ -8,7 +8,6 @@ was saved and reported.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Sequence
@@ -60,12 +59,13 @@ def _db_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--db", help="the database file itself (default: OUTPUTS_DIR/perfbench.db)")
 
 
-def _output_options(p: argparse.ArgumentParser) -> None:
+def _output_options(p: argparse.ArgumentParser, rows: str) -> Any:
+    """``--json`` and ``--csv``, the same for every read command (``report.output`` prints them);
+    ``rows`` says what one CSV row is. Returns the group, for a command's own formats."""
     g = p.add_mutually_exclusive_group()
-    g.add_argument(
-        "--json", action="store_true", help="print the report as JSON (schema_version 1)"
-    )
-    g.add_argument("--csv", action="store_true", help="print the report as CSV, one row per run")
+    g.add_argument("--json", action="store_true", help="print as JSON (with schema_version)")
+    g.add_argument("--csv", action="store_true", help=f"print as CSV, one row per {rows}")
+    return g
 
 
 def _db_path(ns: argparse.Namespace) -> Path:
@@ -140,8 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="for testing many figures at once (default: %(default)s)",
     )
     cmp.add_argument("--force", action="store_true", help="compare runs of different workloads")
-    formats = cmp.add_mutually_exclusive_group()
-    formats.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    formats = _output_options(cmp, "figure")
     formats.add_argument(
         "--markdown", action="store_true", help="a table for a pull-request comment"
     )
@@ -238,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="output tokens per request (default: measured in an earlier run of the dataset)",
     )
     _slo_argument(plan)
-    plan.add_argument("--json", action="store_true", help="print the plan as JSON")
+    _output_options(plan, "concurrency")
     _db_options(plan)
     plan.set_defaults(func=cmd_plan)
 
@@ -256,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="also write one self-contained HTML page with charts of the runs to FILE",
     )
     report.add_argument("--quiet", action="store_true", help="no warnings block")
-    _output_options(report)
+    _output_options(report, "run")
     _db_options(report)
     report.set_defaults(func=cmd_report)
 
@@ -279,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="counts thinking tokens: a local folder or hub id, or tiktoken:NAME "
         "(default: the server's reasoning-token usage, split by characters)",
     )
-    grade.add_argument("--json", action="store_true", help="print the scores as JSON")
+    _output_options(grade, "score")
     grade.add_argument("--quiet", action="store_true", help="no notes block")
     _db_options(grade)
     grade.set_defaults(func=cmd_grade)
@@ -303,16 +302,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="questions to list: those the runs disagree on, all, or none (default: %(default)s)",
     )
     cmp.add_argument("--jsonl", metavar="FILE", help="write one JSON line per question to FILE")
-    cmp.add_argument("--json", action="store_true", help="print counts and the test as JSON")
+    _output_options(cmp, "question and sample")
     _db_options(cmp)
     cmp.set_defaults(func=cmd_compare_answers)
 
     datasets = sub.add_parser("datasets", help="list the datasets --dataset can name")
-    datasets.add_argument("--json", action="store_true")
+    _output_options(datasets, "dataset")
     datasets.set_defaults(func=cmd_datasets)
 
     runs = sub.add_parser("runs", help="list the runs in the database")
-    runs.add_argument("--json", action="store_true")
+    _output_options(runs, "run")
     _db_options(runs)
     runs.set_defaults(func=cmd_runs)
     return parser
@@ -497,7 +496,7 @@ def _perf_arguments(perf: argparse.ArgumentParser, *, grading: bool = True) -> N
     g = perf.add_argument_group("output")
     g.add_argument("--name", help="label the runs, to find them again by name")
     g.add_argument("--quiet", action="store_true", help="no progress bar, no warnings block")
-    _output_options(perf)
+    _output_options(perf, "run" if grading else "level")
     _db_options(perf)
 
 
@@ -530,7 +529,9 @@ def _grade_arguments(g: Any) -> None:
         "--k", type=_positive_int, nargs="+", help="pass@k values (default: 2, 4, ... up to --n)"
     )
     g.add_argument(
-        "--workers", type=_positive_int, help="grading processes (default: CPUs, at most 8)"
+        "--grade-workers",
+        type=_positive_int,
+        help="grading processes (default: CPUs, at most 8)",
     )
     g.add_argument(
         "--grade-timeout",
@@ -565,6 +566,110 @@ def _grade_arguments(g: Any) -> None:
     )
 
 
+def _sim_arguments(p: argparse.ArgumentParser) -> None:
+    from perfbench import sim
+
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument(
+        "--port", type=int, default=8000, help="0 picks a free port (default: %(default)s)"
+    )
+    sim.add_arguments(p)
+
+
+def _version() -> str:
+    from perfbench.version import __version__
+
+    return __version__
+
+
+# -- flags into specs ------------------------------------------------------------------------
+
+
+def _loads(
+    ns: argparse.Namespace,
+    parallel: list[int] | None,
+    rate: list[float] | None,
+    number: list[int] | None,
+) -> tuple[Any, ...]:
+    from perfbench.config import paired_loads
+
+    return paired_loads(
+        parallel=parallel,
+        number=number,
+        rate=rate,
+        max_concurrency=ns.max_concurrency,
+        burstiness=ns.burstiness,
+        duration=ns.duration,
+        warmup=ns.warmup,
+        seed=ns.seed,
+        arrival=ns.arrival,
+        ramp_from=ns.ramp_from,
+        ramp_to=ns.ramp_to,
+        trace=ns.trace,
+        trace_speed=ns.trace_speed,
+    )
+
+
+def _client(ns: argparse.Namespace) -> Any:
+    from perfbench.config import ClientSpec, parse_extra_body, parse_headers
+
+    return ClientSpec(
+        url=ns.url,
+        api=ns.api,
+        model=ns.model,
+        stream=ns.stream,
+        max_tokens=ns.max_tokens,
+        min_tokens=ns.min_tokens,
+        temperature=ns.temperature,
+        top_p=ns.top_p,
+        top_k=ns.top_k,
+        extra_body=parse_extra_body(ns.extra_body),
+        headers=parse_headers(ns.header),
+        api_key=ns.api_key or os.environ.get("OPENAI_API_KEY") or None,
+        connect_timeout=ns.connect_timeout,
+        read_timeout=ns.read_timeout,
+        thinking=ns.thinking,
+    )
+
+
+def _perf_spec(ns: argparse.Namespace, argv: Sequence[str], loads: tuple[Any, ...]) -> Any:
+    import shlex
+
+    from perfbench.config import PerfSpec, ServerMetricsSpec, WorkloadSpec
+    from perfbench.redact import redact_argv
+
+    grading = getattr(ns, "grade", False) or getattr(ns, "think", False)
+    return PerfSpec(
+        client=_client(ns),
+        loads=loads,
+        workload=WorkloadSpec(
+            dataset=ns.dataset,
+            dataset_path=ns.dataset_path,
+            prompt=ns.prompt,
+            seed=ns.seed,
+            tokenizer=ns.tokenizer,
+            input_len=ns.input_len,
+            output_len=ns.output_len,
+            range_ratio=ns.range_ratio,
+            prefix_len=ns.prefix_len,
+            prompt_template=ns.prompt_template,
+            shuffle=ns.shuffle,
+            mix=WorkloadSpec.parse_mix(ns.mix or []),
+            n=ns.n,
+        ),
+        db_path=_db_path(ns),
+        name=ns.name,
+        sim_args=tuple(shlex.split(ns.sim_args)),
+        command=" ".join([PROG, *redact_argv(list(argv))]),
+        grade=_grade_spec(ns) if grading else None,
+        server_metrics=ServerMetricsSpec(
+            enabled=ns.server_metrics,
+            interval=ns.server_metrics_interval,
+            url=ns.server_metrics_url,
+        ),
+    )
+
+
 def _grade_spec(ns: argparse.Namespace) -> Any:
     from perfbench.config import THOUGHT_MARKERS, GradeSpec, ThinkSpec
 
@@ -589,278 +694,42 @@ def _grade_spec(ns: argparse.Namespace) -> Any:
         regex=ns.regex,
         ks=tuple(ns.k) if ns.k else None,
         think=think,
-        workers=ns.workers,
+        workers=ns.grade_workers,
         timeout=ns.grade_timeout,
     )
 
 
-def _print_grades(reports: list[Any], ns: argparse.Namespace) -> None:
-    from perfbench.grade import table
-
-    if ns.json:
-        print(table.to_json(reports))
-        return
-    from rich.console import Console
-
-    console = Console()
-    console.print(table.score_table(reports))
-    for report in reports:
-        if report.thinking:
-            console.print(table.thinking_table(report))
-    notes = [n for r in reports for n in table.notes(r)]
-    if notes and not ns.quiet:
-        from perfbench.report.tables import warnings_panel
-
-        console.print(warnings_panel(notes))
+# -- output ----------------------------------------------------------------------------------
 
 
-def cmd_grade(ns: argparse.Namespace, argv: Sequence[str]) -> int:
-    from perfbench.grade.run import grade_runs
-
-    spec = _grade_spec(ns)
-    if ns.quiet or ns.json or not sys.stderr.isatty():
-        reports = grade_runs(_db_path(ns), ns.runs, spec)
-    else:
-        from rich.progress import Progress
-
-        with Progress(transient=True) as bar:
-            task = bar.add_task("grading", total=None)
-            reports = grade_runs(
-                _db_path(ns),
-                ns.runs,
-                spec,
-                progress=lambda done, total: bar.update(task, completed=done, total=total),
-            )
-    if ns.samples:
-        _write_samples(Path(ns.samples), reports)
-    _print_grades(reports, ns)
-    return 0
+def _form(ns: argparse.Namespace) -> Any:
+    return "json" if ns.json else "csv" if getattr(ns, "csv", False) else "table"
 
 
-def cmd_compare_answers(ns: argparse.Namespace, argv: Sequence[str]) -> int:
-    from perfbench.errors import UsageError
-    from perfbench.grade import table
-    from perfbench.grade.run import compare_answer_runs
+def _emit(result: Any, ns: argparse.Namespace) -> None:
+    from perfbench.report.output import emit
 
-    if not 0 < ns.alpha < 1:
-        raise UsageError(f"--alpha {ns.alpha} must be between 0 and 1, e.g. 0.05")
-    run_a, run_b, comparison, graded_now = compare_answer_runs(_db_path(ns), ns.run_a, ns.run_b)
-    for run_id in graded_now:
-        print(f"{PROG}: run {run_id} was not graded; graded it first", file=sys.stderr)
-    if ns.jsonl:
-        _write_jsonl(Path(ns.jsonl), comparison.to_jsonl_rows(), "--jsonl")
-    if ns.json:
-        print(table.comparison_json(comparison, run_a, run_b, ns.alpha))
-    else:
-        table.print_comparison(comparison, run_a, run_b, ns.alpha, show=ns.show)
-    return 0
+    emit(result, _form(ns), quiet=getattr(ns, "quiet", False))
 
 
-def _write_jsonl(path: Path, rows: Any, flag: str) -> None:
-    from perfbench.errors import UsageError
+def _live(ns: argparse.Namespace) -> Any:
+    """The live progress bar, for a person at a terminal who asked for the table."""
+    if ns.quiet or _form(ns) != "table" or not sys.stdout.isatty():
+        return None
+    from perfbench.report.progress import ProgressObserver
 
-    try:
-        with path.open("w", encoding="utf-8") as f:
-            for row in rows:
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    except OSError as exc:
-        raise UsageError(f"cannot write {flag} {path}: {exc.strerror}") from None
+    return ProgressObserver()
 
 
-def _write_samples(path: Path, reports: list[Any]) -> None:
-    from perfbench.grade import table
-
-    _write_jsonl(path, (row for r in reports for row in table.sample_rows(r)), "--samples")
-
-
-def _sim_arguments(p: argparse.ArgumentParser) -> None:
-    from perfbench import sim
-
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument(
-        "--port", type=int, default=8000, help="0 picks a free port (default: %(default)s)"
-    )
-    sim.add_arguments(p)
-
-
-def _version() -> str:
-    from perfbench import __version__
-
-    return __version__
-
-
-def _loads(ns: argparse.Namespace) -> tuple[Any, ...]:
-    from perfbench.config import LoadSpec
-    from perfbench.errors import ConfigError
-
-    if ns.rate and ns.parallel and len(ns.parallel) > 1:
-        raise ConfigError(
-            "with --rate, give one --parallel (it caps requests in flight) or use --max-concurrency"
-        )
-    open_shape = ns.ramp_from is not None or ns.ramp_to is not None or ns.trace is not None
-    if open_shape and ns.rate:
-        raise ConfigError("--rate, --ramp-from/--ramp-to and --trace are alternatives: give one")
-    axis = ns.rate if ns.rate else ([None] if open_shape else (ns.parallel or [1]))
-    numbers = ns.number
-    if numbers is None:
-        numbers = [None] * len(axis)
-    elif len(numbers) == 1:
-        numbers = numbers * len(axis)
-    elif len(numbers) != len(axis):
-        what = "--rate" if ns.rate else "--parallel"
-        raise ConfigError(
-            f"--number has {len(numbers)} values and {what} {len(axis)}: "
-            f"give one, or one per {what} value"
-        )
-    common = {"duration": ns.duration, "warmup": ns.warmup, "seed": ns.seed}
-    loads = []
-    for value, number in zip(axis, numbers):
-        if ns.rate or open_shape:
-            cap = ns.max_concurrency or (ns.parallel[0] if ns.parallel else None)
-            load = LoadSpec(
-                parallel=None,
-                number=number,
-                rate=value,
-                burstiness=ns.burstiness,
-                max_concurrency=cap,
-                arrival=ns.arrival,
-                ramp_from=ns.ramp_from,
-                ramp_to=ns.ramp_to,
-                trace=ns.trace,
-                trace_speed=ns.trace_speed,
-                **common,
-            )
-        else:
-            load = LoadSpec(parallel=value, number=number, **common)
-        loads.append(load)
-    return tuple(loads)
-
-
-def _mix(items: list[str]) -> tuple[tuple[str, str | None, float], ...]:
-    from perfbench.errors import ConfigError
-
-    out = []
-    for item in items:
-        head, colon, weight_text = item.rpartition(":")
-        if not colon or "=" in weight_text:
-            head, weight_text = item, "1"
-        name, eq, path = head.partition("=")
-        try:
-            weight = float(weight_text)
-        except ValueError:
-            raise ConfigError(f"--mix {item!r}: the weight after ':' must be a number") from None
-        out.append((name, path if eq else None, weight))
-    return tuple(out)
-
-
-def _client(ns: argparse.Namespace) -> Any:
-    from perfbench.config import ClientSpec
-    from perfbench.errors import ConfigError
-
-    extra: dict[str, Any] = {}
-    if ns.extra_body:
-        try:
-            extra = json.loads(ns.extra_body)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(
-                f"--extra-body is not valid JSON ({exc.msg} at column {exc.colno}); "
-                "e.g. --extra-body '{\"ignore_eos\": true}'"
-            ) from None
-        if not isinstance(extra, dict):
-            raise ConfigError("--extra-body must be a JSON object, e.g. '{\"ignore_eos\": true}'")
-    if ns.thinking is not None:
-        kwargs = dict(extra.get("chat_template_kwargs") or {})
-        kwargs["enable_thinking"] = ns.thinking
-        extra = {**extra, "chat_template_kwargs": kwargs}
-    headers = []
-    for h in ns.header:
-        key, sep, value = h.partition(":")
-        if not sep or not key.strip():
-            raise ConfigError(f"--header {h!r} is not K:V, e.g. --header 'X-Team: search'")
-        headers.append((key.strip(), value.strip()))
-    return ClientSpec(
-        url=ns.url,
-        api=ns.api,
-        model=ns.model,
-        stream=ns.stream,
-        max_tokens=ns.max_tokens,
-        min_tokens=ns.min_tokens,
-        temperature=ns.temperature,
-        top_p=ns.top_p,
-        top_k=ns.top_k,
-        extra_body=extra,
-        headers=tuple(headers),
-        api_key=ns.api_key or os.environ.get("OPENAI_API_KEY") or None,
-        connect_timeout=ns.connect_timeout,
-        read_timeout=ns.read_timeout,
-    )
-
-
-def _perf_spec(ns: argparse.Namespace, argv: Sequence[str], loads: tuple[Any, ...]) -> Any:
-    import shlex
-
-    from perfbench.config import PerfSpec, ServerMetricsSpec, WorkloadSpec
-    from perfbench.metadata import redact_argv
-
-    sim_args = tuple(shlex.split(ns.sim_args))
-    if ns.url is None:
-        sim_args = ("--seed", str(ns.seed), *sim_args)
-    grading = getattr(ns, "grade", False) or getattr(ns, "think", False)
-    return PerfSpec(
-        client=_client(ns),
-        loads=loads,
-        workload=WorkloadSpec(
-            dataset=ns.dataset,
-            dataset_path=ns.dataset_path,
-            prompt=ns.prompt,
-            seed=ns.seed,
-            tokenizer=ns.tokenizer,
-            input_len=ns.input_len,
-            output_len=ns.output_len,
-            range_ratio=ns.range_ratio,
-            prefix_len=ns.prefix_len,
-            prompt_template=ns.prompt_template,
-            shuffle=ns.shuffle,
-            mix=_mix(ns.mix or []),
-            n=ns.n,
-        ),
-        db_path=_db_path(ns),
-        name=ns.name,
-        sim_args=sim_args,
-        command=" ".join([PROG, *redact_argv(list(argv))]),
-        grade=_grade_spec(ns) if grading else None,
-        server_metrics=ServerMetricsSpec(
-            enabled=ns.server_metrics,
-            interval=ns.server_metrics_interval,
-            url=ns.server_metrics_url,
-        ),
-    )
+# -- commands: one library call each ---------------------------------------------------------
 
 
 def cmd_perf(ns: argparse.Namespace, argv: Sequence[str]) -> int:
     from perfbench.runner import run
 
-    spec = _perf_spec(ns, argv, _loads(ns))
-    observer = None
-    if not ns.quiet and sys.stdout.isatty() and not (ns.json or ns.csv):
-        from perfbench.report.progress import ProgressObserver
-
-        observer = ProgressObserver()
-    result = run(spec, observer=observer)
-    summaries = [r.summary for r in result.runs]
-    if result.grades and ns.json:
-        from perfbench.grade import table
-        from perfbench.report import to_json
-
-        both = {
-            "perf": json.loads(to_json(summaries)),
-            "grades": json.loads(table.to_json(result.grades)),
-        }
-        print(json.dumps(both, indent=2))
-    else:
-        _print(summaries, ns)
-        if result.grades:
-            _print_grades(result.grades, ns)
+    spec = _perf_spec(ns, argv, _loads(ns, ns.parallel, ns.rate, ns.number))
+    result = run(spec, observer=_live(ns))
+    _emit(result, ns)
     if result.grade_error is not None:
         print(f"{PROG}: error: grading failed: {result.grade_error}", file=sys.stderr)
         return max(result.exit_code, result.grade_error.exit_code)
@@ -872,40 +741,10 @@ def cmd_perf(ns: argparse.Namespace, argv: Sequence[str]) -> int:
     return result.exit_code
 
 
-def cmd_compare(ns: argparse.Namespace, argv: Sequence[str]) -> int:
-    from perfbench.compare import (
-        CompareSpec,
-        compare_runs,
-        gate_exit_code,
-        parse_threshold,
-        parse_thresholds,
-        print_comparison,
-    )
-
-    spec = CompareSpec(
-        metrics=tuple(ns.metric),
-        thresholds=parse_thresholds(ns.threshold),
-        confidence=ns.confidence,
-        min_change=parse_threshold(ns.min_change)[1],
-        resamples=ns.resamples,
-        seed=ns.seed,
-        correction=ns.correction,
-        force=ns.force,
-    )
-    result = compare_runs(_db_path(ns), ns.base, ns.new, spec)
-    if ns.json:
-        print(result.to_json())
-    elif ns.markdown:
-        sys.stdout.write(result.to_markdown())
-    else:
-        print_comparison(result, quiet=ns.quiet)
-    return gate_exit_code(result)
-
-
 def cmd_sweep(ns: argparse.Namespace, argv: Sequence[str]) -> int:
+    from perfbench.capacity.slo import parse_slos
+    from perfbench.capacity.sweep import SweepSpec, sweep
     from perfbench.errors import UsageError
-    from perfbench.slo import parse_slos
-    from perfbench.sweep import SweepSpec, sweep
 
     if ns.rate and ns.parallel:
         raise UsageError("sweep levels are --parallel or --rate values, not both")
@@ -915,9 +754,6 @@ def cmd_sweep(ns: argparse.Namespace, argv: Sequence[str]) -> int:
         raise UsageError("a sweep takes one --number: the requests of every level")
     mode: Literal["concurrency", "rate"] = "rate" if ns.rate or ns.auto == "rate" else "concurrency"
     levels = tuple(ns.rate or ns.parallel or ()) if not ns.auto else ()
-    template = argparse.Namespace(**{**vars(ns), "parallel": None, "number": None})
-    if mode == "rate":
-        template.rate = [1.0]
     spec = SweepSpec(
         mode=mode,
         levels=tuple(float(x) for x in levels),
@@ -934,19 +770,11 @@ def cmd_sweep(ns: argparse.Namespace, argv: Sequence[str]) -> int:
         knee_gain=ns.knee_gain,
         knee_latency=ns.knee_latency,
     )
-    base = _perf_spec(ns, argv, _loads(template))
-    observer = None
-    if not ns.quiet and sys.stdout.isatty() and not ns.json:
-        from perfbench.report.progress import ProgressObserver
-
-        observer = ProgressObserver()
-    result = sweep(base, spec, observer=observer)
-    if ns.json:
-        print(result.to_json())
-    else:
-        console = _wide_console()
-        console.print(result.table())
-        console.print(result.answer, markup=False, highlight=False)
+    # every level is this template with its own parallel/rate and number (SweepSpec.load)
+    template = _loads(ns, None, [1.0], None) if mode == "rate" else _loads(ns, [1], None, None)
+    base = _perf_spec(ns, argv, template)
+    result = sweep(base, spec, observer=_live(ns))
+    _emit(result, ns)
     if result.stopped_by is not None:
         print(
             f"{PROG}: sweep stopped by signal {result.stopped_by} after {len(result.levels)} "
@@ -956,19 +784,9 @@ def cmd_sweep(ns: argparse.Namespace, argv: Sequence[str]) -> int:
     return int(result.exit_code)
 
 
-def _wide_console() -> Any:
-    """A rich console; 120 columns when the output is a file or a CI log, not a terminal."""
-    from rich.console import Console
-
-    console = Console()
-    if console.is_terminal or "COLUMNS" in os.environ:
-        return console
-    return Console(width=120)
-
-
 def cmd_plan(ns: argparse.Namespace, argv: Sequence[str]) -> int:
-    from perfbench.plan import PlanSpec, plan
-    from perfbench.slo import parse_slos
+    from perfbench.capacity.plan import PlanSpec, plan
+    from perfbench.capacity.slo import parse_slos
 
     result = plan(
         PlanSpec(
@@ -983,153 +801,86 @@ def cmd_plan(ns: argparse.Namespace, argv: Sequence[str]) -> int:
             db_path=_db_path(ns),
         )
     )
-    if ns.json:
-        print(result.to_json())
-        return 1 if ns.slo and result.recommended is None else 0
-    console = _wide_console()
-    console.print(result.table())
-    console.print(result.answer, markup=False, highlight=False)
-    for warning in result.warnings:
-        console.print(f"warning: {warning}", markup=False, highlight=False)
+    _emit(result, ns)
     return 1 if ns.slo and result.recommended is None else 0
 
 
-def _print(summaries: list[Any], ns: argparse.Namespace) -> None:
-    from perfbench.report import print_report, to_csv, to_json
+def cmd_compare(ns: argparse.Namespace, argv: Sequence[str]) -> int:
+    from perfbench.compare.runs import CompareSpec, compare, parse_threshold, parse_thresholds
 
-    if ns.json:
-        print(to_json(summaries))
-    elif ns.csv:
-        sys.stdout.write(to_csv(summaries))
+    spec = CompareSpec(
+        metrics=tuple(ns.metric),
+        thresholds=parse_thresholds(ns.threshold),
+        confidence=ns.confidence,
+        min_change=parse_threshold(ns.min_change)[1],
+        resamples=ns.resamples,
+        seed=ns.seed,
+        correction=ns.correction,
+        force=ns.force,
+    )
+    result = compare(_db_path(ns), ns.base, ns.new, spec)
+    if ns.markdown:
+        sys.stdout.write(result.to_markdown())
     else:
-        print_report(summaries, quiet=ns.quiet)
+        _emit(result, ns)
+    return 1 if result.gate_failures else 0
 
 
 def cmd_report(ns: argparse.Namespace, argv: Sequence[str]) -> int:
-    from perfbench.metrics import summarize
-    from perfbench.store import Store
+    from perfbench.report.report import report
 
-    store = Store(_db_path(ns))
-    try:
-        runs = store.find(ns.runs, ns.name)
-        _print([summarize(store, r) for r in runs], ns)
-        if ns.html:
-            from perfbench.errors import UsageError
-            from perfbench.report.html import write_html
-
-            try:
-                write_html(store, runs, ns.html)
-            except OSError as exc:
-                raise UsageError(f"cannot write --html {ns.html}: {exc.strerror}") from None
-        if ns.errors:
-            _print_errors(store, [r.id for r in runs])
-    finally:
-        store.close()
+    _emit(report(_db_path(ns), ns.runs, name=ns.name, errors=ns.errors, html=ns.html), ns)
     return 0
 
 
-def _print_errors(store: Any, run_ids: list[int]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="Failed requests", title_justify="left")
-    for col in ("Run", "Status", "HTTP", "Count", "Message"):
-        table.add_column(col)
-    marks = ",".join("?" * len(run_ids))
-    rows = store.db.conn.execute(
-        f"SELECT run_id, status, http_status, count(*), error FROM requests WHERE run_id IN ({marks}) "
-        "AND status != 'ok' GROUP BY run_id, status, http_status, error ORDER BY run_id, count(*) DESC",
-        run_ids,
-    ).fetchall()
-    for run_id, status, http, count, error in rows:
-        table.add_row(str(run_id), status, str(http or "—"), str(count), error or "")
-    Console().print(table)
-
-
 def cmd_runs(ns: argparse.Namespace, argv: Sequence[str]) -> int:
-    from rich.console import Console
-    from rich.table import Table
+    from perfbench.report.runs import runs
 
-    from perfbench.store import Store
+    _emit(runs(_db_path(ns)), ns)
+    return 0
 
-    store = Store(_db_path(ns))
-    try:
-        runs = store.runs()
-        counts = {r.id: store.count_by_status(r.id) for r in runs}
-    finally:
-        store.close()
-    if ns.json:
-        print(
-            json.dumps(
-                {
-                    "schema_version": 1,
-                    "runs": [
-                        {
-                            "id": r.id,
-                            "name": r.name,
-                            "batch": r.batch,
-                            "status": r.status,
-                            "started_at": r.started_at,
-                            "ended_at": r.ended_at,
-                            "model": r.model,
-                            "endpoint": r.endpoint,
-                            "load": r.load,
-                            "scheduled": r.scheduled,
-                            "recorded": r.recorded,
-                            "requests": counts[r.id],
-                        }
-                        for r in runs
-                    ],
-                },
-                indent=2,
+
+def cmd_grade(ns: argparse.Namespace, argv: Sequence[str]) -> int:
+    from perfbench.grade.run import grade_runs
+    from perfbench.report.output import write_jsonl
+
+    spec = _grade_spec(ns)
+    if ns.quiet or _form(ns) != "table" or not sys.stderr.isatty():
+        grades = grade_runs(_db_path(ns), ns.runs, spec)
+    else:
+        from rich.progress import Progress
+
+        with Progress(transient=True) as bar:
+            task = bar.add_task("grading", total=None)
+            grades = grade_runs(
+                _db_path(ns),
+                ns.runs,
+                spec,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
             )
-        )
-        return 0
-    table = Table(title=str(_db_path(ns)), title_justify="left")
-    for col in ("Id", "Name", "Status", "Started", "Model", "Load", "OK", "Failed"):
-        table.add_column(col)
-    for r in runs:
-        load = r.load
-        shape = (
-            f"rate {load.get('rate')}"
-            if load.get("rate") is not None
-            else f"parallel {load.get('parallel')}"
-        )
-        ok = counts[r.id].get("ok", 0)
-        failed = sum(counts[r.id].values()) - ok
-        table.add_row(
-            str(r.id),
-            r.name or "",
-            r.status,
-            r.started_at[:16].replace("T", " "),
-            r.model or "",
-            shape,
-            str(ok),
-            str(failed),
-        )
-    Console().print(table)
+    if ns.samples:
+        write_jsonl(ns.samples, grades.sample_rows(), "--samples")
+    _emit(grades, ns)
+    return 0
+
+
+def cmd_compare_answers(ns: argparse.Namespace, argv: Sequence[str]) -> int:
+    from perfbench.compare.answers import compare_answers
+    from perfbench.report.output import write_jsonl
+
+    result = compare_answers(_db_path(ns), ns.run_a, ns.run_b, alpha=ns.alpha, show=ns.show)
+    for run_id in result.graded_now:
+        print(f"{PROG}: run {run_id} was not graded; graded it first", file=sys.stderr)
+    if ns.jsonl:
+        write_jsonl(ns.jsonl, result.comparison.to_jsonl_rows(), "--jsonl")
+    _emit(result, ns)
     return 0
 
 
 def cmd_datasets(ns: argparse.Namespace, argv: Sequence[str]) -> int:
-    from perfbench.workload import REGISTRY
+    from perfbench.workload import datasets
 
-    entries = [REGISTRY[name] for name in sorted(REGISTRY)]
-    if ns.json:
-        print(
-            json.dumps(
-                [
-                    {"name": d.name, "description": d.description, "needs_path": d.needs_path}
-                    for d in entries
-                ],
-                indent=2,
-            )
-        )
-        return 0
-    width = max(len(d.name) for d in entries)
-    for d in entries:
-        need = "  (needs --dataset-path)" if d.needs_path else ""
-        print(f"{d.name:<{width}}  {d.description}{need}")
+    _emit(datasets(), ns)
     return 0
 
 

@@ -8,13 +8,16 @@ run never starts with a configuration it cannot honour. Change a field with
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from perfbench.errors import ConfigError
+from perfbench.redact import redact_url, secret_name
 
 Api = Literal["openai-chat", "openai-completions"]
 API_PATHS: dict[str, str] = {
@@ -60,7 +63,9 @@ def resolve_endpoint(url: str, api: Api | None) -> tuple[str, str, Api]:
 class ClientSpec:
     """Where and how to send requests. ``api_key`` never leaves the process.
 
-    ``url=None`` means the embedded simulated engine, started for the run.
+    ``url=None`` means the embedded simulated engine, started for the run. ``thinking`` sets
+    ``chat_template_kwargs.enable_thinking`` in every body (reasoning models), on top of
+    ``extra_body``.
     """
 
     url: str | None = None
@@ -77,8 +82,15 @@ class ClientSpec:
     api_key: str | None = field(default=None, repr=False)
     connect_timeout: float = 10.0
     read_timeout: float = 600.0
+    thinking: bool | None = None
 
     def __post_init__(self) -> None:
+        if self.thinking is not None:
+            kwargs = dict(self.extra_body.get("chat_template_kwargs") or {})
+            kwargs["enable_thinking"] = self.thinking
+            object.__setattr__(
+                self, "extra_body", {**self.extra_body, "chat_template_kwargs": kwargs}
+            )
         if self.url is not None:
             endpoint, _, api = resolve_endpoint(self.url, self.api)
             object.__setattr__(self, "url", endpoint)
@@ -115,32 +127,35 @@ class ClientSpec:
         data = dataclasses.asdict(self)
         data.pop("api_key")
         data["url"] = redact_url(self.url) if self.url else None
-        data["headers"] = [
-            [k, "<redacted>" if _is_secret_header(k) else v] for k, v in self.headers
-        ]
+        data["headers"] = [[k, "<redacted>" if secret_name(k) else v] for k, v in self.headers]
         return data
 
 
-def redact_url(url: str) -> str:
-    """The URL without a password in it (``http://user:pw@h`` → ``http://user:<redacted>@h``)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(
-        (
-            parts.scheme,
-            f"{parts.username}:<redacted>@{host}",
-            parts.path,
-            parts.query,
-            parts.fragment,
-        )
-    )
+def parse_headers(items: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    """``K:V`` strings (``--header``) as (name, value) pairs, both stripped."""
+    headers = []
+    for item in items:
+        key, sep, value = item.partition(":")
+        if not sep or not key.strip():
+            raise ConfigError(f"--header {item!r} is not K:V, e.g. --header 'X-Team: search'")
+        headers.append((key.strip(), value.strip()))
+    return tuple(headers)
 
 
-def _is_secret_header(name: str) -> bool:
-    lowered = name.lower()
-    return any(s in lowered for s in ("auth", "key", "token", "secret", "cookie", "password"))
+def parse_extra_body(text: str | None) -> dict[str, Any]:
+    """``--extra-body``: a JSON object merged into every request body."""
+    if not text:
+        return {}
+    try:
+        extra = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"--extra-body is not valid JSON ({exc.msg} at column {exc.colno}); "
+            "e.g. --extra-body '{\"ignore_eos\": true}'"
+        ) from None
+    if not isinstance(extra, dict):
+        raise ConfigError("--extra-body must be a JSON object, e.g. '{\"ignore_eos\": true}'")
+    return extra
 
 
 @dataclass(frozen=True)
@@ -220,10 +235,86 @@ class LoadSpec:
         return self.max_concurrency
 
 
+def paired_loads(
+    *,
+    parallel: Sequence[int] | None = None,
+    number: Sequence[int] | None = None,
+    rate: Sequence[float] | None = None,
+    max_concurrency: int | None = None,
+    burstiness: float = 1.0,
+    duration: float | None = None,
+    warmup: int = 0,
+    seed: int = 0,
+    arrival: str = "poisson",
+    ramp_from: float | None = None,
+    ramp_to: float | None = None,
+    trace: str | None = None,
+    trace_speed: float = 1.0,
+) -> tuple[LoadSpec, ...]:
+    """One load per ``parallel`` (closed loop) or ``rate`` (open loop) value, each paired with
+    its ``number`` (one number serves every value), as ``--parallel 1 8 --number 10 80`` pairs
+    them. With ``rate``, one ``parallel`` value caps requests in flight, as
+    ``max_concurrency`` does. A ramp or a trace is one open-loop load.
+
+    >>> [(x.parallel, x.number) for x in paired_loads(parallel=[1, 8], number=[10, 80])]
+    [(1, 10), (8, 80)]
+    """
+    if rate and parallel and len(parallel) > 1:
+        raise ConfigError(
+            "with --rate, give one --parallel (it caps requests in flight) or use --max-concurrency"
+        )
+    open_shape = ramp_from is not None or ramp_to is not None or trace is not None
+    if open_shape and rate:
+        raise ConfigError("--rate, --ramp-from/--ramp-to and --trace are alternatives: give one")
+    axis: Sequence[float | int | None] = (
+        rate if rate else ([None] if open_shape else (parallel or [1]))
+    )
+    numbers: Sequence[int | None]
+    if number is None:
+        numbers = [None] * len(axis)
+    elif len(number) == 1:
+        numbers = list(number) * len(axis)
+    elif len(number) != len(axis):
+        what = "--rate" if rate else "--parallel"
+        raise ConfigError(
+            f"--number has {len(number)} values and {what} {len(axis)}: "
+            f"give one, or one per {what} value"
+        )
+    else:
+        numbers = number
+    loads = []
+    for value, n in zip(axis, numbers):
+        if rate or open_shape:
+            cap = max_concurrency or (parallel[0] if parallel else None)
+            load = LoadSpec(
+                parallel=None,
+                number=n,
+                rate=value,
+                burstiness=burstiness,
+                max_concurrency=cap,
+                arrival=arrival,
+                ramp_from=ramp_from,
+                ramp_to=ramp_to,
+                trace=trace,
+                trace_speed=trace_speed,
+                duration=duration,
+                warmup=warmup,
+                seed=seed,
+            )
+        else:
+            assert value is not None
+            load = LoadSpec(
+                parallel=int(value), number=n, duration=duration, warmup=warmup, seed=seed
+            )
+        loads.append(load)
+    return tuple(loads)
+
+
 @dataclass(frozen=True)
 class WorkloadSpec:
     """What to send: a dataset by name (with a file or hub id where it needs one), or one prompt.
 
+    ``seed`` also seeds the embedded simulator (its ``--seed``, unless ``sim_args`` give one).
     ``tokenizer`` names the tokenizer that sizes synthetic prompts and counts tokens locally: a
     local folder or Hugging Face hub id, or ``tiktoken:NAME``. ``input_len``/``output_len``/
     ``range_ratio``/``prefix_len`` shape synthetic prompts (the ``random`` dataset);
@@ -244,6 +335,29 @@ class WorkloadSpec:
     shuffle: bool = False
     mix: tuple[tuple[str, str | None, float], ...] = ()  # (dataset, path, weight): a collection
     n: int = 1  # samples per prompt, as repeated requests (pass@k, maj@k)
+
+    @staticmethod
+    def parse_mix(items: Sequence[str]) -> tuple[tuple[str, str | None, float], ...]:
+        """``NAME[=PATH][:WEIGHT]`` strings (``--mix``) as ``mix`` entries; the weight is 1 when
+        not given.
+
+        >>> WorkloadSpec.parse_mix(["openqa:3", "gsm8k=gsm8k.jsonl"])
+        (('openqa', None, 3.0), ('gsm8k', 'gsm8k.jsonl', 1.0))
+        """
+        out = []
+        for item in items:
+            head, colon, weight_text = item.rpartition(":")
+            if not colon or "=" in weight_text:
+                head, weight_text = item, "1"
+            name, eq, path = head.partition("=")
+            try:
+                weight = float(weight_text)
+            except ValueError:
+                raise ConfigError(
+                    f"--mix {item!r}: the weight after ':' must be a number"
+                ) from None
+            out.append((name, path if eq else None, weight))
+        return tuple(out)
 
     def __post_init__(self) -> None:
         for name, _, weight in self.mix:
@@ -384,7 +498,7 @@ class PerfSpec:
     workload: WorkloadSpec = WorkloadSpec()
     db_path: Path = DEFAULT_DB
     name: str | None = None
-    sim_args: tuple[str, ...] = ()
+    sim_args: tuple[str, ...] = ()  # flags of the embedded simulator (see embedded_args)
     command: str = ""
     grade: GradeSpec | None = None  # grade each run's answers when it ends (perf --grade)
     server_metrics: ServerMetricsSpec = ServerMetricsSpec()  # the server's /metrics, sampled
@@ -392,3 +506,9 @@ class PerfSpec:
     def __post_init__(self) -> None:
         if not self.loads:
             raise ConfigError("at least one load (--parallel/--number pair) is needed")
+
+    @property
+    def embedded_args(self) -> tuple[str, ...]:
+        """The embedded simulator's flags (``client.url`` None): ``sim_args``, seeded with the
+        workload's seed (a ``--seed`` in ``sim_args`` comes later, and wins)."""
+        return ("--seed", str(self.workload.seed), *self.sim_args)

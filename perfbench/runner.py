@@ -23,24 +23,30 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from perfbench import metadata
 from perfbench.client import Client, RequestRecord, RequestSpec
+from perfbench.client.servermetrics import RunMetrics, metrics_url
 from perfbench.client.wire import build_body
-from perfbench.config import ClientSpec, LoadSpec, PerfSpec, redact_url
-from perfbench.embedded import EmbeddedSim
+from perfbench.config import ClientSpec, LoadSpec, PerfSpec
 from perfbench.errors import ConfigError, PerfbenchError, ServerRejected
 from perfbench.load import arrival_offsets, constant_offsets, ramp_offsets, read_trace
 from perfbench.metrics import Summary, summarize
-from perfbench.servermetrics import RunMetrics, metrics_url
+from perfbench.redact import redact_url
+from perfbench.sim.embedded import EmbeddedSim
 from perfbench.store import RecordWriter, Store
 from perfbench.store.runs import append_server_samples, now_iso
 from perfbench.workload import Prompt, load_prompts
 from perfbench.workload.base import last_user_text
 from perfbench.workload.replay import trace_prompts
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+    from perfbench.grade.run import Grades
 
 Clock = Callable[[], int]
 EXIT_SIGNALS = {signal.SIGINT: 130, signal.SIGTERM: 143}
@@ -84,8 +90,36 @@ class BatchResult:
     db_path: str
     runs: list[RunResult]
     stopped_by: int | None = None  # the signal that interrupted the batch, if any
-    grades: list[Any] = field(default_factory=list)  # grade.run.GradeReport, with PerfSpec.grade
+    grades: Grades | None = None  # with PerfSpec.grade
     grade_error: PerfbenchError | None = None  # why grading failed after the runs, if it did
+
+    @property
+    def summaries(self) -> list[Summary]:
+        return [r.summary for r in self.runs]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report's JSON document; with grades, ``{"perf": …, "grades": …}``."""
+        from perfbench.versioned import versioned
+
+        perf = {"runs": [s.to_dict() for s in self.summaries]}
+        if not self.grades:
+            return perf
+        return {"perf": versioned(perf), "grades": versioned(self.grades.to_dict())}
+
+    def csv_rows(self) -> list[dict[str, Any]]:
+        from perfbench.report.export import flat
+
+        return [flat(s) for s in self.summaries]
+
+    def render(self, *, quiet: bool = False) -> RenderableType:
+        from rich.console import Group
+
+        from perfbench.report.tables import render
+
+        parts = [render(self.summaries, quiet=quiet)]
+        if self.grades:
+            parts.append(self.grades.render(quiet=quiet))
+        return Group(*parts)
 
     @property
     def exit_code(self) -> int:
@@ -180,7 +214,7 @@ class _Batch:
     def _sim_args(self, prompts: Sequence[Prompt]) -> list[str]:
         """The embedded simulator's flags; with gold answers, an answer book so that it answers
         them (a temporary file, keyed by the text each request carries)."""
-        args = list(self.spec.sim_args)
+        args = list(self.spec.embedded_args)
         graded = [p for p in prompts if p.answer is not None]
         if not graded or any(a == "--answers" or a.startswith("--answers=") for a in args):
             return args
@@ -266,7 +300,7 @@ class _Batch:
             server = {
                 "models": models,
                 "embedded": embedded,
-                "sim_args": list(spec.sim_args) if embedded else None,
+                "sim_args": list(spec.embedded_args) if embedded else None,
             }
             t0 = self.clock()
             run_id = store.create_run(

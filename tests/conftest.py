@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from perfbench.embedded import EmbeddedSim
+from perfbench.sim.embedded import EmbeddedSim
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from perfbench.compare import (
+from perfbench.compare.runs import (
     FIGURES,
     CompareSpec,
     Comparison,
@@ -18,7 +18,7 @@ from perfbench.compare import (
     _Clusters,
     _order_bootstrap,
     _wilson,
-    compare_runs,
+    compare,
     gate_exit_code,
     parse_threshold,
     render,
@@ -82,7 +82,7 @@ def db(tmp_path_factory: pytest.TempPathFactory, sim: Any) -> tuple[Path, dict[s
 
 def _cmp(db: tuple[Path, dict[str, int]], base: str, new: str, **spec: Any) -> Comparison:
     path, ids = db
-    return compare_runs(path, str(ids[base]), str(ids[new]), CompareSpec(**spec))
+    return compare(path, str(ids[base]), str(ids[new]), CompareSpec(**spec))
 
 
 # -- against the simulator -------------------------------------------------------------------
@@ -274,7 +274,7 @@ def test_metric_groups_select_figures() -> None:
 
 
 def test_a_threshold_on_a_group_gates_each_of_its_figures() -> None:
-    from perfbench.compare import GROUPS, parse_thresholds
+    from perfbench.compare.runs import GROUPS, parse_thresholds
 
     got = parse_thresholds(["latency=10%", "ttft_p99=5%"])
     assert got["ttft_p99"] == 0.05  # a figure named on its own wins over its group

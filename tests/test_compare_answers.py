@@ -9,7 +9,7 @@ from statistics import NormalDist
 
 import pytest
 
-from perfbench.grade.compare import AnswerRow, Counts, compare_answers, mcnemar
+from perfbench.compare.answers import AnswerRow, Counts, mcnemar, pair_answers
 
 KEYS = [
     "prompt_id",
@@ -93,7 +93,7 @@ def test_large_counts_do_not_overflow():
 
 def test_symmetric_in_a_and_b():
     a, b = rows_with("RRRAAAAAAAABBWW" + "A" * 20 + "B" * 9)
-    ab, ba = compare_answers(a, b), compare_answers(b, a)
+    ab, ba = pair_answers(a, b), pair_answers(b, a)
     assert (ab.only_a, ab.only_b) == (ba.only_b, ba.only_a) == (28, 11)
     assert (ab.both_right, ab.both_wrong) == (ba.both_right, ba.both_wrong) == (3, 2)
     assert (ab.accuracy_a, ab.accuracy_b) == (ba.accuracy_b, ba.accuracy_a)
@@ -116,7 +116,7 @@ def test_pairs_by_prompt_and_sample_and_reports_unpaired():
         AnswerRow("p1", 0, None, False, subset="x"),
         AnswerRow("p3", 0, "9", True, subset="y"),  # not in A
     ]
-    cmp = compare_answers(a, b)
+    cmp = pair_answers(a, b)
     assert [(p.prompt_id, p.sample) for p in cmp.pairs] == [("p1", 0), ("p1", 1), ("p2", 0)]
     assert [(p.pred_a, p.pred_b) for p in cmp.pairs] == [("1", None), ("2", "1"), ("5", "6")]
     assert (cmp.both_right, cmp.only_a, cmp.only_b, cmp.both_wrong) == (0, 2, 1, 0)
@@ -124,14 +124,14 @@ def test_pairs_by_prompt_and_sample_and_reports_unpaired():
     assert cmp.only_in_a == (a[2],) and cmp.only_in_b == (b[3],)
     assert cmp.accuracy_a == pytest.approx(2 / 3) and cmp.accuracy_b == pytest.approx(1 / 3)
     with pytest.raises(ValueError, match="two answers for prompt 'p1' sample 0"):
-        compare_answers([*a, AnswerRow("p1", 0, "1", True)], b)
+        pair_answers([*a, AnswerRow("p1", 0, "1", True)], b)
 
 
 def test_per_subset_counts():
     a1, b1 = rows_with("RRAABW", subset="algebra", prefix="alg")
     a2, b2 = rows_with("ABBBWW", subset="geometry", prefix="geo")
     a3, b3 = rows_with("R", subset=None, prefix="misc")
-    cmp = compare_answers(a1 + a2 + a3, b3 + b2 + b1)
+    cmp = pair_answers(a1 + a2 + a3, b3 + b2 + b1)
     assert list(cmp.by_subset) == ["algebra", "geometry", None]
     algebra, geometry, misc = cmp.by_subset.values()
     assert algebra == Counts(both_right=2, only_a=2, only_b=1, both_wrong=1)
@@ -143,7 +143,7 @@ def test_per_subset_counts():
 
 def test_verdict_sentence():
     a, b = rows_with("R" * 30 + "A" * 12 + "B" * 4 + "W" * 5)
-    cmp = compare_answers(a, b)
+    cmp = pair_answers(a, b)
     assert cmp.verdict() == (
         "A is right on 12 questions B gets wrong and B on 4 the other way; "
         "McNemar p = 0.077 (exact): no significant difference at α = 0.05."
@@ -151,7 +151,7 @@ def test_verdict_sentence():
     assert not cmp.significant() and cmp.significant(0.1)
     assert cmp.verdict(0.1).endswith("A is significantly more accurate at α = 0.1.")
     a, b = rows_with("A" + "B" * 40)
-    assert compare_answers(a, b).verdict() == (
+    assert pair_answers(a, b).verdict() == (
         "A is right on 1 question B gets wrong and B on 40 the other way; "
         "McNemar p < 0.001 (chi-square): B is significantly more accurate at α = 0.05."
     )
@@ -160,7 +160,7 @@ def test_verdict_sentence():
 def test_nothing_paired():
     a, _ = rows_with("RA", prefix="a")
     _, b = rows_with("RBW", prefix="b")
-    cmp = compare_answers(a, b)
+    cmp = pair_answers(a, b)
     assert cmp.pairs == () and (cmp.unpaired_a, cmp.unpaired_b) == (2, 3)
     assert cmp.accuracy_a is None and cmp.accuracy_b is None and cmp.mcnemar.p_value == 1.0
     assert cmp.verdict() == (
@@ -171,7 +171,7 @@ def test_nothing_paired():
 def test_jsonl_rows_have_stable_keys_and_include_unpaired():
     a = [AnswerRow("p1", 0, "4", True, "2+2", "4", "easy"), AnswerRow("p2", 0, "7", False)]
     b = [AnswerRow("p1", 0, "5", False, "2+2", "4", "easy"), AnswerRow("p3", 0, None, False)]
-    rows = compare_answers(a, b).to_jsonl_rows()
+    rows = pair_answers(a, b).to_jsonl_rows()
     assert all(list(row) == KEYS for row in rows)
     assert rows == [
         dict(zip(KEYS, ["p1", 0, "easy", "2+2", "4", "only_a", "4", "5", True, False])),

@@ -520,7 +520,7 @@ def test_sharegpt_takes_the_first_human_turn_and_sizes_by_its_reply(tmp_path: Pa
     path.write_text(json.dumps(SHAREGPT), encoding="utf-8")
     prompts = load("sharegpt", path)
     assert [(p.id, content(p), p.max_tokens) for p in prompts] == [
-        ("conv_a", "Write a haiku about rain.", 10),  # 41 chars // 4
+        ("conv_a", "Write a haiku about rain.", 11),  # ceil(41 / 4)
         ("gpt_first", "Say ok.", 1),  # at least one token
         ("sharegpt-6", "Hi", 2),
     ]

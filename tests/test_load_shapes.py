@@ -136,14 +136,21 @@ def test_ramp_raises_the_rate_over_the_duration(sim, tmp_path):
     assert 12 <= first <= 40 and 38 <= second <= 75 and second > first, (first, second)
 
 
-def test_thinking_flag_reaches_the_request_body(tmp_path):
-    from perfbench.cli import _client, build_parser
+def test_thinking_flag_reaches_the_request_body():
+    import json
 
-    ns = build_parser().parse_args(["perf", "--disable-thinking", "--extra-body", '{"top_k": 5}'])
-    spec = _client(ns)
-    assert spec.extra_body == {"top_k": 5, "chat_template_kwargs": {"enable_thinking": False}}
-    ns = build_parser().parse_args(["perf", "--enable-thinking"])
-    assert _client(ns).extra_body == {"chat_template_kwargs": {"enable_thinking": True}}
+    from perfbench.client.wire import build_body
+    from perfbench.config import ClientSpec, parse_extra_body
+
+    spec = ClientSpec(
+        url="http://127.0.0.1:1", thinking=False, extra_body=parse_extra_body('{"top_k": 5}')
+    )
+    body = json.loads(build_body(spec, "m", [{"role": "user", "content": "hi"}], None, 8))
+    assert body["top_k"] == 5
+    assert body["chat_template_kwargs"] == {"enable_thinking": False}
+    spec = ClientSpec(url="http://127.0.0.1:1", thinking=True)
+    body = json.loads(build_body(spec, "m", [{"role": "user", "content": "hi"}], None, 8))
+    assert body["chat_template_kwargs"] == {"enable_thinking": True}
 
 
 def test_mixed_collection_records_each_requests_dataset(sim, tmp_path):

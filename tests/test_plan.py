@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from perfbench import ClientSpec, LoadSpec, PerfSpec, run
+from perfbench.capacity.plan import PlanSpec, closed_loop, duration, plan
+from perfbench.capacity.slo import parse_slos
+from perfbench.capacity.sweep import SweepSpec, sweep
 from perfbench.config import WorkloadSpec
-from perfbench.plan import PlanSpec, closed_loop, duration, plan
-from perfbench.slo import parse_slos
-from perfbench.sweep import SweepSpec, sweep
 from tests.conftest import rows
 
 CAP4 = ("--max-num-seqs", "4", "--ttft-ms", "20", "--itl-ms", "8", "--itl-ms-per-seq", "1",

@@ -20,10 +20,11 @@ from aiohttp import web
 from rich.console import Console
 
 from perfbench import ClientSpec, LoadSpec, PerfSpec, run
+from perfbench.client.servermetrics import metrics_url, parse
 from perfbench.config import ServerMetricsSpec
 from perfbench.errors import ConfigError, ServerRejected
+from perfbench.metrics.server import kv_bound, summarize_samples
 from perfbench.report import print_report, to_csv, to_json
-from perfbench.servermetrics import kv_bound, metrics_url, parse, summarize_samples
 from tests.conftest import rows
 
 # -- parsing: text written here, in each engine's shape -----------------------------------------
@@ -231,7 +232,7 @@ def test_scraped_from_the_simulator_agrees_with_its_cap_and_the_client(sim, tmp_
     assert 20 <= sv["waiting"]["peak"] <= 24
     assert sv["samples"] >= 5
     assert sv["preemptions"] == 0  # the simulator never preempts
-    assert not kv_bound(summary)  # the cap on sequences is the limit, not the cache
+    assert not kv_bound(summary.server)  # the cap on sequences is the limit, not the cache
 
     (completion, prompt) = rows(
         db,
@@ -281,7 +282,7 @@ def test_a_full_kv_cache_is_called_out(sim, tmp_path):
     sv = summary.server
     assert sv["running"]["peak"] == 3
     assert sv["kv_usage_pct"]["peak"] >= 90
-    assert kv_bound(summary)
+    assert kv_bound(summary.server)
     assert any("KV cache was full" in w for w in summary.warnings)
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from perfbench import ClientSpec, LoadSpec, PerfSpec, Store, run
+from perfbench.capacity.slo import SLO, check, goodput, parse_slos
 from perfbench.errors import ConfigError
-from perfbench.slo import SLO, check, goodput, parse_slos
 from tests.conftest import rows
 
 

@@ -20,9 +20,9 @@ import re
 import pytest
 
 from perfbench import ClientSpec, LoadSpec, PerfSpec
+from perfbench.capacity.slo import parse_slos
+from perfbench.capacity.sweep import SweepSpec, find_knee, roofline, sweep
 from perfbench.errors import ConfigError
-from perfbench.slo import parse_slos
-from perfbench.sweep import SweepSpec, find_knee, roofline, sweep
 from tests.conftest import rows
 
 CAP8 = ("--max-num-seqs", "8", "--ttft-ms", "10", "--itl-ms", "4", "--itl-ms-per-seq", "0",

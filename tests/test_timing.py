@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from perfbench import ClientSpec, LoadSpec, PerfSpec, run
-from perfbench.embedded import EmbeddedSim
+from perfbench.sim.embedded import EmbeddedSim
 from tests.conftest import rows
 
 TTFT_MS, ITL_MS, TOKENS = 100.0, 10.0, 40

@@ -36,6 +36,7 @@ from perfbench.client.sse import SSEDecoder, as_json_array
 from perfbench.client.wire import Chunk, decode_chunk, decode_chunks, error_message
 from perfbench.config import ClientSpec
 from perfbench.errors import ServerRejected, ServerUnreachable
+from perfbench.tokens import estimate_tokens
 
 Clock = Callable[[], int]
 
@@ -324,6 +325,8 @@ class Client:
                     elif not event:
                         chunks.append(decode_chunk(data))
                     elif event == "error":
+                        if chunks:  # events before it in this read count, as in an earlier read
+                            absorb(chunks, now, st)
                         raise _Failed("stream_error", error_message(200, data))
                 if chunks:
                     absorb(chunks, now, st)
@@ -457,7 +460,7 @@ class _State:
                 completion, source = _estimate(output + thought), "estimate"
         if prompt_tokens is None and self.status == "ok":
             # no usage from the server: estimate the input too (token_source says "not usage")
-            prompt_tokens = req.prompt_tokens_local or max(1, round(req.prompt_chars / 4))
+            prompt_tokens = req.prompt_tokens_local or max(1, estimate_tokens(req.prompt_chars))
         if reasoning_tokens is None and completion and self.reasoning_chunks and chunks:
             reasoning_tokens = round(completion * self.reasoning_chunks / len(chunks))
         return RequestRecord(
@@ -497,7 +500,7 @@ def _protocol(resp: aiohttp.ClientResponse) -> _StampingHandler | None:
 
 
 def _estimate(text: str) -> int:
-    return max(1, round(len(text) / 4)) if text else 0
+    return estimate_tokens(len(text))
 
 
 def _reason(exc: aiohttp.ClientConnectorError) -> str:

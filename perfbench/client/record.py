@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 
 STATUSES = (
     "ok",
@@ -79,6 +79,39 @@ class RequestRecord:
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+    def durations_ms(self) -> dict[str, float | None]:
+        """Every per-request figure of DESIGN.md's definitions, in ms (None where the request
+        never got that far): this is their one implementation, and the store keeps what it
+        returns. ``*_intended`` are measured from the plan, not from the send."""
+
+        def ms(a: int | None, b: int | None) -> float | None:
+            return None if a is None or b is None else (b - a) / 1e6
+
+        n = len(self.chunk_ns)
+        tpot = self.tpot_ns
+        return {
+            "schedule_lag_ms": ms(self.intended_ns, self.sent_ns),
+            "ttfb_ms": ms(self.sent_ns, self.ttfb_ns),
+            "ttft_ms": ms(self.sent_ns, self.first_token_ns),
+            "ttfa_ms": ms(self.sent_ns, self.first_content_ns),
+            "tpot_ms": None if tpot is None else tpot / 1e6,
+            "itl_ms": (self.chunk_ns[-1] - self.chunk_ns[0]) / (n - 1) / 1e6
+            if n > 1 and self.streamed
+            else None,
+            "e2e_ms": ms(self.sent_ns, self.end_ns),
+            "ttft_intended_ms": ms(self.intended_ns, self.first_token_ns),
+            "e2e_intended_ms": ms(self.intended_ns, self.end_ns),
+        }
+
+    def recounted(self, count: Callable[[str], int]) -> RequestRecord:
+        """The record with its output tokens counted by a local tokenizer, where the server
+        reported none (``token_source`` chunks or estimate becomes tokenizer); the server's
+        ``usage`` always wins. Called off the event loop (by the store's writer thread)."""
+        if self.token_source in (None, "usage"):
+            return self
+        tokens = count(self.reasoning_text + self.output_text)
+        return replace(self, completion_tokens=tokens, token_source="tokenizer")
 
     @property
     def ttft_ns(self) -> int | None:

@@ -104,6 +104,8 @@ def as_json_array(block: bytes) -> tuple[bytes, bool] | None:
         block = block[: -len(_DONE)]
         if not block:
             return b"", True
+        if not block.endswith(b"\n\n"):  # [DONE] was not an event of its own
+            return None
     payload = block[6:-2].replace(b"\n\ndata: ", b",")
     if b"\n" in payload or b"\r" in payload:
         return None

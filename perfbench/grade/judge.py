@@ -27,9 +27,10 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from perfbench.config import ThinkSpec, redact_url, resolve_endpoint
+from perfbench.config import ThinkSpec, resolve_endpoint
 from perfbench.errors import ConfigError, RunError, ServerRejected, ServerUnreachable
 from perfbench.grade.think import THINK_END, Span, StepSplit, split_steps, trim_span
+from perfbench.redact import redact_url
 
 #: Share of the thinking text's non-space characters the judge's paragraphs must be found in.
 MIN_COVERAGE = 0.9

@@ -14,17 +14,21 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from perfbench.config import GradeSpec, ThinkSpec
 from perfbench.errors import PerfbenchError, UsageError
-from perfbench.grade import extract, graders, table, think
+from perfbench.grade import extract, graders, records, scores, think
 from perfbench.grade.pool import run_tasks
+from perfbench.grade.records import GradeReport, Sample
 from perfbench.store.runs import Run, Store, now_iso
 from perfbench.workload.base import last_user_text
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,44 +57,6 @@ class Steps:
     first: int | None
 
 
-@dataclass(frozen=True, slots=True)
-class Sample:
-    """One graded answer, with what the score table and the samples export need."""
-
-    idx: int
-    prompt_id: str
-    sample: int  # the k-th answer to this prompt, in request order
-    dataset: str
-    subset: str | None
-    grader: str
-    gold: str
-    verdict: graders.Verdict
-    status: str
-    output: str | None
-    reasoning: str | None
-    reasoning_tokens: int | None
-    completion_tokens: int | None  # from the server's usage (None: it gave none)
-    metadata: dict[str, Any]
-    problem: str | None
-
-
-@dataclass
-class GradeReport:
-    run: Run
-    samples: list[Sample]
-    scores: list[Any] = field(default_factory=list)  # table.ScoreRow
-    thinking: list[Any] = field(default_factory=list)  # think rows, when asked
-    notes: list[str] = field(default_factory=list)  # what else a reader should know
-
-    @property
-    def failed_requests(self) -> int:
-        return sum(1 for s in self.samples if s.status != "ok")
-
-    @property
-    def grader_errors(self) -> int:
-        return sum(1 for s in self.samples if s.status == "ok" and s.verdict.error is not None)
-
-
 def grade_task(task: GradeTask) -> graders.Verdict | Steps:
     """Worker entry (module-level, so that it pickles): grade the answer, or search its
     thinking for the first correct step."""
@@ -112,16 +78,6 @@ def _failed(task: GradeTask, reason: str) -> graders.Verdict | Steps:
     return graders.Verdict(None, False, False, reason)
 
 
-_ROWS_SQL = """
-SELECT r.idx, r.prompt_id, r.status, r.output_text, r.reasoning_text, r.reasoning_tokens,
-       CASE WHEN r.token_source = 'usage' THEN r.completion_tokens END,
-       p.dataset, p.subset, p.grader, p.answer, p.choices, p.metadata, p.text, p.messages
-FROM requests r JOIN prompts p ON p.run_id = r.run_id AND p.prompt_id = r.prompt_id
-WHERE r.run_id = ? AND r.warmup = 0 AND p.answer IS NOT NULL
-ORDER BY r.idx
-"""
-
-
 def grade_run(
     store: Store,
     run: Run,
@@ -130,7 +86,7 @@ def grade_run(
     progress: Callable[[int, int], None] | None = None,
 ) -> GradeReport:
     """Grade one run's answers; store the grades; return them with the score table."""
-    rows = store.db.conn.execute(_ROWS_SQL, [run.id]).fetchall()
+    rows = store.answers_to_grade(run.id)
     if not rows:
         raise UsageError(_nothing_to_grade(store, run))
     think_spec = spec.think
@@ -143,38 +99,36 @@ def grade_run(
     infos: list[dict[str, Any]] = []
     tasks: list[GradeTask] = []
     for row in rows:
-        (idx, prompt_id, status, output, reasoning, reasoning_tokens, completion_tokens) = row[:7]
-        (dataset, subset, own_grader, gold, choices, metadata, text, messages) = row[7:]
-        grader = spec.grader or own_grader or "exact"
-        meta = json.loads(metadata) if metadata else {}
+        grader = spec.grader or row.grader or "exact"
+        meta = json.loads(row.metadata) if row.metadata else {}
         infos.append(
             {
-                "idx": idx,
-                "prompt_id": prompt_id,
-                "sample": samples_seen.get(prompt_id, 0),
-                "dataset": dataset or run.workload.get("dataset") or "",
-                "subset": subset,
+                "idx": row.idx,
+                "prompt_id": row.prompt_id,
+                "sample": samples_seen.get(row.prompt_id, 0),
+                "dataset": row.dataset or run.workload.get("dataset") or "",
+                "subset": row.subset,
                 "grader": grader,
-                "gold": gold,
-                "status": status,
-                "output": output,
-                "reasoning": reasoning,
-                "reasoning_tokens": reasoning_tokens,
-                "completion_tokens": completion_tokens,
+                "gold": row.gold,
+                "status": row.status,
+                "output": row.output,
+                "reasoning": row.reasoning,
+                "reasoning_tokens": row.reasoning_tokens,
+                "completion_tokens": row.completion_tokens,
                 "metadata": meta,
-                "problem": _problem(meta, text, messages),
+                "problem": problem_text(meta, row.text, row.messages),
             }
         )
-        samples_seen[prompt_id] = samples_seen.get(prompt_id, 0) + 1
-        if status == "ok":
+        samples_seen[row.prompt_id] = samples_seen.get(row.prompt_id, 0) + 1
+        if row.status == "ok":
             tasks.append(
                 GradeTask(
-                    idx=idx,
+                    idx=row.idx,
                     grader=grader,
-                    output=output or "",
-                    reasoning=reasoning or None,
-                    gold=gold,
-                    choices=tuple(json.loads(choices)) if choices else None,
+                    output=row.output or "",
+                    reasoning=row.reasoning or None,
+                    gold=row.gold,
+                    choices=tuple(json.loads(row.choices)) if row.choices else None,
                     pattern=spec.regex,
                     remove_until=spec.remove_until,
                 )
@@ -203,8 +157,8 @@ def grade_run(
         samples.append(Sample(verdict=verdict, **info))
     _store_grades(store, run.id, samples)
     report = GradeReport(run, samples)
-    report.scores = table.score_rows(samples, model=run.model or "", ks=spec.ks)
-    report.notes += table.k_notes(samples, spec.ks)
+    report.scores = scores.score_rows(samples, model=run.model or "", ks=spec.ks)
+    report.notes += scores.k_notes(samples, spec.ks)
     if think_spec is not None:
         answered = [s for s in samples if s.status == "ok"]
         found = [steps.get(s.idx) for s in answered]
@@ -216,10 +170,7 @@ def grade_run(
 
 
 def _nothing_to_grade(store: Store, run: Run) -> str:
-    (prompts,) = store.db.conn.execute(
-        "SELECT count(*) FROM prompts WHERE run_id = ?", [run.id]
-    ).fetchone()
-    if not prompts:
+    if not store.prompt_count(run.id):
         return (
             f"run {run.id} has no stored prompts (it was recorded before perfbench kept them), "
             "so there is nothing to grade against; run the benchmark again"
@@ -301,13 +252,12 @@ def _thinking(
                 "graded_at": stamp,
             }
         )
-    with store.db.conn:
-        store.db.table("thinking").insert_all(stored, batch_size=100, replace=True)
+    store.put_thinking(stored)
     limits = {"max_think_tokens": spec.max_think_tokens, "count": spec.count}
     token_source = "+".join(sorted({row["token_source"] for row in stored}))
     out = []
     for dataset, members in rows.items():
-        overall = [dataclasses.replace(r, subset=table.OVERALL) for r in members]
+        overall = [dataclasses.replace(r, subset=scores.OVERALL) for r in members]
         named = [g for g in think.aggregate(members, **limits) if g.subset]
         for summary in [*named, *think.aggregate(overall, **limits)]:
             out.append(
@@ -340,7 +290,7 @@ def _reasoning_usage(s: Sample, text: str, source: str) -> int | None:
     return None
 
 
-def _problem(meta: dict[str, Any], text: str | None, messages: str | None) -> str | None:
+def problem_text(meta: dict[str, Any], text: str | None, messages: str | None) -> str | None:
     for key in ("problem", "question"):
         if isinstance(meta.get(key), str):
             return str(meta[key])
@@ -366,8 +316,40 @@ def _store_grades(store: Store, run_id: int, samples: Sequence[Sample]) -> None:
         }
         for s in samples
     ]
-    with store.db.conn:
-        store.db.table("grades").insert_all(rows, batch_size=100, replace=True)
+    store.put_grades(rows)
+
+
+@dataclass(frozen=True)
+class Grades:
+    """What :func:`grade_runs` returns: one :class:`GradeReport` per run."""
+
+    reports: tuple[GradeReport, ...]
+
+    def __iter__(self) -> Iterator[GradeReport]:
+        return iter(self.reports)
+
+    def __len__(self) -> int:
+        return len(self.reports)
+
+    def to_dict(self) -> dict[str, Any]:
+        return records.grades_dict(self.reports)
+
+    def csv_rows(self) -> list[dict[str, Any]]:
+        """One row per score: run, model, dataset, metric, subset, num, score."""
+        return [
+            {"run_id": r.run.id, **dataclasses.asdict(row)}
+            for r in self.reports
+            for row in r.scores
+        ]
+
+    def sample_rows(self) -> list[dict[str, Any]]:
+        """One row per graded answer (``perfbench grade --samples FILE``)."""
+        return [row for r in self.reports for row in records.sample_rows(r)]
+
+    def render(self, *, quiet: bool = False) -> RenderableType:
+        from perfbench.grade.table import render
+
+        return render(self.reports, quiet=quiet)
 
 
 def grade_runs(
@@ -376,77 +358,23 @@ def grade_runs(
     spec: GradeSpec | None = None,
     *,
     progress: Callable[[int, int], None] | None = None,
-) -> list[GradeReport]:
+) -> Grades:
     """Grade runs of a database by id or name (default: the latest batch); the library face of
-    ``perfbench grade``.
+    ``perfbench grade``. ``progress(done, total)`` is called as answers are graded.
 
     Grading starts worker processes with ``spawn``, which imports the calling script again in
     each worker: call this from under ``if __name__ == "__main__":`` in a script.
+
+    >>> grades = grade_runs("outputs/perfbench.db", ["3"], GradeSpec(ks=(4,)))  # doctest: +SKIP
+    >>> [(row.metric, row.score) for row in grades.reports[0].scores]
     """
     store = Store(db_path)
     try:
-        return [
-            grade_run(store, run, spec or GradeSpec(), progress=progress)
-            for run in store.find(runs)
-        ]
-    finally:
-        store.close()
-
-
-def answer_rows(store: Store, run: Run) -> list[Any]:
-    """A graded run's answers for :func:`.compare.compare_answers`, the latest grade of each
-    request (empty when the run was never graded)."""
-    from perfbench.grade.compare import AnswerRow
-
-    rows = store.db.conn.execute(
-        """
-        SELECT g.prompt_id, g.sample, g.pred, g.correct, p.subset, p.answer, p.metadata,
-               p.text, p.messages
-        FROM grades g JOIN prompts p ON p.run_id = g.run_id AND p.prompt_id = g.prompt_id
-        WHERE g.run_id = ? AND g.rowid = (
-            SELECT h.rowid FROM grades h WHERE h.run_id = g.run_id AND h.idx = g.idx
-            ORDER BY h.graded_at DESC, h.rowid DESC LIMIT 1)
-        ORDER BY g.idx
-        """,
-        [run.id],
-    ).fetchall()
-    return [
-        AnswerRow(
-            prompt_id=prompt_id,
-            sample=sample,
-            pred=pred,
-            correct=bool(correct),
-            problem=_problem(json.loads(meta) if meta else {}, text, messages),
-            gold=gold,
-            subset=subset,
+        return Grades(
+            tuple(
+                grade_run(store, run, spec or GradeSpec(), progress=progress)
+                for run in store.find(runs)
+            )
         )
-        for prompt_id, sample, pred, correct, subset, gold, meta, text, messages in rows
-    ]
-
-
-def compare_answer_runs(
-    db_path: str | Path, run_a: str, run_b: str, spec: GradeSpec | None = None
-) -> tuple[Run, Run, Any, list[int]]:
-    """The library face of ``perfbench compare-answers``: the two runs, their
-    :class:`~perfbench.grade.compare.AnswerComparison`, and the ids of runs that had to be
-    graded first (with ``spec``, default each dataset's own grader)."""
-    from perfbench.grade.compare import compare_answers
-
-    store = Store(db_path)
-    try:
-        sides: list[tuple[Run, list[Any]]] = []
-        graded_now: list[int] = []
-        for selector in (run_a, run_b):
-            runs = store.find([selector])
-            if len(runs) != 1:
-                raise UsageError(f"{selector!r} names {len(runs)} runs; give one run id")
-            rows = answer_rows(store, runs[0])
-            if not rows:
-                grade_run(store, runs[0], spec or GradeSpec())
-                graded_now.append(runs[0].id)
-                rows = answer_rows(store, runs[0])
-            sides.append((runs[0], rows))
     finally:
         store.close()
-    (a, rows_a), (b, rows_b) = sides
-    return a, b, compare_answers(rows_a, rows_b), graded_now

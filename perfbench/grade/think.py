@@ -36,7 +36,6 @@ first correct step or re-paragraphs the text instead, is in :mod:`.judge`.
 from __future__ import annotations
 
 import functools
-import math
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -44,13 +43,13 @@ from typing import Literal
 
 from perfbench.config import STEP_STRATEGIES, THOUGHT_MARKERS
 from perfbench.grade import extract, graders
+from perfbench.tokens import estimate_tokens
 
 Source = Literal["reasoning", "think_tag", "output"]
 TokenSource = Literal["tokenizer", "usage", "chars"]
 Span = tuple[int, int]
 
 THINK_START, THINK_END = "<think>", "</think>"
-CHARS_PER_TOKEN = 4
 #: A "= value" at the end of a step longer than this is a formula, not an answer.
 MAX_EQUALS_VALUE = 60
 #: Distinct candidate answers checked per thinking text, at most (see first_correct_step).
@@ -281,7 +280,7 @@ def _prefix_counter(
         return by_usage, "usage"
 
     def by_chars(end: int) -> int:
-        return math.ceil(min(end, len(text)) / CHARS_PER_TOKEN)
+        return estimate_tokens(min(end, len(text)))
 
     return by_chars, "chars"
 

@@ -13,10 +13,9 @@ from typing import Any
 import numpy as np
 
 from perfbench.metrics.percentiles import PERCENTILES, exact, min_samples, streamed
-from perfbench.servermetrics import KV_TIGHT, summarize_samples
+from perfbench.metrics.server import KV_TIGHT, summarize_samples
 from perfbench.store.runs import Run, Store
-
-SCHEMA_VERSION = 1
+from perfbench.versioned import SCHEMA_VERSION, json_safe
 
 # (key, label, unit) of the percentile table's columns, in order
 DISTRIBUTIONS = (
@@ -105,41 +104,12 @@ class Summary:
     by_dataset: dict[str, dict[str, float]] = field(default_factory=dict)  # when several
     exact_output: dict[str, int] = field(default_factory=dict)  # asked / honoured, when asked
     token_check: dict[str, Any] = field(default_factory=dict)  # server usage vs local tokenizer
-    server: dict[str, Any] = field(default_factory=dict)  # the server's /metrics (servermetrics)
+    server: dict[str, Any] = field(default_factory=dict)  # the server's /metrics (metrics.server)
     warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = json_safe(asdict(self))
         return data
-
-
-def json_object(value: dict[str, Any]) -> dict[str, Any]:
-    """:func:`json_safe` of a dict, typed as one."""
-    out: dict[str, Any] = json_safe(value)
-    return out
-
-
-def json_safe(value: Any) -> Any:
-    """NaN and infinities → None, tuples → lists, throughout: the JSON stays standard."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
-    return value
-
-
-def _shape(load: dict[str, Any]) -> str:
-    if load.get("trace"):
-        return "trace"
-    if load.get("ramp_from") is not None:
-        return "ramp"
-    if load.get("rate") is None:
-        return "closed"
-    if load.get("arrival") == "constant":
-        return "constant"
-    return "poisson" if load.get("burstiness", 1.0) == 1.0 else "gamma"
 
 
 def _pct_label(p: float) -> str:
@@ -205,7 +175,7 @@ def summarize(store: Store, run: Run) -> Summary:
         values={_pct_label(p): v / 1e6 for p, v in zip(PERCENTILES, pcts)},
         exact=itl_exact,
     )
-    open_loop = any(load.get(k) is not None for k in ("rate", "ramp_from", "trace"))
+    open_loop = run.open_loop
     planned_rate = achieved_rate = None
     if open_loop:
         for key, _, _ in OPEN_LOOP_DISTRIBUTIONS:
@@ -239,13 +209,13 @@ def summarize(store: Store, run: Run) -> Summary:
         model=run.model,
         endpoint=run.endpoint,
         mode="open" if open_loop else "closed",
-        parallel=load.get("parallel"),
-        rate=load.get("rate"),
-        shape=_shape(load),
-        max_concurrency=load.get("max_concurrency"),
+        parallel=load.parallel,
+        rate=load.rate,
+        shape=load.shape,
+        max_concurrency=load.max_concurrency,
         scheduled=int(run.scheduled or 0),
         measured=measured,
-        warmup=int(load.get("warmup") or 0),
+        warmup=load.warmup,
         ok=n_ok,
         failed=measured - n_ok,
         errors=errors,
@@ -287,7 +257,7 @@ def _server(store: Store, run: Run) -> dict[str, Any]:
     """The server's own figures over the measured window (docs/metrics.md, "Server metrics"):
     {} for a run recorded before server metrics existed, ``available: False`` with the reason
     when the server had none, else the names matched and the figures of
-    :func:`perfbench.servermetrics.summarize_samples`."""
+    :func:`perfbench.metrics.server.summarize_samples`."""
     info = run.server.get("metrics")
     if not info:
         return {}
@@ -323,12 +293,7 @@ def _token_check(store: Store, run: Run) -> dict[str, Any]:
     name = run.workload.get("tokenizer")
     if not name:
         return {}
-    rows = store.db.conn.execute(
-        "SELECT completion_tokens, coalesce(reasoning_text, '') || coalesce(output_text, '') "
-        "FROM requests WHERE run_id = ? AND warmup = 0 AND status = 'ok' "
-        "AND token_source = 'usage' AND completion_tokens > 0 ORDER BY idx LIMIT ?",
-        [run.id, TOKEN_CHECK_SAMPLE],
-    ).fetchall()
+    rows = store.usage_outputs(run.id, TOKEN_CHECK_SAMPLE)
     if not rows:
         return {}
     from perfbench.errors import PerfbenchError

@@ -1,4 +1,5 @@
-"""The report stage: rich tables, JSON and CSV."""
+"""The report stage: rich tables, JSON, CSV and the HTML page, and the read commands' results
+(:func:`~perfbench.report.report.report`, :func:`~perfbench.report.runs.runs`)."""
 
 from perfbench.report.export import to_csv, to_json
 from perfbench.report.tables import print_report, render

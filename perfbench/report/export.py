@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from collections.abc import Sequence
 from typing import Any
 
-from perfbench.metrics.summary import SCHEMA_VERSION, Summary
+from perfbench.metrics.summary import Summary
+from perfbench.report.output import to_csv as csv_text
+from perfbench.versioned import versioned
 
 
 def to_json(summaries: Sequence[Summary]) -> str:
-    return json.dumps(
-        {"schema_version": SCHEMA_VERSION, "runs": [s.to_dict() for s in summaries]}, indent=2
-    )
+    return json.dumps(versioned({"runs": [s.to_dict() for s in summaries]}), indent=2)
 
 
 def flat(s: Summary) -> dict[str, Any]:
@@ -63,12 +61,4 @@ def _server_columns(server: dict[str, Any]) -> dict[str, Any]:
 
 
 def to_csv(summaries: Sequence[Summary]) -> str:
-    rows = [flat(s) for s in summaries]
-    fields: list[str] = []
-    for row in rows:
-        fields.extend(k for k in row if k not in fields)
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=fields)
-    writer.writeheader()
-    writer.writerows(rows)
-    return out.getvalue()
+    return csv_text([flat(s) for s in summaries])

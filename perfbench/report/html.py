@@ -32,7 +32,6 @@ from __future__ import annotations
 import html
 import json
 import math
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -43,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from perfbench.metrics.percentiles import EXACT_LIMIT, LogHistogram
+from perfbench.metrics.server import COUNTERS  # drawn as a rate per second
 from perfbench.metrics.summary import Summary, summarize
 from perfbench.store.runs import Run, Store
 
@@ -53,7 +53,6 @@ TIMELINE_BINS = 150
 SERIES_POINTS = 2000
 DEFAULT_MAX_ROWS = 1000  # per run
 ANSWER_CHARS = 1000
-COUNTERS = {"preemptions", "prompt_tokens", "generation_tokens"}  # drawn as a rate per second
 PALETTE = (
     "#4269d0",
     "#efb118",
@@ -117,33 +116,13 @@ class _RunView:
         summary = summarize(store, run)
         names = ("ttft_ms", "tpot_ms", "e2e_ms", *_TIME_COLUMNS, "completion_tokens")
         cols = store.columns(run.id, names, where="AND warmup = 0")
-        bits = [f"#{run.id}", run.name or "", run.model or "", _level_label(run)]
+        bits = [f"#{run.id}", run.name or "", run.model or "", run.load.label]
         return cls(run, summary, color, " · ".join(b for b in bits if b), cols)
 
     def ok_values(self, key: str) -> np.ndarray:
         values: np.ndarray = self.cols[key][self.cols["status"] == "ok"]
         finite: np.ndarray = values[~np.isnan(values)]
         return finite
-
-
-def _level(run: Run) -> float | None:
-    load = run.load
-    if load.get("trace") or load.get("ramp_from") is not None:
-        return None
-    if load.get("rate") is not None:
-        return float(load["rate"])
-    return float(load["parallel"]) if load.get("parallel") is not None else None
-
-
-def _level_label(run: Run) -> str:
-    load = run.load
-    if load.get("trace"):
-        return "trace"
-    if load.get("ramp_from") is not None:
-        return "ramp"
-    if load.get("rate") is not None:
-        return f"rate {load['rate']:g}/s"
-    return f"parallel {load.get('parallel')}"
 
 
 def _nums(values: Any, digits: int = 4) -> list[float | None]:
@@ -157,13 +136,6 @@ def _nums(values: Any, digits: int = 4) -> list[float | None]:
 def _label(text: str) -> str:
     """A string plotly draws: escaped, because plotly reads some HTML in labels."""
     return html.escape(text, quote=False)
-
-
-def _table_exists(store: Store, name: str) -> bool:
-    row = store.db.conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", [name]
-    ).fetchone()
-    return row is not None
 
 
 # -- latency ---------------------------------------------------------------------------------
@@ -301,10 +273,10 @@ def _counts_note(dists: Sequence[_Dist]) -> str:
 def _sweep_charts(views: Sequence[_RunView]) -> list[dict[str, Any]]:
     """Throughput and latency against the load level, one line per sweep (its runs' name, else
     their batch)."""
-    levels = [_level(v.run) for v in views]
+    levels = [v.run.load.level for v in views]
     if len({lv for lv in levels if lv is not None}) < 2:
         return []
-    open_loop = {v.run.load.get("rate") is not None for v in views}
+    open_loop = {v.run.load.rate is not None for v in views}
     if len(open_loop) > 1 or any(lv is None for lv in levels):
         xs = [v.summary.achieved_concurrency for v in views]
         xtitle = "achieved concurrency (mean requests in flight)"
@@ -538,25 +510,14 @@ def _timeline_charts(views: Sequence[_RunView]) -> list[dict[str, Any]]:
 def _server_metric_charts(store: Store, views: Sequence[_RunView]) -> list[dict[str, Any]]:
     """The server's own metrics over each run, when the ``server_metrics`` table exists.
 
-    Samples are ``(t_ns since the run's t0, name, value)`` (perfbench/servermetrics.py); gauges
+    Samples are ``(t_ns since the run's t0, name, value)`` (:mod:`perfbench.client.servermetrics`); gauges
     are drawn as sampled, counters as their increase per second (a drop is a restart from 0,
     Prometheus' rule), ``kv_usage`` (0..1) as a percentage.
     """
-    if not _table_exists(store, "server_metrics"):
-        return []
     series: dict[str, list[dict[str, Any]]] = {}
     for v in views:
-        rows = store.db.conn.execute(
-            "SELECT name, t_ns, value FROM server_metrics WHERE run_id = ? AND t_ns IS NOT NULL "
-            "AND value IS NOT NULL ORDER BY name, t_ns",
-            [v.run.id],
-        ).fetchall()
-        by_name: dict[str, list[tuple[float, float]]] = {}
-        for name, t_ns, value in rows:
-            by_name.setdefault(str(name), []).append((float(t_ns), float(value)))
-        for name, points in by_name.items():
-            arr = np.array(points)
-            t, y = arr[:, 0] / 1e9, arr[:, 1]
+        for name, (t_ns, values) in store.server_points(v.run.id).items():
+            t, y = t_ns.astype(np.float64) / 1e9, values
             counter = name in COUNTERS or name.endswith("_total")
             if counter:
                 if t.size < 2:
@@ -666,36 +627,9 @@ def _chart(
 
 def _request_table(store: Store, view: _RunView, limit: int) -> str:
     run_id = view.run.id
-    conn = store.db.conn
-    total = conn.execute(
-        "SELECT count(*) FROM requests WHERE run_id = ? AND warmup = 0", [run_id]
-    ).fetchone()[0]
-    has_prompts = _table_exists(store, "prompts")
-    gold = "p.answer" if has_prompts else "NULL"
-    join = (
-        "LEFT JOIN prompts p ON p.run_id = r.run_id AND p.prompt_id = r.prompt_id"
-        if has_prompts
-        else ""
-    )
-    rows = conn.execute(
-        f"SELECT r.idx, r.status, r.http_status, r.error, r.ttft_ms, r.e2e_ms, r.prompt_tokens, "
-        f"r.completion_tokens, r.reasoning_tokens, substr(r.output_text, 1, ?), "
-        f"length(r.output_text), {gold} FROM requests r {join} "
-        f"WHERE r.run_id = ? AND r.warmup = 0 ORDER BY r.idx LIMIT ?",
-        [ANSWER_CHARS, run_id, limit],
-    ).fetchall()
-    grades: dict[int, list[tuple[str, str | None, int]]] = {}
-    if _table_exists(store, "grades") and rows:
-        try:
-            for idx, grader, pred, correct in conn.execute(
-                "SELECT idx, grader, pred, correct FROM grades WHERE run_id = ? AND idx <= ? "
-                "ORDER BY idx, grader",
-                [run_id, rows[-1][0]],
-            ):
-                grades.setdefault(int(idx), []).append((str(grader), pred, int(correct)))
-        except sqlite3.OperationalError:  # an older grades table: leave grades out
-            grades = {}
-    graded = bool(grades)
+    total = store.request_count(run_id)
+    rows = store.answer_page(run_id, limit, ANSWER_CHARS)
+    graded = any(r.grades for r in rows)
     e = html.escape
     head = ["idx", "status", "TTFT (ms)", "E2E (ms)", "in tok", "out tok", "answer"]
     if graded:
@@ -705,20 +639,16 @@ def _request_table(store: Store, view: _RunView, limit: int) -> str:
         + "".join(f"<th>{e(h)}</th>" for h in head)
         + "</tr></thead><tbody>"
     ]
-    for (
-        idx,
-        status,
-        http_status,
-        error,
-        ttft,
-        e2e,
-        p_tok,
-        c_tok,
-        r_tok,
-        text,
-        length,
-        answer,
-    ) in rows:
+    for row in rows:
+        idx, status, http_status, error = row.idx, row.status, row.http_status, row.error
+        ttft, e2e, p_tok, c_tok, r_tok = (
+            row.ttft_ms,
+            row.e2e_ms,
+            row.prompt_tokens,
+            row.completion_tokens,
+            row.reasoning_tokens,
+        )
+        text, length, answer = row.answer, row.answer_chars, row.gold
         st = e(str(status)) + (f" {e(str(http_status))}" if http_status and status != "ok" else "")
         if error:
             st += f'<div class="err">{e(str(error))}</div>'
@@ -739,7 +669,7 @@ def _request_table(store: Store, view: _RunView, limit: int) -> str:
         ]
         if graded:
             marks = []
-            for grader, pred, correct in grades.get(int(idx), []):
+            for grader, pred, correct in row.grades:
                 mark = '<span class="yes">✓</span>' if correct else '<span class="no">✗</span>'
                 marks.append(
                     f"{mark} {e(pred) if pred is not None else '<i>no answer</i>'}"
@@ -808,12 +738,9 @@ def _overview(views: Sequence[_RunView], store: Store) -> str:
     for v in views:
         s = v.summary
         acc = "—"
-        if _table_exists(store, "grades"):
-            got = store.db.conn.execute(
-                "SELECT avg(correct), count(*) FROM grades WHERE run_id = ?", [v.run.id]
-            ).fetchone()
-            if got and got[1]:
-                acc = f"{100 * got[0]:.1f}% of {got[1]}"
+        graded, mean = store.grade_totals(v.run.id)
+        if graded and mean is not None:
+            acc = f"{100 * mean:.1f}% of {graded}"
 
         def pp(key: str, digits: int = 1, s: Summary = s) -> str:
             return f"{_fmt(_pct(s, key, 'p50'), digits)} / {_fmt(_pct(s, key, 'p99'), digits)}"
@@ -822,7 +749,7 @@ def _overview(views: Sequence[_RunView], store: Store) -> str:
             f'<span class="swatch" style="background:{v.color}"></span>{v.run.id}',
             e(v.run.name or ""),
             e(v.run.model or ""),
-            e(_level_label(v.run)),
+            e(v.run.load.label),
             e(s.status),
             f"{s.ok} / {s.failed}",
             _fmt(s.duration_s, 2),
@@ -926,7 +853,7 @@ def _page(
     tables: list[str],
     per_run: int,
 ) -> str:
-    from perfbench import __version__
+    from perfbench.version import __version__
 
     e = html.escape
     ids = ", ".join(str(v.run.id) for v in views)

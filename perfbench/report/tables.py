@@ -18,6 +18,7 @@ from rich.text import Text
 
 from perfbench.metrics.percentiles import PERCENTILES, min_samples
 from perfbench.metrics.summary import DISTRIBUTIONS, OPEN_LOOP_DISTRIBUTIONS, Summary
+from perfbench.store.runs import Failure
 
 
 def fmt(value: float | None, digits: int = 2) -> str:
@@ -249,11 +250,21 @@ def render(summaries: Sequence[Summary], *, quiet: bool = False) -> RenderableTy
     return Group(*parts)
 
 
+def failures_table(failures: Sequence[Failure]) -> Table:
+    """Failed requests grouped by run, status, HTTP status and message."""
+    table = Table(title="Failed requests", title_justify="left")
+    for col in ("Run", "Status", "HTTP", "Count", "Message"):
+        table.add_column(col)
+    for f in failures:
+        table.add_row(
+            str(f.run_id), f.status, str(f.http_status or "—"), str(f.count), Text(f.error or "")
+        )
+    return table
+
+
 def print_report(
     summaries: Sequence[Summary], *, console: Console | None = None, quiet: bool = False
 ) -> None:
-    if console is None:
-        console = Console()
-        if not console.is_terminal:  # a file or a pipe: do not squeeze the tables into 80 columns
-            console = Console(width=120)
-    console.print(render(summaries, quiet=quiet))
+    from perfbench.report import output
+
+    (console or output.console()).print(render(summaries, quiet=quiet))

@@ -21,7 +21,7 @@ import random
 
 import msgspec
 
-CHARS_PER_TOKEN = 4
+from perfbench.tokens import estimate_tokens
 
 _WORD_TEXT = """
 the of and to in is that it for was on are as with be at by this have from or had not but
@@ -56,7 +56,7 @@ VOCAB: list[tuple[str, bytes]] = [
 
 def count_text_tokens(chars: int) -> int:
     """The prompt-token rule: about four characters per token, at least one."""
-    return max(1, -(-chars // CHARS_PER_TOKEN))
+    return max(1, estimate_tokens(chars))
 
 
 class TokenPool:

@@ -6,7 +6,7 @@ import itertools
 import json
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -19,8 +19,75 @@ from perfbench.store.writer import decode_gaps
 
 
 @dataclass(frozen=True)
+class RunLoad:
+    """A run's load as it was recorded (``runs.load``): the :class:`~perfbench.config.LoadSpec`
+    fields, plus ``planned``, the number of requests the schedule planned (None: closed loop
+    bounded by time). Missing fields (older runs) take the spec's defaults."""
+
+    parallel: int | None = None
+    number: int | None = None
+    rate: float | None = None
+    burstiness: float = 1.0
+    max_concurrency: int | None = None
+    duration: float | None = None
+    warmup: int = 0
+    seed: int = 0
+    arrival: str = "poisson"
+    ramp_from: float | None = None
+    ramp_to: float | None = None
+    trace: str | None = None
+    trace_speed: float = 1.0
+    planned: int | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunLoad:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known and v is not None})
+
+    @property
+    def open_loop(self) -> bool:
+        """Arrivals on a plan (a rate, a ramp or a trace), not closed-loop workers."""
+        return self.rate is not None or self.ramp_from is not None or bool(self.trace)
+
+    @property
+    def shape(self) -> str:
+        """How arrivals were planned: closed, poisson, gamma, constant, ramp or trace."""
+        if self.trace:
+            return "trace"
+        if self.ramp_from is not None:
+            return "ramp"
+        if self.rate is None:
+            return "closed"
+        if self.arrival == "constant":
+            return "constant"
+        return "poisson" if self.burstiness == 1.0 else "gamma"
+
+    @property
+    def level(self) -> float | None:
+        """The load level on a sweep's axis: the rate of an open loop, the parallelism of a
+        closed one; None for a ramp or a trace, which have no one level."""
+        if self.trace or self.ramp_from is not None:
+            return None
+        if self.rate is not None:
+            return float(self.rate)
+        return float(self.parallel) if self.parallel is not None else None
+
+    @property
+    def label(self) -> str:
+        """``parallel 8``, ``rate 20/s``, ``ramp`` or ``trace``."""
+        if self.trace:
+            return "trace"
+        if self.ramp_from is not None:
+            return "ramp"
+        if self.rate is not None:
+            return f"rate {self.rate:g}/s"
+        return f"parallel {self.parallel}"
+
+
+@dataclass(frozen=True)
 class Run:
-    """One ``runs`` row, with its JSON columns decoded."""
+    """One ``runs`` row. ``load`` is typed; the other JSON columns are the specs and facts as
+    recorded (secrets removed), decoded into dicts."""
 
     id: int
     name: str | None
@@ -31,7 +98,7 @@ class Run:
     duration_s: float | None
     endpoint: str | None
     model: str | None
-    load: dict[str, Any]
+    load: RunLoad
     client: dict[str, Any]
     workload: dict[str, Any]
     server: dict[str, Any]
@@ -57,7 +124,7 @@ class Run:
             duration_s=row["duration_s"],
             endpoint=row["endpoint"],
             model=row["model"],
-            load=js("load"),
+            load=RunLoad.from_dict(js("load")),
             client=js("client"),
             workload=js("workload"),
             server=js("server"),
@@ -67,6 +134,10 @@ class Run:
             recorded=row["recorded"],
             health=js("health"),
         )
+
+    @property
+    def open_loop(self) -> bool:
+        return self.load.open_loop
 
 
 def append_server_samples(
@@ -240,3 +311,245 @@ class Store:
             [run_id],
         ).fetchone()
         return int(row[0])
+
+    def request_count(self, run_id: int) -> int:
+        """The run's measured (non-warm-up) requests, whatever their status."""
+        row = self.db.conn.execute(
+            "SELECT count(*) FROM requests WHERE run_id = ? AND warmup = 0", [run_id]
+        ).fetchone()
+        return int(row[0])
+
+    def failures(self, run_ids: Sequence[int]) -> list[Failure]:
+        """Failed requests of the runs, grouped by (run, status, HTTP status, message), most
+        frequent first within each run."""
+        marks = ",".join("?" * len(run_ids))
+        rows = self.db.conn.execute(
+            "SELECT run_id, status, http_status, count(*), error FROM requests "
+            f"WHERE run_id IN ({marks}) AND status != 'ok' "
+            "GROUP BY run_id, status, http_status, error ORDER BY run_id, count(*) DESC",
+            list(run_ids),
+        ).fetchall()
+        return [Failure(*row) for row in rows]
+
+    # -- token counts ---------------------------------------------------------------------------
+    def usage_outputs(self, run_id: int, limit: int) -> list[tuple[int, str]]:
+        """(server's completion tokens, reasoning + answer text) of the first ``limit``
+        successful measured requests that have server usage."""
+        rows = self.db.conn.execute(
+            "SELECT completion_tokens, coalesce(reasoning_text, '') || coalesce(output_text, '') "
+            "FROM requests WHERE run_id = ? AND warmup = 0 AND status = 'ok' "
+            "AND token_source = 'usage' AND completion_tokens > 0 ORDER BY idx LIMIT ?",
+            [run_id, limit],
+        ).fetchall()
+        return [(int(n), str(text)) for n, text in rows]
+
+    def output_lengths(self, run_id: int) -> tuple[np.ndarray, int]:
+        """Mean output tokens per prompt (in first-sent order) of a run's successful measured
+        requests, and how many of those outputs stopped at max_tokens."""
+        rows = self.db.conn.execute(
+            "SELECT prompt_id, avg(completion_tokens), min(idx), "
+            "sum(finish_reason = 'length') FROM requests WHERE run_id = ? AND warmup = 0 "
+            "AND status = 'ok' AND completion_tokens IS NOT NULL GROUP BY prompt_id ORDER BY 3",
+            [run_id],
+        ).fetchall()
+        lengths = np.array([float(r[1]) for r in rows], dtype=np.float64)
+        return lengths, int(sum(r[3] or 0 for r in rows))
+
+    # -- inter-token gaps -----------------------------------------------------------------------
+    def streamed_requests(self, run_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(idx, gap count, sent_ns) of the successful measured requests with two or more token
+        chunks, by idx."""
+        rows = self.db.conn.execute(
+            "SELECT idx, n_chunks - 1, sent_ns FROM requests WHERE run_id = ? AND warmup = 0 "
+            "AND status = 'ok' AND streamed = 1 AND n_chunks > 1 ORDER BY idx",
+            [run_id],
+        ).fetchall()
+        return (
+            np.array([r[0] for r in rows], dtype=np.int64),
+            np.array([r[1] for r in rows], dtype=np.int64),
+            np.array([r[2] for r in rows], dtype=np.float64),
+        )
+
+    def gaps_of(self, run_id: int, idxs: Sequence[int]) -> Iterator[np.ndarray]:
+        """The inter-token gaps (ns) of each of these requests, by idx."""
+        cursor = self.db.conn.execute(
+            "SELECT width, gaps FROM chunks WHERE run_id = ? "
+            "AND idx IN (SELECT value FROM json_each(?)) ORDER BY idx",
+            [run_id, json.dumps([int(i) for i in idxs])],
+        )
+        for width, blob in cursor:
+            yield decode_gaps(width, blob)
+
+    # -- the HTML report ------------------------------------------------------------------------
+    def has_table(self, name: str) -> bool:
+        """Whether the database has this table (a file written by an older perfbench may not)."""
+        return name in self.db.table_names()
+
+    def answer_page(self, run_id: int, limit: int, chars: int) -> list[AnswerLine]:
+        """The first ``limit`` measured requests with the first ``chars`` characters of their
+        answer, the gold answer when the prompt has one, and their grades."""
+        has_prompts = self.has_table("prompts")
+        gold = "p.answer" if has_prompts else "NULL"
+        join = (
+            "LEFT JOIN prompts p ON p.run_id = r.run_id AND p.prompt_id = r.prompt_id"
+            if has_prompts
+            else ""
+        )
+        rows = self.db.conn.execute(
+            "SELECT r.idx, r.status, r.http_status, r.error, r.ttft_ms, r.e2e_ms, "
+            "r.prompt_tokens, r.completion_tokens, r.reasoning_tokens, "
+            f"substr(r.output_text, 1, ?), length(r.output_text), {gold} FROM requests r {join} "
+            "WHERE r.run_id = ? AND r.warmup = 0 ORDER BY r.idx LIMIT ?",
+            [chars, run_id, limit],
+        ).fetchall()
+        grades: dict[int, list[tuple[str, str | None, bool]]] = {}
+        if rows and self.has_table("grades"):
+            try:
+                for idx, grader, pred, correct in self.db.conn.execute(
+                    "SELECT idx, grader, pred, correct FROM grades WHERE run_id = ? AND idx <= ? "
+                    "ORDER BY idx, grader",
+                    [run_id, rows[-1][0]],
+                ):
+                    grades.setdefault(int(idx), []).append((str(grader), pred, bool(correct)))
+            except sqlite3.OperationalError:  # an older grades table: leave grades out
+                grades = {}
+        out = []
+        for row in rows:
+            line = AnswerLine(*row)
+            out.append(replace(line, grades=tuple(grades.get(line.idx, ()))))
+        return out
+
+    def server_points(self, run_id: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """A run's server-metrics samples with a time and a value: key -> (t_ns, value)."""
+        if not self.has_table("server_metrics"):
+            return {}
+        return {
+            name: (t[keep], v[keep])
+            for name, (t, v) in self.server_samples(run_id).items()
+            if (keep := ~np.isnan(v)).any()
+        }
+
+    # -- grades ---------------------------------------------------------------------------------
+    def answers_to_grade(self, run_id: int) -> list[Answer]:
+        """The measured requests whose prompt has a gold answer, with that prompt, by idx."""
+        rows = self.db.conn.execute(
+            """
+            SELECT r.idx, r.prompt_id, r.status, r.output_text, r.reasoning_text,
+                   r.reasoning_tokens,
+                   CASE WHEN r.token_source = 'usage' THEN r.completion_tokens END,
+                   p.dataset, p.subset, p.grader, p.answer, p.choices, p.metadata, p.text,
+                   p.messages
+            FROM requests r JOIN prompts p ON p.run_id = r.run_id AND p.prompt_id = r.prompt_id
+            WHERE r.run_id = ? AND r.warmup = 0 AND p.answer IS NOT NULL
+            ORDER BY r.idx
+            """,
+            [run_id],
+        ).fetchall()
+        return [Answer(*row) for row in rows]
+
+    def prompt_count(self, run_id: int) -> int:
+        row = self.db.conn.execute(
+            "SELECT count(*) FROM prompts WHERE run_id = ?", [run_id]
+        ).fetchone()
+        return int(row[0])
+
+    def put_grades(self, rows: Sequence[dict[str, Any]]) -> None:
+        """``grades`` rows; a row for the same (run, request, grader) replaces the earlier one."""
+        with self.db.conn:
+            self.db.table("grades").insert_all(rows, batch_size=100, replace=True)
+
+    def put_thinking(self, rows: Sequence[dict[str, Any]]) -> None:
+        """``thinking`` rows; a row for the same (run, request, method) replaces the earlier one."""
+        with self.db.conn:
+            self.db.table("thinking").insert_all(rows, batch_size=100, replace=True)
+
+    def grade_totals(self, run_id: int) -> tuple[int, float | None]:
+        """(grades stored for the run, their mean correctness; None when there are none)."""
+        if not self.has_table("grades"):
+            return 0, None
+        n, mean = self.db.conn.execute(
+            "SELECT count(*), avg(correct) FROM grades WHERE run_id = ?", [run_id]
+        ).fetchone()
+        return int(n), None if mean is None else float(mean)
+
+    def latest_grades(self, run_id: int) -> list[GradedAnswer]:
+        """Each graded request's latest grade, with its prompt, by idx (empty: never graded)."""
+        rows = self.db.conn.execute(
+            """
+            SELECT g.prompt_id, g.sample, g.pred, g.correct, p.subset, p.answer, p.metadata,
+                   p.text, p.messages
+            FROM grades g JOIN prompts p ON p.run_id = g.run_id AND p.prompt_id = g.prompt_id
+            WHERE g.run_id = ? AND g.rowid = (
+                SELECT h.rowid FROM grades h WHERE h.run_id = g.run_id AND h.idx = g.idx
+                ORDER BY h.graded_at DESC, h.rowid DESC LIMIT 1)
+            ORDER BY g.idx
+            """,
+            [run_id],
+        ).fetchall()
+        return [GradedAnswer(*row) for row in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """Failed requests of one run that share a status, HTTP status and message."""
+
+    run_id: int
+    status: str
+    http_status: int | None
+    count: int
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerLine:
+    """One request as the HTML report's answer table shows it."""
+
+    idx: int
+    status: str
+    http_status: int | None
+    error: str | None
+    ttft_ms: float | None
+    e2e_ms: float | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    reasoning_tokens: int | None
+    answer: str | None  # the first characters only
+    answer_chars: int | None
+    gold: str | None = None
+    grades: tuple[tuple[str, str | None, bool], ...] = ()  # (grader, pred, correct)
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A request to grade, with the prompt it answered (JSON columns still encoded)."""
+
+    idx: int
+    prompt_id: str
+    status: str
+    output: str | None
+    reasoning: str | None
+    reasoning_tokens: int | None
+    completion_tokens: int | None  # the server's count only (None: it gave no usage)
+    dataset: str | None
+    subset: str | None
+    grader: str | None
+    gold: str
+    choices: str | None
+    metadata: str | None
+    text: str | None
+    messages: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class GradedAnswer:
+    """A request's latest grade, with its prompt (JSON columns still encoded)."""
+
+    prompt_id: str
+    sample: int
+    pred: str | None
+    correct: int  # 0 or 1, as stored
+    subset: str | None
+    gold: str | None
+    metadata: str | None
+    text: str | None
+    messages: str | None

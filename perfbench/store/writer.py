@@ -8,7 +8,6 @@ most the last interval. ``close()`` drains everything, so a clean stop loses not
 
 from __future__ import annotations
 
-import dataclasses
 import queue
 import threading
 from collections.abc import Callable, Iterable
@@ -40,15 +39,9 @@ def _rel(stamp: int | None, t0: int) -> int | None:
     return None if stamp is None else stamp - t0
 
 
-def _ms(a: int | None, b: int | None) -> float | None:
-    return None if a is None or b is None else (b - a) / 1e6
-
-
 def to_row(run_id: int, t0: int, r: RequestRecord) -> dict[str, Any]:
-    """The ``requests`` row of a record; derived figures follow DESIGN.md's definitions."""
-    n = len(r.chunk_ns)
-    tpot = r.tpot_ns
-    itl = (r.chunk_ns[-1] - r.chunk_ns[0]) / (n - 1) / 1e6 if n > 1 and r.streamed else None
+    """The ``requests`` row of a record: its stamps relative to the run's ``t0``, and the
+    figures :meth:`RequestRecord.durations_ms` derives from them."""
     return {
         "run_id": run_id,
         "idx": r.index,
@@ -64,16 +57,8 @@ def to_row(run_id: int, t0: int, r: RequestRecord) -> dict[str, Any]:
         "first_content_ns": _rel(r.first_content_ns, t0),
         "last_token_ns": _rel(r.last_token_ns, t0),
         "end_ns": _rel(r.end_ns, t0),
-        "schedule_lag_ms": _ms(r.intended_ns, r.sent_ns),
-        "ttfb_ms": _ms(r.sent_ns, r.ttfb_ns),
-        "ttft_ms": _ms(r.sent_ns, r.first_token_ns),
-        "ttfa_ms": _ms(r.sent_ns, r.first_content_ns),
-        "tpot_ms": None if tpot is None else tpot / 1e6,
-        "itl_ms": itl,
-        "e2e_ms": _ms(r.sent_ns, r.end_ns),
-        "ttft_intended_ms": _ms(r.intended_ns, r.first_token_ns),
-        "e2e_intended_ms": _ms(r.intended_ns, r.end_ns),
-        "n_chunks": n,
+        **r.durations_ms(),
+        "n_chunks": len(r.chunk_ns),
         "prompt_tokens": r.prompt_tokens,
         "completion_tokens": r.completion_tokens,
         "reasoning_tokens": r.reasoning_tokens,
@@ -125,13 +110,6 @@ class RecordWriter:
             raise self.error
         return self.written
 
-    def _recount(self, r: RequestRecord) -> RequestRecord:
-        """Output tokens by the local tokenizer where the server reported none (here, off the loop)."""
-        if r.token_source in (None, "usage") or self.count is None:
-            return r
-        tokens = self.count(r.reasoning_text + r.output_text)
-        return dataclasses.replace(r, completion_tokens=tokens, token_source="tokenizer")
-
     def _main(self) -> None:
         try:
             db = open_db(str(self.path), create=True)
@@ -155,7 +133,7 @@ class RecordWriter:
         if not batch:
             return
         if self.count is not None:
-            batch = [self._recount(r) for r in batch]
+            batch = [r.recounted(self.count) for r in batch]
         rows = [to_row(self.run_id, self.t0_ns, r) for r in batch]
         chunk_rows = []
         for r in batch:

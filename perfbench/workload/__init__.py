@@ -10,5 +10,6 @@ from perfbench.workload import (  # noqa: F401  (each module registers its datas
     synthetic_math,
 )
 from perfbench.workload.base import REGISTRY, Prompt, load_prompts
+from perfbench.workload.catalog import datasets
 
-__all__ = ["REGISTRY", "Prompt", "load_prompts"]
+__all__ = ["REGISTRY", "Prompt", "datasets", "load_prompts"]

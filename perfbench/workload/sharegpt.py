@@ -17,12 +17,12 @@ from typing import Any
 
 from perfbench.config import WorkloadSpec
 from perfbench.errors import DatasetError
+from perfbench.tokens import estimate_tokens
 from perfbench.workload.base import Prompt, register
 from perfbench.workload.jsonl import Row, read_rows
 
 HUMAN = frozenset({"human", "user"})
 REPLY = frozenset({"gpt", "assistant", "chatgpt", "bard", "bing"})
-CHARS_PER_TOKEN = 4
 
 _LAYOUT = '{"conversations": [{"from": "human", "value": ...}, {"from": "gpt", "value": ...}]}'
 
@@ -47,7 +47,7 @@ def load(spec: WorkloadSpec) -> list[Prompt]:
                 if conversation_id is not None
                 else f"sharegpt-{row.number}",
                 messages=({"role": "user", "content": question},),
-                max_tokens=max(1, len(reply) // CHARS_PER_TOKEN),
+                max_tokens=max(1, estimate_tokens(len(reply))),
                 metadata={"reply_chars": len(reply)},
                 dataset="sharegpt",
             )

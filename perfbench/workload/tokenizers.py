@@ -27,7 +27,6 @@ import base64
 import binascii
 import functools
 import hashlib
-import math
 import os
 import tempfile
 import zlib
@@ -35,6 +34,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from perfbench.errors import DatasetError
+from perfbench.tokens import CHARS_PER_TOKEN, estimate_tokens
 
 Source = Literal["hf", "tiktoken", "estimate"]
 
@@ -84,7 +84,7 @@ class EstimateTokenizer:
 
     name = "estimate"
     source: Source = "estimate"
-    CHARS_PER_TOKEN = 4
+    CHARS_PER_TOKEN = CHARS_PER_TOKEN
 
     def __init__(self) -> None:
         consonants, vowels = "bcdfghjklmnprstvwz", "aeiou"
@@ -101,7 +101,7 @@ class EstimateTokenizer:
         return "".join(self._vocab[i] for i in ids)
 
     def count(self, text: str) -> int:
-        return math.ceil(len(text) / self.CHARS_PER_TOKEN)
+        return estimate_tokens(len(text))
 
 
 class _HFTokenizer:

@@ -1,7 +1,7 @@
 """``perfbench sweep``: one run per load level, the throughput/latency curve, its knee, its SLO limit.
 
-    >>> from perfbench.sweep import SweepSpec, sweep   # doctest: +SKIP
-    >>> from perfbench.slo import parse_slos
+    >>> from perfbench.capacity.sweep import SweepSpec, sweep   # doctest: +SKIP
+    >>> from perfbench.capacity.slo import parse_slos
     >>> result = sweep(base_perf_spec, SweepSpec(slos=parse_slos(["ttft_p99<=2s"])))
     >>> print(result.answer)
 
@@ -44,19 +44,20 @@ import json
 import math
 import signal
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from perfbench.capacity.curve import find_knee, roofline
+from perfbench.capacity.slo import SLO, Goodput, SLOResult, check, goodput
 from perfbench.config import LoadSpec, PerfSpec
 from perfbench.errors import ConfigError
-from perfbench.metrics.summary import Summary, json_object
+from perfbench.metrics.summary import Summary
 from perfbench.runner import EXIT_SIGNALS, Observer, run
-from perfbench.slo import SLO, Goodput, SLOResult, check, goodput
 from perfbench.store.runs import Store
+from perfbench.versioned import json_object, versioned
 
-SCHEMA_VERSION = 1
 Mode = Literal["concurrency", "rate"]
 
 
@@ -143,7 +144,7 @@ class Level:
     summary: Summary
     slo: list[SLOResult]
     goodput: Goodput
-    kv_bound: bool | None = None  # from perfbench.servermetrics, when it exists
+    kv_bound: bool | None = None  # from the server's metrics, when it has them
 
     @property
     def passed(self) -> bool:
@@ -288,7 +289,6 @@ class SweepResult:
         knee, limit = self.knee, self.slo_limit
         return json_object(
             {
-                "schema_version": SCHEMA_VERSION,
                 "name": self.name,
                 "db_path": self.db_path,
                 "mode": self.spec.mode,
@@ -303,7 +303,21 @@ class SweepResult:
         )
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
+        return json.dumps(versioned(self.to_dict()), indent=2)
+
+    def render(self, *, quiet: bool = False) -> Any:
+        """The table, the answer in one sentence, and (unless ``quiet``) the warnings."""
+        from rich.console import Group
+        from rich.text import Text
+
+        parts: list[Any] = [self.table(), Text(self.answer)]
+        if not quiet:
+            parts += [Text(f"warning: {w}") for w in getattr(self, "warnings", ())]
+        return Group(*parts)
+
+    def csv_rows(self) -> list[dict[str, Any]]:
+        """One row per level."""
+        return [x.to_dict() for x in self.levels]
 
     def table(self) -> Any:
         """The curve as a rich Table (one row per level)."""
@@ -356,31 +370,6 @@ class SweepResult:
         return t
 
 
-def find_knee(
-    points: Sequence[tuple[float, float, float]], gain: float = 0.10, latency: float = 0.25
-) -> int | None:
-    """Index of the knee in ``(level, throughput, latency)`` points sorted by level (module doc)."""
-    finite = [t for _, t, _ in points if math.isfinite(t)]
-    if not finite:
-        return None
-    t_max = max(finite)
-    for i, (x, t, d) in enumerate(points):
-        if math.isfinite(t) and t >= (1 - gain) * t_max:
-            climbs = any(xj > x and dj > (1 + latency) * d for xj, _, dj in points[i + 1 :])
-            return i if climbs else None
-    return None  # pragma: no cover - t_max itself qualifies
-
-
-def roofline(points: Sequence[tuple[float, float]], knee: float) -> float | None:
-    """Where the line T = a·x fitted to the levels below ``knee`` meets the plateau max(T)."""
-    below = [(x, t) for x, t in points if x < knee and math.isfinite(t)]
-    finite = [t for _, t in points if math.isfinite(t)]
-    if not below or not finite:
-        return None
-    a = sum(x * t for x, t in below) / sum(x * x for x, _ in below)
-    return max(finite) / a if a > 0 else None
-
-
 def saturated(prev: Level, cur: Level, gain: float, latency: float) -> bool:
     """Whether going from ``prev`` to ``cur`` bought < ``gain`` throughput per doubling while
     latency grew > ``latency`` per doubling."""
@@ -405,9 +394,9 @@ def _one_server(base: PerfSpec) -> Iterator[PerfSpec]:
     if base.client.url is not None:
         yield base
         return
-    from perfbench.embedded import EmbeddedSim
+    from perfbench.sim.embedded import EmbeddedSim
 
-    with EmbeddedSim(base.sim_args) as sim:
+    with EmbeddedSim(base.embedded_args) as sim:
         yield dataclasses.replace(base, client=dataclasses.replace(base.client, url=sim.url))
 
 
@@ -538,11 +527,11 @@ class _Sweeper:
 
 def _kv_bound(summary: Summary) -> bool | None:
     """Was the KV cache the limit at this level? None when the run has no server metrics."""
-    from perfbench.servermetrics import kv_bound
+    from perfbench.metrics.server import kv_bound
 
     if not summary.server.get("available"):
         return None
-    return kv_bound(summary)
+    return kv_bound(summary.server)
 
 
 def _p(d: dict[str, Any], key: str, p: str) -> float:

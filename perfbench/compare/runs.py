@@ -2,8 +2,8 @@
 
 Example::
 
-    from perfbench.compare import CompareSpec, compare_runs, gate_exit_code
-    result = compare_runs("outputs/perfbench.db", "1", "2", CompareSpec(thresholds={"*": 0.10}))
+    from perfbench.compare.runs import CompareSpec, compare, gate_exit_code
+    result = compare("outputs/perfbench.db", "1", "2", CompareSpec(thresholds={"*": 0.10}))
     print(result.summary()); raise SystemExit(gate_exit_code(result))
 
 docs/compare.md states every definition for users; in short:
@@ -39,7 +39,7 @@ docs/compare.md states every definition for users; in short:
     proportions (Newcombe 1998, *Stat. Med.* 17:873, method 10), sound at 0 errors where a
     bootstrap collapses to a point.
   - Accuracy: the answers both runs gave to the same (question, sample) are paired; the
-    verdict is McNemar's test (:mod:`perfbench.grade.compare`, exact below 25 discordant pairs,
+    verdict is McNemar's test (:mod:`perfbench.compare.answers`, exact below 25 discordant pairs,
     so ``compare`` and ``compare-answers`` agree), the interval the paired normal interval.
 * **Multiple comparisons.** ``confidence`` (0.95) is family-wise over the ``m`` figures
   compared: each interval is at ``1 − (1 − confidence)/m`` (Bonferroni; 99.74% for 19), so two
@@ -74,14 +74,12 @@ import numpy as np
 
 from perfbench.errors import ConfigError, UsageError
 from perfbench.metrics.percentiles import min_samples
-from perfbench.metrics.summary import Summary, json_object, summarize
+from perfbench.metrics.summary import Summary, summarize
 from perfbench.store.runs import Run, Store
-from perfbench.store.writer import decode_gaps
+from perfbench.versioned import json_object
 
 if TYPE_CHECKING:
-    from rich.console import Console, RenderableType
-
-SCHEMA_VERSION = 1
+    from rich.console import RenderableType
 
 Verdict = Literal["better", "worse", "unchanged", "n/a"]
 VERDICT_LABELS: dict[str, str] = {
@@ -360,7 +358,6 @@ class Comparison:
         spec = self.spec
         return json_object(
             {
-                "schema_version": SCHEMA_VERSION,
                 "base": side(self.base),
                 "new": side(self.new),
                 "confidence": spec.confidence,
@@ -380,7 +377,16 @@ class Comparison:
         )
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
+        from perfbench.versioned import versioned
+
+        return json.dumps(versioned(self.to_dict()), indent=2)
+
+    def csv_rows(self) -> list[dict[str, Any]]:
+        """One row per figure."""
+        return [f.to_dict() for f in self.figures]
+
+    def render(self, *, quiet: bool = False) -> RenderableType:
+        return render(self, quiet=quiet)
 
     def to_markdown(self) -> str:
         """A GitHub-flavoured table and the summary, for a pull-request comment."""
@@ -430,7 +436,7 @@ def gate_exit_code(result: Comparison) -> int:
 # -- the comparison --------------------------------------------------------------------------
 
 
-def compare_runs(
+def compare(
     db_path: str | Path, base: str, new: str, spec: CompareSpec | None = None
 ) -> Comparison:
     """Compare two runs of the database at ``db_path``, each named by id or name."""
@@ -442,12 +448,14 @@ def compare_runs(
             if len(found) != 1:
                 raise UsageError(f"{selector!r} names {len(found)} runs; give one run id")
             runs.append(found[0])
-        return compare(store, runs[0], runs[1], spec)
+        return compare_stored(store, runs[0], runs[1], spec)
     finally:
         store.close()
 
 
-def compare(store: Store, base: Run, new: Run, spec: CompareSpec | None = None) -> Comparison:
+def compare_stored(
+    store: Store, base: Run, new: Run, spec: CompareSpec | None = None
+) -> Comparison:
     """Compare run ``new`` against run ``base`` (both in ``store``); see the module docstring.
 
     Raises UsageError when the runs' workloads or load shapes differ, unless ``spec.force``.
@@ -550,16 +558,13 @@ def workload_differences(base: Run, new: Run) -> tuple[list[str], list[str]]:
     def get(run: Run, where: str, name: str) -> Any:
         if where == "run":
             return getattr(run, name)
+        if where == "load":
+            return getattr(run.load, name)
         section: dict[str, Any] = getattr(run, where)
         return section.get(name)
 
     def mode(run: Run) -> str:
-        load = run.load
-        return (
-            "open"
-            if any(load.get(k) is not None for k in ("rate", "ramp_from", "trace"))
-            else "closed"
-        )
+        return "open" if run.open_loop else "closed"
 
     refused: list[str] = []
     shown: list[str] = []
@@ -706,9 +711,7 @@ def _slice_clusters(values: np.ndarray, sent: np.ndarray, spec: CompareSpec) -> 
     ``itl_max_gaps`` of them (every s-th request in time order beyond that)."""
     if values.size == 0:
         return _Clusters(0, np.empty(0), np.empty(0, dtype=np.int64))
-    span = float(sent.max() - sent.min())
-    slices = int(min(max(round(span / 1e9), 20), 3600))
-    owner = np.minimum((sent - sent.min()) / max(span, 1.0) * slices, slices - 1).astype(np.int64)
+    slices, owner = time_slices(sent, float(sent.min()), float(sent.max()))
     stride = max(1, math.ceil(values.size / spec.itl_max_gaps))
     by_time = np.argsort(sent, kind="stable")[::stride]
     values, owner = values[by_time], owner[by_time]
@@ -727,21 +730,10 @@ def _read_gaps(
     server or of the client delays a gap of every stream in flight at once, so requests that
     overlap are not independent, and resampling them one by one gives too narrow an interval.
     """
-    counts = store.db.conn.execute(
-        "SELECT idx, n_chunks - 1, sent_ns FROM requests WHERE run_id = ? AND warmup = 0 "
-        "AND status = 'ok' AND streamed = 1 AND n_chunks > 1 ORDER BY idx",
-        [run.id],
-    ).fetchall()
-    if not counts:
+    idx, per, sent = store.streamed_requests(run.id)
+    if not idx.size:
         return _Clusters(0, np.empty(0), np.empty(0, dtype=np.int64)), None
-    idx = np.array([c[0] for c in counts], dtype=np.int64)
-    per = np.array([c[1] for c in counts], dtype=np.int64)
-    sent = np.array([c[2] for c in counts], dtype=np.float64)
-    span = float(sent.max() - sent.min())
-    slices = int(min(max(round(span / 1e9), 20), 3600))
-    slice_of = np.minimum((sent - sent.min()) / max(span, 1.0) * slices, slices - 1).astype(
-        np.int64
-    )
+    slices, slice_of = time_slices(sent, float(sent.min()), float(sent.max()))
     total = int(per.sum())
     notes = []
     if idx.size > spec.itl_max_requests:
@@ -751,14 +743,7 @@ def _read_gaps(
     stride = max(1, math.ceil(int(per.sum()) / spec.itl_max_gaps))
     if stride > 1:
         notes.append(f"every {stride}th gap")
-    parts: list[np.ndarray] = []
-    cursor = store.db.conn.execute(
-        "SELECT width, gaps FROM chunks WHERE run_id = ? "
-        "AND idx IN (SELECT value FROM json_each(?)) ORDER BY idx",
-        [run.id, json.dumps(idx.tolist())],
-    )
-    for width, blob in cursor:
-        parts.append(decode_gaps(width, blob)[::stride])
+    parts = [gaps[::stride] for gaps in store.gaps_of(run.id, idx.tolist())]
     gaps = np.concatenate(parts).astype(np.float64) / 1e6
     owner = np.repeat(slice_of, [p.size for p in parts])
     order = np.argsort(gaps, kind="stable")
@@ -778,13 +763,21 @@ def _bins(cols: dict[str, np.ndarray], ok: np.ndarray) -> dict[str, np.ndarray]:
     window = (t1 - t0) / 1e9
     if not window > 0:
         return {}
-    k = int(min(max(round(window), 20), 3600))
     done = ok & np.isfinite(end)
-    where = np.clip(((end[done] - t0) / (t1 - t0) * k).astype(np.int64), 0, k - 1)
+    k, where = time_slices(end[done], t0, t1)
     tokens = np.bincount(where, weights=np.nan_to_num(cols["completion_tokens"][done]), minlength=k)
     reqs = np.bincount(where, minlength=k).astype(np.float64)
     width = window / k
     return {"output_tok_per_s": tokens / width, "req_per_s": reqs / width}
+
+
+def time_slices(t: np.ndarray, lo: float, hi: float) -> tuple[int, np.ndarray]:
+    """Cut the window [lo, hi] (ns) into one slice per second, 20 to 3,600 of them, and give the
+    slice each stamp of ``t`` falls in: the resampling unit of the cluster and block bootstraps
+    (requests in flight together share a slice, as they share the server's stalls)."""
+    span = hi - lo
+    k = int(min(max(round(span / 1e9), 20), 3600))
+    return k, np.clip(((t - lo) / max(span, 1.0) * k).astype(np.int64), 0, k - 1)
 
 
 # -- bootstrap --------------------------------------------------------------------------------
@@ -997,7 +990,7 @@ class _Accuracy:
     unpaired: int
 
     def change(self, fig: Figure, z: float, level: float, spec: CompareSpec) -> FigureChange:
-        from perfbench.grade.compare import mcnemar
+        from perfbench.compare.answers import mcnemar
 
         a, b = self.correct_base, self.correct_new
         n = int(a.size)
@@ -1034,16 +1027,11 @@ class _Accuracy:
 
 def _accuracy(store: Store, base: Run, new: Run) -> _Accuracy | None:
     """The paired grades of two graded runs, or None when either was not graded."""
-    for run in (base, new):
-        row = store.db.conn.execute(
-            "SELECT count(*) FROM grades WHERE run_id = ?", [run.id]
-        ).fetchone()
-        if not row[0]:
-            return None
-    from perfbench.grade.compare import compare_answers
-    from perfbench.grade.run import answer_rows
+    if any(store.grade_totals(run.id)[0] == 0 for run in (base, new)):
+        return None
+    from perfbench.compare.answers import answer_rows, pair_answers
 
-    cmp = compare_answers(answer_rows(store, base), answer_rows(store, new))
+    cmp = pair_answers(answer_rows(store, base), answer_rows(store, new))
     a = np.array([p.correct_a for p in cmp.pairs], dtype=np.float64)
     b = np.array([p.correct_b for p in cmp.pairs], dtype=np.float64)
     return _Accuracy(a, b, cmp.unpaired_a + cmp.unpaired_b)
@@ -1213,15 +1201,3 @@ def render(result: Comparison, *, quiet: bool = False) -> RenderableType:
     if result.warnings and not quiet:
         parts.append(warnings_panel(result.warnings))
     return Group(*parts)
-
-
-def print_comparison(
-    result: Comparison, *, console: Console | None = None, quiet: bool = False
-) -> None:
-    from rich.console import Console
-
-    if console is None:
-        console = Console()
-        if not console.is_terminal:
-            console = Console(width=120)
-    console.print(render(result, quiet=quiet))

@@ -39,17 +39,28 @@ order), then A's unpaired rows, then B's, each with exactly these keys:
 
 Example::
 
-    cmp = compare_answers(rows_a, rows_b)
+    cmp = pair_answers(rows_a, rows_b)
     print(cmp.verdict())  # "A is right on 12 questions B gets wrong and B on 4 ..."
     cmp.mcnemar.p_value, cmp.by_subset["algebra"].only_a
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from perfbench.config import GradeSpec
+from perfbench.errors import UsageError
+from perfbench.grade.run import grade_run, problem_text
+from perfbench.grade.scores import OVERALL
+from perfbench.store import Run, Store
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
 
 EXACT_BELOW = 25
 """McNemar uses the exact binomial test while b + c is below this, the chi-square from it on."""
@@ -156,7 +167,7 @@ class Counts:
 
 @dataclass(frozen=True, slots=True)
 class AnswerComparison:
-    """Result of :func:`compare_answers`; the counts and accuracies cover paired rows only."""
+    """Result of :func:`pair_answers`; the counts and accuracies cover paired rows only."""
 
     pairs: tuple[AnswerPair, ...]
     only_in_a: tuple[AnswerRow, ...]
@@ -218,7 +229,7 @@ class AnswerComparison:
         return rows
 
 
-def compare_answers(a: Sequence[AnswerRow], b: Sequence[AnswerRow]) -> AnswerComparison:
+def pair_answers(a: Sequence[AnswerRow], b: Sequence[AnswerRow]) -> AnswerComparison:
     """Pair the rows of runs A and B by ``(prompt_id, sample)`` and test their difference.
 
     Raises ValueError when one run holds the same ``(prompt_id, sample)`` twice.
@@ -308,3 +319,182 @@ def _questions(count: int) -> str:
 def _check_alpha(alpha: float) -> None:
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be between 0 and 1 (got {alpha})")
+
+
+# -- two runs of a database ------------------------------------------------------------------
+
+
+def answer_rows(store: Store, run: Run) -> list[AnswerRow]:
+    """A graded run's answers, the latest grade of each request (empty: never graded)."""
+    return [
+        AnswerRow(
+            prompt_id=g.prompt_id,
+            sample=g.sample,
+            pred=g.pred,
+            correct=bool(g.correct),
+            problem=problem_text(json.loads(g.metadata) if g.metadata else {}, g.text, g.messages),
+            gold=g.gold,
+            subset=g.subset,
+        )
+        for g in store.latest_grades(run.id)
+    ]
+
+
+@dataclass(frozen=True)
+class AnswersResult:
+    """What :func:`compare_answers` returns: the two runs, their comparison at ``alpha``, and
+    the runs that had to be graded first."""
+
+    run_a: Run
+    run_b: Run
+    comparison: AnswerComparison
+    graded_now: tuple[int, ...]
+    alpha: float = 0.05
+    show: str = "differ"  # questions the table lists: differ, all or none
+
+    def to_dict(self) -> dict[str, Any]:
+        cmp, alpha = self.comparison, self.alpha
+
+        def counts(c: Counts) -> dict[str, Any]:
+            test = c.mcnemar()
+            return {
+                "both_right": c.both_right,
+                "only_a": c.only_a,
+                "only_b": c.only_b,
+                "both_wrong": c.both_wrong,
+                "accuracy_a": c.accuracy_a,
+                "accuracy_b": c.accuracy_b,
+                "mcnemar": {
+                    "statistic": test.statistic,
+                    "p_value": test.p_value,
+                    "method": test.method,
+                },
+            }
+
+        return {
+            "run_a": {"id": self.run_a.id, "model": self.run_a.model},
+            "run_b": {"id": self.run_b.id, "model": self.run_b.model},
+            "alpha": alpha,
+            "unpaired_a": cmp.unpaired_a,
+            "unpaired_b": cmp.unpaired_b,
+            **counts(cmp.counts),
+            "significant": cmp.significant(alpha),
+            "verdict": cmp.verdict(alpha),
+            "by_subset": {str(k): counts(v) for k, v in cmp.by_subset.items()},
+        }
+
+    def csv_rows(self) -> list[dict[str, Any]]:
+        """One row per question and sample (the ``--jsonl`` rows)."""
+        return self.comparison.to_jsonl_rows()
+
+    def render(self, *, quiet: bool = False) -> RenderableType:
+        from rich.console import Group
+        from rich.markup import escape
+        from rich.table import Table
+        from rich.text import Text
+
+        cmp, run_a, run_b, show = self.comparison, self.run_a, self.run_b, self.show
+        parts: list[RenderableType] = []
+        if show != "none":
+            listed = [p for p in cmp.pairs if show == "all" or p.correct_a != p.correct_b]
+            if listed:
+                table = Table(title="Questions", title_justify="left")
+                for name in ("Question", "Sample", "Subset", "Gold", "A", "B", "Outcome"):
+                    table.add_column(name)
+                for p in listed:
+                    table.add_row(  # Text, not str: model output is never read as rich markup
+                        Text(p.prompt_id),
+                        str(p.sample),
+                        Text(p.subset or ""),
+                        Text(p.gold or ""),
+                        _mark(p.pred_a, p.correct_a),
+                        _mark(p.pred_b, p.correct_b),
+                        p.outcome,
+                    )
+                parts.append(table)
+        a = f"A = run {run_a.id} ({run_a.model or '?'})"
+        b = f"B = run {run_b.id} ({run_b.model or '?'})"
+        table = Table(title=escape(f"{a}, {b}"), title_justify="left")
+        for name in (
+            "Subset",
+            "Both right",
+            "Only A",
+            "Only B",
+            "Both wrong",
+            "Acc A",
+            "Acc B",
+            "p",
+        ):
+            table.add_column(name, justify="left" if name == "Subset" else "right")
+        rows: list[tuple[str, Counts]] = [(str(k), v) for k, v in cmp.by_subset.items()]
+        if len(rows) > 1 or (rows and rows[0][0] != "None"):
+            rows.append((OVERALL, cmp.counts))
+        else:
+            rows = [(OVERALL, cmp.counts)]
+        for name, c in rows:
+            table.add_row(
+                Text(name),
+                str(c.both_right),
+                str(c.only_a),
+                str(c.only_b),
+                str(c.both_wrong),
+                "" if c.accuracy_a is None else f"{c.accuracy_a:.4f}",
+                "" if c.accuracy_b is None else f"{c.accuracy_b:.4f}",
+                f"{c.mcnemar().p_value:.4g}",
+                style="bold" if name == OVERALL else None,
+            )
+        parts.append(table)
+        if cmp.unpaired_a or cmp.unpaired_b:
+            parts.append(
+                Text(
+                    f"{cmp.unpaired_a} answers only in A and {cmp.unpaired_b} only in B "
+                    "are not compared."
+                )
+            )
+        parts.append(Text(cmp.verdict(self.alpha)))
+        return Group(*parts)
+
+
+def _mark(pred: str | None, correct: bool | None) -> Any:
+    from rich.text import Text
+
+    label = "—" if pred is None else pred
+    return Text(f"{'✓' if correct else '✗'} {label}", style="green" if correct else "red")
+
+
+def compare_answers(
+    db_path: str | Path,
+    run_a: str,
+    run_b: str,
+    spec: GradeSpec | None = None,
+    *,
+    alpha: float = 0.05,
+    show: str = "differ",
+) -> AnswersResult:
+    """Compare two runs' answers question by question, the library face of ``perfbench
+    compare-answers``. A run not yet graded is graded first, with ``spec`` (default: each
+    dataset's own grader); ``graded_now`` names those runs.
+
+    >>> r = compare_answers("outputs/perfbench.db", "3", "4")   # doctest: +SKIP
+    >>> r.comparison.mcnemar.p_value, r.comparison.verdict()
+    """
+    if not 0 < alpha < 1:
+        raise UsageError(f"--alpha {alpha} must be between 0 and 1, e.g. 0.05")
+    store = Store(db_path)
+    try:
+        sides: list[tuple[Run, list[AnswerRow]]] = []
+        graded_now: list[int] = []
+        for selector in (run_a, run_b):
+            runs = store.find([selector])
+            if len(runs) != 1:
+                raise UsageError(f"{selector!r} names {len(runs)} runs; give one run id")
+            rows = answer_rows(store, runs[0])
+            if not rows:
+                grade_run(store, runs[0], spec or GradeSpec())
+                graded_now.append(runs[0].id)
+                rows = answer_rows(store, runs[0])
+            sides.append((runs[0], rows))
+    finally:
+        store.close()
+    (a, rows_a), (b, rows_b) = sides
+    return AnswersResult(a, b, pair_answers(rows_a, rows_b), tuple(graded_now), alpha, show)

@@ -1,6 +1,6 @@
 """``perfbench plan``: how long an eval will take at each concurrency, and which one to use.
 
-    >>> from perfbench.plan import PlanSpec, plan   # doctest: +SKIP
+    >>> from perfbench.capacity.plan import PlanSpec, plan   # doctest: +SKIP
     >>> p = plan(PlanSpec(curve=("sweep-20250101-120000",), dataset="math_500", n=5,
     ...                   max_tokens=32000))
     >>> print(p.answer)
@@ -19,7 +19,7 @@ request holds its slot for its *service time*
 
 where TPOT(c) is the level's mean TPOT (the decode step time at that batch), ε(c) the mean time
 from the last token to the end of the response, and P(c) the time to first token *without
-queueing*. Up to the curve's knee (``perfbench.sweep.find_knee``) nothing queues: P(c) is the
+queueing*. Up to the curve's knee (``perfbench.capacity.curve.find_knee``) nothing queues: P(c) is the
 level's mean TTFT and b(c) = c. Beyond it, extra latency is queueing: P(c) is the knee's mean
 TTFT, the queue wait W(c) = TTFT(c) − P(c), and by Little's law the slots in service are
 b(c) = X(c) · (E2E(c) − W(c)), with X(c) the level's measured completions per second. The eval is then played out exactly as a closed loop runs
@@ -50,14 +50,14 @@ from typing import Any
 
 import numpy as np
 
+from perfbench.capacity.curve import find_knee
+from perfbench.capacity.slo import SLO, SLOResult, check
 from perfbench.config import DEFAULT_DB, WorkloadSpec
 from perfbench.errors import ConfigError, StoreError
-from perfbench.metrics.summary import Summary, json_safe, summarize
-from perfbench.slo import SLO, SLOResult, check
+from perfbench.metrics.summary import Summary, summarize
 from perfbench.store.runs import Run, Store
-from perfbench.sweep import find_knee
+from perfbench.versioned import json_safe, versioned
 
-SCHEMA_VERSION = 1
 LONG_OUTPUT_RATIO = 4.0  # warn when the eval's outputs are this many times the sweep's
 
 
@@ -183,7 +183,6 @@ class Plan:
         rec = self.recommended
         w = self.workload
         data = {
-            "schema_version": SCHEMA_VERSION,
             "requests": w.requests,
             "mean_output_tokens": w.mean_len,
             "max_output_tokens": float(w.lengths.max()),
@@ -200,7 +199,21 @@ class Plan:
         return out
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
+        return json.dumps(versioned(self.to_dict()), indent=2)
+
+    def render(self, *, quiet: bool = False) -> Any:
+        """The table, the answer in one sentence, and (unless ``quiet``) the warnings."""
+        from rich.console import Group
+        from rich.text import Text
+
+        parts: list[Any] = [self.table(), Text(self.answer)]
+        if not quiet:
+            parts += [Text(f"warning: {w}") for w in getattr(self, "warnings", ())]
+        return Group(*parts)
+
+    def csv_rows(self) -> list[dict[str, Any]]:
+        """One row per concurrency of the curve."""
+        return [x.to_dict() for x in self.levels]
 
     def table(self) -> Any:
         from rich import box
@@ -308,8 +321,8 @@ def _curve(store: Store, selectors: tuple[str, ...]) -> list[Run]:
         runs = store.find(name=latest[-1].name)
     by_c: dict[int, Run] = {}
     for r in runs:
-        if r.load.get("rate") is None and r.load.get("parallel") and r.status == "completed":
-            by_c[int(r.load["parallel"])] = r  # later runs replace earlier ones
+        if not r.open_loop and r.load.parallel and r.status == "completed":
+            by_c[r.load.parallel] = r  # later runs replace earlier ones
     if not by_c:
         raise ConfigError(
             "plan needs completed closed-loop runs at several concurrencies: "
@@ -338,7 +351,7 @@ def _workload(store: Store, spec: PlanSpec, curve_ids: set[int]) -> tuple[Worklo
         length = min(spec.output_len, cap) if cap else spec.output_len
         return Workload(n_requests, np.full(n_requests, float(length)), "given"), warnings
     if earlier is not None:
-        per_prompt, hit_cap = _measured_lengths(store, earlier)
+        per_prompt, hit_cap = _lengths(store, earlier)
         if per_prompt.size:
             if hit_cap and (cap is None or cap > (earlier.client.get("max_tokens") or 0)):
                 warnings.append(
@@ -371,17 +384,11 @@ def _earlier_run(store: Store, dataset: str | None, exclude: set[int]) -> Run | 
     return None
 
 
-def _measured_lengths(store: Store, run: Run) -> tuple[np.ndarray, int]:
-    """Mean output tokens per prompt (first-sent order) of a run's successful requests, and how
-    many outputs stopped at the run's max_tokens."""
-    rows = store.db.conn.execute(
-        "SELECT prompt_id, avg(completion_tokens), min(idx), "
-        "sum(finish_reason = 'length') FROM requests WHERE run_id = ? AND warmup = 0 "
-        "AND status = 'ok' AND completion_tokens IS NOT NULL GROUP BY prompt_id ORDER BY 3",
-        [run.id],
-    ).fetchall()
-    lengths = np.array([float(r[1]) for r in rows], dtype=np.float64)
-    return np.maximum(lengths, 1.0), int(sum(r[3] or 0 for r in rows))
+def _lengths(store: Store, run: Run) -> tuple[np.ndarray, int]:
+    """Mean output tokens per prompt of an earlier run (at least 1), and how many stopped at
+    its max_tokens."""
+    lengths, capped = store.output_lengths(run.id)
+    return np.maximum(lengths, 1.0), capped
 
 
 def _level(

@@ -1,0 +1,3 @@
+"""Two runs side by side: every figure's change with a bootstrap confidence interval and a
+verdict, gated by thresholds (:mod:`.runs`), and two runs' answers question by question with
+McNemar's test (:mod:`.answers`)."""
