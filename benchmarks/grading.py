@@ -122,7 +122,7 @@ def main() -> None:
                 started = time.perf_counter()
                 reports = grade_runs(db, [], spec)
                 times.append(time.perf_counter() - started)
-            accuracy = next(s.score for s in reports[0].scores if s.subset == "OVERALL")
+            accuracy = next(s.score for s in reports.reports[0].scores if s.subset == "OVERALL")
             print(
                 f"{args.source}: {label:<14} {answers} answers: median {statistics.median(times):.2f} s "
                 f"(range {min(times):.2f}-{max(times):.2f}, {args.repeat} runs), "
