@@ -806,7 +806,13 @@ def cmd_plan(ns: argparse.Namespace, argv: Sequence[str]) -> int:
 
 
 def cmd_compare(ns: argparse.Namespace, argv: Sequence[str]) -> int:
-    from perfbench.compare.runs import CompareSpec, compare, parse_threshold, parse_thresholds
+    from perfbench.compare.runs import (
+        CompareSpec,
+        compare,
+        gate_exit_code,
+        parse_threshold,
+        parse_thresholds,
+    )
 
     spec = CompareSpec(
         metrics=tuple(ns.metric),
@@ -823,7 +829,7 @@ def cmd_compare(ns: argparse.Namespace, argv: Sequence[str]) -> int:
         sys.stdout.write(result.to_markdown())
     else:
         _emit(result, ns)
-    return 1 if result.gate_failures else 0
+    return gate_exit_code(result)
 
 
 def cmd_report(ns: argparse.Namespace, argv: Sequence[str]) -> int:

@@ -17,7 +17,7 @@ from typing import Any
 from perfbench.config import WorkloadSpec
 from perfbench.errors import DatasetError
 
-DATASETS_DIR = Path(__file__).resolve().parents[2] / "datasets"
+DATASETS_DIR = Path(__file__).resolve().parent / "data"  # also reached as datasets/ at the top
 
 
 @dataclass(frozen=True, slots=True)
