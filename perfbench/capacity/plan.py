@@ -42,7 +42,6 @@ simulated engine (tests/test_plan.py) the prediction is within 15% of a real run
 from __future__ import annotations
 
 import heapq
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,7 +55,7 @@ from perfbench.config import DEFAULT_DB, WorkloadSpec
 from perfbench.errors import ConfigError, StoreError
 from perfbench.metrics.summary import Summary, summarize
 from perfbench.store.runs import Run, Store
-from perfbench.versioned import json_safe, versioned
+from perfbench.versioned import json_safe
 
 LONG_OUTPUT_RATIO = 4.0  # warn when the eval's outputs are this many times the sweep's
 
@@ -199,7 +198,9 @@ class Plan:
         return out
 
     def to_json(self) -> str:
-        return json.dumps(versioned(self.to_dict()), indent=2)
+        from perfbench.report.output import to_json
+
+        return to_json(self)
 
     def render(self, *, quiet: bool = False) -> Any:
         """The table, the answer in one sentence, and (unless ``quiet``) the warnings."""
@@ -208,7 +209,7 @@ class Plan:
 
         parts: list[Any] = [self.table(), Text(self.answer)]
         if not quiet:
-            parts += [Text(f"warning: {w}") for w in getattr(self, "warnings", ())]
+            parts += [Text(f"warning: {w}") for w in self.warnings]
         return Group(*parts)
 
     def csv_rows(self) -> list[dict[str, Any]]:

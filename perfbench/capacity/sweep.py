@@ -40,7 +40,6 @@ Definitions (also in docs/capacity.md). *Throughput* is output tok/s; *latency* 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import signal
 import time
@@ -56,7 +55,7 @@ from perfbench.errors import ConfigError
 from perfbench.metrics.summary import Summary
 from perfbench.runner import EXIT_SIGNALS, Observer, run
 from perfbench.store.runs import Store
-from perfbench.versioned import json_object, versioned
+from perfbench.versioned import json_object
 
 Mode = Literal["concurrency", "rate"]
 
@@ -303,17 +302,16 @@ class SweepResult:
         )
 
     def to_json(self) -> str:
-        return json.dumps(versioned(self.to_dict()), indent=2)
+        from perfbench.report.output import to_json
+
+        return to_json(self)
 
     def render(self, *, quiet: bool = False) -> Any:
-        """The table, the answer in one sentence, and (unless ``quiet``) the warnings."""
+        """The table and the answer in one sentence."""
         from rich.console import Group
         from rich.text import Text
 
-        parts: list[Any] = [self.table(), Text(self.answer)]
-        if not quiet:
-            parts += [Text(f"warning: {w}") for w in getattr(self, "warnings", ())]
-        return Group(*parts)
+        return Group(self.table(), Text(self.answer))
 
     def csv_rows(self) -> list[dict[str, Any]]:
         """One row per level."""
