@@ -424,6 +424,30 @@ def _perf_arguments(perf: argparse.ArgumentParser, *, grading: bool = True) -> N
     )
     g.add_argument("--seed", type=int, default=0, help="seed of arrivals and of the simulator")
 
+    g = perf.add_argument_group("scale-out (docs/scale-out.md)")
+    g.add_argument(
+        "--workers",
+        type=_workers,
+        metavar="N",
+        help="load-generating processes sharing the plan (default 1: this one; auto: one per "
+        "128 streams in flight, up to the spare cores)",
+    )
+    g.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        metavar="ADDRESS",
+        help="run the workers as Ray actors spread over a cluster (default address: "
+        "$RAY_ADDRESS, else a local one); needs perfbench[ray]",
+    )
+    g.add_argument(
+        "--on-worker-loss",
+        choices=("stop", "continue"),
+        default="stop",
+        help="when a worker dies mid-run: stop the run, or go on with the others "
+        "(default: %(default)s)",
+    )
+
     g = perf.add_argument_group("request")
     g.add_argument("--max-tokens", type=int, default=256, help="(default: %(default)s)")
     g.add_argument("--min-tokens", type=int)
@@ -632,6 +656,18 @@ def _client(ns: argparse.Namespace) -> Any:
     )
 
 
+def _workers(text: str) -> int | str:
+    if text == "auto":
+        return "auto"
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number or auto") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value}: at least 1 (1 is this process alone)")
+    return value
+
+
 def _perf_spec(ns: argparse.Namespace, argv: Sequence[str], loads: tuple[Any, ...]) -> Any:
     import shlex
 
@@ -667,6 +703,9 @@ def _perf_spec(ns: argparse.Namespace, argv: Sequence[str], loads: tuple[Any, ..
             interval=ns.server_metrics_interval,
             url=ns.server_metrics_url,
         ),
+        workers=ns.workers,
+        ray=ns.ray,
+        on_worker_loss=ns.on_worker_loss,
     )
 
 

@@ -502,10 +502,20 @@ class PerfSpec:
     command: str = ""
     grade: GradeSpec | None = None  # grade each run's answers when it ends (perf --grade)
     server_metrics: ServerMetricsSpec = ServerMetricsSpec()  # the server's /metrics, sampled
+    workers: int | Literal["auto"] | None = None  # load-generating processes (None: this one)
+    ray: str | None = None  # run the workers as Ray actors: an address, or "" for RAY_ADDRESS/auto
+    on_worker_loss: Literal["stop", "continue"] = "stop"  # when a worker dies mid-run
 
     def __post_init__(self) -> None:
         if not self.loads:
             raise ConfigError("at least one load (--parallel/--number pair) is needed")
+        if self.workers is not None and self.workers != "auto":
+            if isinstance(self.workers, bool) or not isinstance(self.workers, int):
+                raise ConfigError(f"--workers {self.workers!r}: give a whole number or auto")
+            if self.workers < 1:
+                raise ConfigError("--workers must be at least 1 (or auto); 1 is this process alone")
+        if self.on_worker_loss not in ("stop", "continue"):
+            raise ConfigError("--on-worker-loss must be stop or continue")
 
     @property
     def embedded_args(self) -> tuple[str, ...]:

@@ -7,6 +7,7 @@
     │   ├── ServerUnreachable       the pre-run check could not connect
     │   └── ServerRejected          the server answered the pre-run check with an error (404 model, 401 key)
     ├── RunError                    the run could not do its work: the CLI exits 1
+    ├── WorkerError                 a worker could not do its part (exit 2 when its cause was usage)
     └── StoreError                  the database cannot be opened, or a run is not in it (exit 2)
 
 Library code raises these and nothing else for expected failures; ``cli.py`` turns them
@@ -48,3 +49,11 @@ class RunError(PerfbenchError):
 
 class StoreError(PerfbenchError):
     exit_code = 2
+
+
+class WorkerError(PerfbenchError):
+    """A worker process or Ray actor could not do its part; ``exit_code`` is its cause's."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code

@@ -10,10 +10,8 @@ interrupted, so that ``scheduled == recorded`` holds whatever happens.
 from __future__ import annotations
 
 import asyncio
-import collections
 import dataclasses
 import functools
-import itertools
 import math
 import os
 import signal
@@ -28,12 +26,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from perfbench import metadata
-from perfbench.client import Client, RequestRecord, RequestSpec
+from perfbench.client import Client
 from perfbench.client.servermetrics import RunMetrics, metrics_url
-from perfbench.client.wire import build_body
 from perfbench.config import ClientSpec, LoadSpec, PerfSpec
-from perfbench.errors import ConfigError, PerfbenchError, ServerRejected
+from perfbench.errors import ConfigError, PerfbenchError, RunError, ServerRejected
+from perfbench.execute import Execution, LiveStats, LoopLag, Templates, merge_lag
 from perfbench.load import arrival_offsets, constant_offsets, ramp_offsets, read_trace
+from perfbench.load.partition import Share, closed_shares, open_shares
 from perfbench.metrics import Summary, summarize
 from perfbench.redact import redact_url
 from perfbench.sim.embedded import EmbeddedSim
@@ -47,28 +46,12 @@ if TYPE_CHECKING:
     from rich.console import RenderableType
 
     from perfbench.grade.run import Grades
+    from perfbench.scale.fleet import Fleet
+
+__all__ = ["BatchResult", "LiveStats", "Observer", "RunResult", "run"]
 
 Clock = Callable[[], int]
 EXIT_SIGNALS = {signal.SIGINT: 130, signal.SIGTERM: 143}
-
-
-@dataclass
-class LiveStats:
-    """Running counters for a progress display; written by the loop, read by any thread."""
-
-    label: str = ""
-    total: int | None = None
-    completed: int = 0
-    failed: int = 0
-    in_flight: int = 0
-    started_ns: int = 0
-    recent_ttft_ms: collections.deque[float] = field(
-        default_factory=lambda: collections.deque(maxlen=512)
-    )
-
-    def p50_ttft_ms(self) -> float:
-        values = list(self.recent_ttft_ms)
-        return float(np.median(values)) if values else math.nan
 
 
 class Observer(Protocol):
@@ -90,6 +73,7 @@ class BatchResult:
     db_path: str
     runs: list[RunResult]
     stopped_by: int | None = None  # the signal that interrupted the batch, if any
+    failure: str | None = None  # why the batch stopped early without a signal (a worker lost)
     grades: Grades | None = None  # with PerfSpec.grade
     grade_error: PerfbenchError | None = None  # why grading failed after the runs, if it did
 
@@ -125,6 +109,8 @@ class BatchResult:
     def exit_code(self) -> int:
         if self.stopped_by is not None:
             return EXIT_SIGNALS.get(signal.Signals(self.stopped_by), 130)
+        if self.failure is not None or any(r.status == "failed" for r in self.runs):
+            return 1
         if any(r.summary.measured and r.summary.ok == 0 for r in self.runs):
             return 1
         return 0
@@ -167,6 +153,7 @@ class _Batch:
         self._stop = asyncio.Event()
         self._current: list[asyncio.Task[Any]] = []
         self._answer_book: Path | None = None
+        self.failure: str | None = None  # why the batch stopped early (a worker lost), if it did
 
     async def main(self) -> BatchResult:
         spec = self.spec
@@ -185,31 +172,44 @@ class _Batch:
         for sig in EXIT_SIGNALS:
             loop.add_signal_handler(sig, self._on_signal, sig)
         sim: EmbeddedSim | None = None
+        fleet: Fleet | None = None
         try:
             client_spec = spec.client
             if client_spec.url is None:
                 sim = EmbeddedSim(self._sim_args(prompts)).__enter__()
                 client_spec = dataclasses.replace(client_spec, url=sim.url)
+            fleet = await self._fleet(sim is not None)
             batch = uuid.uuid4().hex[:12]
             host = metadata.collect(type(loop).__module__.split(".")[0])  # once: it runs git
             results: list[RunResult] = []
             for load in spec.loads:
-                if self._stop.is_set():
+                if self._stop.is_set() or self.failure is not None:
                     break
                 run_id = await self._one(
-                    store, client_spec, load, prompts, batch, sim is not None, host
+                    store, client_spec, load, prompts, batch, sim is not None, host, fleet
                 )
                 run = store.run(run_id)
                 results.append(RunResult(run_id, run.status, summarize(store, run)))
-            return BatchResult(str(spec.db_path), results, self.stopped_by)
+            return BatchResult(str(spec.db_path), results, self.stopped_by, self.failure)
         finally:
             for sig in EXIT_SIGNALS:
                 loop.remove_signal_handler(sig)
+            if fleet is not None:
+                await fleet.close()
             if sim is not None:
                 sim.__exit__()
             if self._answer_book is not None:
                 self._answer_book.unlink(missing_ok=True)
             store.close()
+
+    async def _fleet(self, embedded: bool) -> Fleet | None:
+        """The run's workers, when the load is spread over several (``--workers``, ``--ray``)."""
+        from perfbench.scale import open_fleet, worker_count
+
+        count = worker_count(self.spec, embedded=embedded)
+        if count is None and self.spec.ray is None:
+            return None
+        return await open_fleet(self.spec, count, self.clock)
 
     def _sim_args(self, prompts: Sequence[Prompt]) -> list[str]:
         """The embedded simulator's flags; with gold answers, an answer book so that it answers
@@ -245,10 +245,10 @@ class _Batch:
         batch: str,
         embedded: bool,
         host: dict[str, Any],
+        fleet: Fleet | None,
     ) -> int:
         spec = self.spec
         load = _resolve_number(load, prompts)
-        planned = None
         offsets = None
         traced = False
         if load.trace is not None:
@@ -259,44 +259,27 @@ class _Batch:
                 offsets = offsets[offsets < load.duration]
             if load.number is not None:
                 offsets = offsets[: load.number]
-            planned, traced = len(offsets), True
-            pool = load.concurrency or min(max(planned, 1), 1024)
+            traced = True
         elif load.open_loop:
             offsets = _plan(load)
-            planned = len(offsets)
-            pool = load.concurrency or min(max(planned, 1), 1024)
+        planned = len(offsets) if offsets is not None else load.number
+        if offsets is not None:
+            pool = load.concurrency or min(max(len(offsets), 1), 1024)
         else:
             assert load.parallel is not None
-            planned = load.number
             pool = load.parallel
         assert client_spec.url is not None
         async with (
             Client(client_spec, pool_size=pool, clock=self.clock) as client,
             self._server_metrics(client_spec) as server_metrics,
         ):
-            models = await client.check()
-            model = client_spec.model
-            if model is None:
-                if not models:
-                    answer = (
-                        f"HTTP {client.models_status}"
-                        if client.models_status != 200
-                        else "an empty list"
-                    )
-                    raise ConfigError(
-                        f"{client_spec.models_url} gave no model list ({answer}): give --model"
-                    )
-                model = models[0]
-            elif models and model not in models:
-                raise ServerRejected(
-                    f"model {model!r} is not served by {client_spec.models_url} "
-                    f"(it serves: {', '.join(models)}); check --model"
-                )
+            models, model = await _served_model(client, client_spec)
             client_spec = dataclasses.replace(client_spec, model=model)
             await server_metrics.check()
-            await client.prewarm(min(pool, planned or pool, 1024))
+            if fleet is None:
+                await client.prewarm(min(pool, planned or pool, 1024))
             count = _local_counter(spec.workload.tokenizer)
-            bodies = _Bodies(client_spec, model, prompts, count)
+            templates = Templates(client_spec, model, prompts, count)
             server = {
                 "models": models,
                 "embedded": embedded,
@@ -319,9 +302,11 @@ class _Batch:
             store.add_prompts(run_id, prompts)
             writer = RecordWriter(spec.db_path, run_id, t0, count=count).start()
             stats = LiveStats(label=f"run {run_id}", total=(planned or 0) + load.warmup)
-            execution = _Execution(client, bodies, writer, stats, self.clock)
-            lag = _LoopLag(self.clock)
-            lag_task = asyncio.create_task(lag.watch())
+            plan = _Plan(load, pool, offsets, traced)
+            if fleet is None:
+                driver: _Driver = _InProcess(client, templates, writer, stats, self.clock)
+            else:
+                driver = _Scaled(fleet, templates, writer, stats, run_id, t0, spec, client_spec)
             if self.observer is not None:
                 self.observer.begin(stats)
             status = "failed"
@@ -329,33 +314,27 @@ class _Batch:
                 await server_metrics.start(
                     t0, functools.partial(append_server_samples, spec.db_path, run_id)
                 )
+                await driver.begin(plan)
+                if driver.workers:  # who sends, before anything is sent (kill -9 finds them here)
+                    store.update_run(run_id, workers=driver.workers)
                 if load.warmup and not self._stop.is_set():
-                    await self._phase(
-                        execution.closed(
-                            load.concurrency or pool, 0, load.warmup, None, warmup=True
-                        )
-                    )
+                    await self._phase(driver.warmup(plan))
                     await server_metrics.measured()
-                if not self._stop.is_set():
-                    start = load.warmup
-                    if offsets is not None:
-                        phase = execution.open(offsets, start, load.concurrency, traced=traced)
-                    else:
-                        deadline = (
-                            None
-                            if load.duration is None
-                            else self.clock() + int(load.duration * 1e9)
-                        )
-                        end = start + load.number if load.number is not None else None
-                        phase = execution.closed(pool, start, end, deadline, warmup=False)
-                    await self._phase(phase)
-                status = "interrupted" if self._stop.is_set() else "completed"
+                if not self._stop.is_set() and not driver.failed:
+                    await self._phase(driver.measured(plan))
+                status = (
+                    "failed"
+                    if driver.failed
+                    else "interrupted"
+                    if self._stop.is_set()
+                    else "completed"
+                )
             finally:
-                lag_task.cancel()
                 if self.observer is not None:
                     self.observer.end()
                 try:
                     await server_metrics.finish()
+                    health = await driver.end()
                 finally:
                     recorded = writer.close()
                     store.update_run(
@@ -363,11 +342,14 @@ class _Batch:
                         status=status,
                         ended_at=now_iso(),
                         duration_s=(self.clock() - t0) / 1e9,
-                        scheduled=execution.scheduled,
+                        scheduled=driver.scheduled,
                         recorded=recorded,
-                        health={"loop_lag_ms": lag.stats()},
+                        health=health,
                         server={**server, "metrics": server_metrics.info()},
+                        **({"workers": driver.workers} if driver.workers else {}),
                     )
+            if driver.failed:
+                self.failure = "; ".join(driver.lost)
             return run_id
 
     def _server_metrics(self, client_spec: ClientSpec) -> RunMetrics:
@@ -397,6 +379,198 @@ class _Batch:
                 raise
         finally:
             self._current = []
+
+
+async def _served_model(client: Client, spec: ClientSpec) -> tuple[list[str], str]:
+    """The served models, and the one to ask for: --model, checked against them, or the first."""
+    models = await client.check()
+    model = spec.model
+    if model is None:
+        if not models:
+            answer = f"HTTP {client.models_status}" if client.models_status != 200 else "an empty list"
+            raise ConfigError(f"{spec.models_url} gave no model list ({answer}): give --model")
+        return models, models[0]
+    if models and model not in models:
+        raise ServerRejected(
+            f"model {model!r} is not served by {spec.models_url} "
+            f"(it serves: {', '.join(models)}); check --model"
+        )
+    return models, model
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """One run's plan: the load, its slots (or cap), and the open loop's arrival offsets."""
+
+    load: LoadSpec
+    pool: int
+    offsets: np.ndarray | None  # seconds from the measured phase's start; None: closed loop
+    traced: bool
+
+    @property
+    def warm_slots(self) -> int:
+        return self.load.concurrency or self.pool
+
+    def warmup_shares(self, workers: int) -> list[Share]:
+        return closed_shares(self.warm_slots, 0, self.load.warmup, workers)
+
+    def measured_shares(self, workers: int) -> list[Share]:
+        load, start = self.load, self.load.warmup
+        if self.offsets is not None:
+            slots = np.arange(len(self.offsets), dtype=np.int64) if self.traced else None
+            return open_shares(self.offsets, start, load.concurrency, workers, slots)
+        end = start + load.number if load.number is not None else None
+        return closed_shares(self.pool, start, end, workers)
+
+
+class _Driver(Protocol):
+    """Sends a run's phases: in this process, or over workers."""
+
+    failed: bool
+    lost: list[str]
+    workers: list[dict[str, Any]]
+
+    @property
+    def scheduled(self) -> int: ...
+    async def begin(self, plan: _Plan) -> None: ...
+    async def warmup(self, plan: _Plan) -> None: ...
+    async def measured(self, plan: _Plan) -> None: ...
+    async def end(self) -> dict[str, Any]: ...
+
+
+class _InProcess:
+    """The plan driven by this process's own event loop (``--workers 1``, the default)."""
+
+    failed = False
+    lost: list[str] = []
+    workers: list[dict[str, Any]] = []
+
+    def __init__(
+        self,
+        client: Client,
+        templates: Templates,
+        writer: RecordWriter,
+        stats: LiveStats,
+        clock: Clock,
+    ) -> None:
+        self.execution = Execution(client, templates, writer.add, stats, clock)
+        self.clock = clock
+        self.lag = LoopLag(clock)
+        self._lag_task: asyncio.Task[None] | None = None
+
+    @property
+    def scheduled(self) -> int:
+        return self.execution.scheduled
+
+    async def begin(self, plan: _Plan) -> None:
+        self._lag_task = asyncio.create_task(self.lag.watch())
+
+    async def warmup(self, plan: _Plan) -> None:
+        (share,) = plan.warmup_shares(1)
+        await self.execution.closed(share.slots, share.closed_indices(), None, warmup=True)
+
+    async def measured(self, plan: _Plan) -> None:
+        (share,) = plan.measured_shares(1)
+        if share.open_loop:
+            assert share.planned_s is not None and share.indices is not None
+            t_start = self.clock()
+            planned = (t_start + (share.planned_s * 1e9).astype(np.int64)).tolist()
+            slots = None if share.prompt_slots is None else share.prompt_slots.tolist()
+            await self.execution.open(planned, share.indices.tolist(), share.slots or None, slots)
+            return
+        duration = plan.load.duration
+        deadline = None if duration is None else self.clock() + int(duration * 1e9)
+        await self.execution.closed(share.slots, share.closed_indices(), deadline, warmup=False)
+
+    async def end(self) -> dict[str, Any]:
+        if self._lag_task is not None:
+            self._lag_task.cancel()
+        return {"loop_lag_ms": self.lag.stats()}
+
+
+class _Scaled:
+    """The plan partitioned over a fleet of workers (``--workers N``, ``--ray``): the
+    coordinator keeps the plan, the server check, the server metrics and the one writer."""
+
+    def __init__(
+        self,
+        fleet: Fleet,
+        templates: Templates,
+        writer: RecordWriter,
+        stats: LiveStats,
+        run_id: int,
+        t0: int,
+        spec: PerfSpec,
+        client_spec: ClientSpec,
+    ) -> None:
+        self.fleet, self.templates, self.writer, self.stats = fleet, templates, writer, stats
+        self.run_id, self.t0, self.spec, self.client_spec = run_id, t0, spec, client_spec
+        self.workers: list[dict[str, Any]] = []
+
+    @property
+    def failed(self) -> bool:
+        return self.fleet.failed
+
+    @property
+    def lost(self) -> list[str]:
+        return self.fleet.lost
+
+    @property
+    def scheduled(self) -> int:
+        return self.fleet.scheduled
+
+    async def begin(self, plan: _Plan) -> None:
+        from perfbench.scale.engine import Job
+
+        n = len(self.fleet.live)
+        warm = plan.warmup_shares(n) if plan.load.warmup else []
+        measured = plan.measured_shares(n)
+        pools = [0] * n
+        for share in (*warm, *measured):
+            need = share.slots or min(share.planned or 1024, 1024)
+            pools[share.worker] = max(pools[share.worker], need)
+        table = self.templates.table(_prompt_slots(plan, self.templates.size))
+
+        def job_for(k: int, offset: int) -> Job:
+            return Job(
+                self.run_id,
+                self.t0 + offset,
+                self.client_spec,
+                table,
+                self.templates.size,
+                max(pools[k], 1),
+                self.spec.workload.tokenizer,
+            )
+
+        def prompt_of(index: int) -> tuple[str | None, str | None]:
+            k = index - plan.load.warmup if plan.traced else index
+            t = self.templates.template(k % self.templates.size)
+            return t.prompt_id, t.dataset
+
+        await self.fleet.begin(job_for, self.writer, prompt_of, self.stats)
+        self.workers = self.fleet.entries()
+
+    async def warmup(self, plan: _Plan) -> None:
+        await self.fleet.phase(plan.warmup_shares(len(self.fleet.live)), warmup=True, duration_s=None)
+
+    async def measured(self, plan: _Plan) -> None:
+        duration = None if plan.offsets is not None else plan.load.duration
+        shares = plan.measured_shares(len(self.fleet.live))
+        await self.fleet.phase(shares, warmup=False, duration_s=duration)
+
+    async def end(self) -> dict[str, Any]:
+        self.workers = await self.fleet.end()
+        return {"loop_lag_ms": merge_lag(self.fleet.lag())}
+
+
+def _prompt_slots(plan: _Plan, size: int) -> range:
+    """The prompt slots a run can use: every prompt, or fewer when the run is shorter."""
+    load = plan.load
+    if plan.offsets is not None:
+        return range(min(size, len(plan.offsets) + load.warmup))
+    if load.number is not None:
+        return range(min(size, load.number + load.warmup))
+    return range(size)
 
 
 def _local_counter(tokenizer: str | None) -> Callable[[str], int] | None:
@@ -443,226 +617,6 @@ def _plan(load: LoadSpec) -> np.ndarray:
         burstiness=load.burstiness,
         seed=load.seed,
     )
-
-
-class _Bodies:
-    """Request bodies, encoded once per prompt."""
-
-    def __init__(
-        self,
-        spec: ClientSpec,
-        model: str,
-        prompts: list[Prompt],
-        count: Callable[[str], int] | None = None,
-    ) -> None:
-        self.spec, self.model, self.prompts, self.count = spec, model, prompts, count
-        # --extra-body can take back the request for an exact length (min_tokens/ignore_eos)
-        extra = spec.extra_body
-        self._exact_asked = extra.get("min_tokens", 0) is not None and extra.get("ignore_eos", True)
-        self._cache: dict[int, bytes] = {}
-        self._tokens: dict[int, int] = {}
-
-    def request(
-        self, index: int, intended_ns: int, warmup: bool, slot: int | None = None
-    ) -> RequestSpec:
-        """The request at ``index``; its prompt is ``slot`` (a trace row) or the next in turn."""
-        k = (index if slot is None else slot) % len(self.prompts)
-        prompt = self.prompts[k]
-        body = self._cache.get(k)
-        if body is None:
-            messages = [dict(m) for m in prompt.messages] if prompt.messages is not None else None
-            max_tokens = (
-                prompt.max_tokens if prompt.max_tokens is not None else self.spec.max_tokens
-            )
-            body = self._cache[k] = build_body(
-                self.spec, self.model, messages, prompt.text, max_tokens, exact=prompt.exact_output
-            )
-        local = None
-        if self.count is not None:
-            local = self._tokens.get(k)
-            if local is None:
-                text = prompt.text if prompt.text is not None else _joined(prompt)
-                local = self._tokens[k] = self.count(text)
-        return RequestSpec(
-            index,
-            body,
-            intended_ns,
-            warmup,
-            prompt.id,
-            prompt.chars,
-            prompt.dataset,
-            prompt.max_tokens if prompt.exact_output and self._exact_asked else None,
-            local,
-        )
-
-
-def _joined(prompt: Prompt) -> str:
-    return "\n".join(str(m.get("content", "")) for m in prompt.messages or ())
-
-
-class _Execution:
-    """Drives the requests of one run; every request it starts ends as exactly one record."""
-
-    def __init__(
-        self, client: Client, bodies: _Bodies, writer: RecordWriter, stats: LiveStats, clock: Clock
-    ) -> None:
-        self.client, self.bodies, self.writer, self.stats, self.clock = (
-            client,
-            bodies,
-            writer,
-            stats,
-            clock,
-        )
-        self.scheduled = 0
-        stats.started_ns = clock()
-
-    async def _send(self, req: RequestSpec) -> str:
-        stats = self.stats
-        stats.in_flight += 1
-        try:
-            record = await self.client.send(req)
-        finally:
-            stats.in_flight -= 1
-        self._sink(record)
-        return record.status
-
-    def _sink(self, record: RequestRecord) -> None:
-        self.writer.add(record)
-        stats = self.stats
-        if record.status == "ok":
-            stats.completed += 1
-            ttft = record.ttft_ns
-            if ttft is not None:
-                stats.recent_ttft_ms.append(ttft / 1e6)
-        else:
-            stats.failed += 1
-
-    async def closed(
-        self, workers: int, start: int, end: int | None, deadline: int | None, *, warmup: bool
-    ) -> None:
-        """``workers`` loops, each sending its next request as soon as the last one ended."""
-        counter = itertools.count(start)
-        clock = self.clock
-
-        async def worker() -> None:
-            while True:
-                now = clock()
-                if deadline is not None and now >= deadline:
-                    return
-                i = next(counter)
-                if end is not None and i >= end:
-                    return
-                self.scheduled += 1
-                if await self._send(self.bodies.request(i, now, warmup)) == "cancelled":
-                    return  # the run is stopping
-
-        n = workers if end is None else min(workers, end - start)
-        tasks = [asyncio.create_task(worker()) for _ in range(n)]
-        await _join(tasks)
-
-    async def open(
-        self, offsets: np.ndarray, start: int, cap: int | None, *, traced: bool = False
-    ) -> None:
-        """Send request k at ``t_start + offsets[k]`` whatever the server does.
-
-        With ``cap``, a request whose time has come waits for a free slot; the wait is
-        schedule lag, recorded on its row.
-        """
-        clock = self.clock
-        sem = asyncio.Semaphore(cap) if cap else None
-        tasks: set[asyncio.Task[None]] = set()
-        t_start = clock()
-        planned = (t_start + (offsets * 1e9).astype(np.int64)).tolist()
-
-        async def one(req: RequestSpec) -> None:
-            try:
-                await self._send(req)
-            finally:
-                if sem is not None:
-                    sem.release()
-
-        waiting: RequestSpec | None = None
-        try:
-            for k, intended in enumerate(planned):
-                delay = intended - clock()
-                if delay > 0:
-                    await asyncio.sleep(delay / 1e9)
-                req = self.bodies.request(start + k, intended, False, k if traced else None)
-                self.scheduled += 1
-                if sem is not None:
-                    waiting = req
-                    await sem.acquire()
-                    waiting = None
-                task = asyncio.create_task(one(req))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-        except asyncio.CancelledError:
-            if waiting is not None:  # its time had come: it gets its row
-                self._sink(_cancelled(waiting, clock()))
-            await _cancel_all(list(tasks))
-            raise
-        await _join(list(tasks))
-
-
-def _cancelled(req: RequestSpec, now: int) -> RequestRecord:
-    return RequestRecord(
-        index=req.index,
-        warmup=req.warmup,
-        prompt_id=req.prompt_id,
-        dataset=req.dataset,
-        status="cancelled",
-        intended_ns=req.intended_ns,
-        end_ns=now,
-        error="the run stopped while the request waited for a free slot",
-    )
-
-
-async def _join(tasks: list[asyncio.Task[Any]]) -> None:
-    """Wait for every task; when cancelled, cancel them all and still wait for them to record."""
-    if not tasks:
-        return
-    try:
-        await asyncio.gather(*tasks)
-    except asyncio.CancelledError:
-        await _cancel_all(tasks)
-        raise
-
-
-async def _cancel_all(tasks: list[asyncio.Task[Any]]) -> None:
-    """Cancel requests in flight and wait until each has recorded itself as cancelled."""
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-
-
-class _LoopLag:
-    """How late the event loop wakes a 10 ms timer: the client's own delay, measured."""
-
-    def __init__(self, clock: Clock, interval: float = 0.01) -> None:
-        self.clock, self.interval = clock, interval
-        self.samples: collections.deque[float] = collections.deque(maxlen=100_000)
-        self.max = 0.0
-
-    async def watch(self) -> None:
-        interval_ns = int(self.interval * 1e9)
-        while True:
-            before = self.clock()
-            await asyncio.sleep(self.interval)
-            lag = max(0, self.clock() - before - interval_ns) / 1e6
-            self.samples.append(lag)
-            if lag > self.max:
-                self.max = lag
-
-    def stats(self) -> dict[str, float]:
-        if not self.samples:
-            return {}
-        values = np.fromiter(self.samples, dtype=np.float64)
-        return {
-            "mean": float(values.mean()),
-            "p99": float(np.percentile(values, 99)),
-            "max": self.max,
-            "samples": float(values.size),
-        }
 
 
 def _prompt_key(prompt: Prompt) -> str:

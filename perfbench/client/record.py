@@ -14,6 +14,7 @@ STATUSES = (
     "malformed",
     "stream_error",
     "cancelled",
+    "worker_lost",
 )
 """Every request ends in exactly one of these.
 
@@ -22,6 +23,7 @@ timeout expired. http: a non-200 status before any streaming. disconnect: the co
 before the response was complete. malformed: a body or event that is not the expected JSON.
 stream_error: the server sent an error event inside a 200 stream. cancelled: the run stopped
 (Ctrl-C, SIGTERM, end of --duration) while the request was waiting or in flight.
+worker_lost: the worker process (or Ray actor or node) that sent it died with it in flight.
 """
 
 

@@ -107,6 +107,7 @@ class Run:
     scheduled: int | None
     recorded: int | None
     health: dict[str, Any]
+    workers: tuple[dict[str, Any], ...] = ()  # scale-out: each worker, its clock and its share
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Run:
@@ -133,6 +134,7 @@ class Run:
             scheduled=row["scheduled"],
             recorded=row["recorded"],
             health=js("health"),
+            workers=tuple(json.loads(row["workers"])) if row.get("workers") else (),
         )
 
     @property

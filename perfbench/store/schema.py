@@ -182,6 +182,13 @@ def m006_server_metrics(db: Database) -> None:
     )
 
 
+@migrations()
+def m007_workers(db: Database) -> None:
+    """Scale-out: the worker that sent each request, and each run's workers (their clocks)."""
+    db.table("requests").add_column("worker", int)
+    db.table("runs").add_column("workers", str)
+
+
 def open_db(path: str, *, create: bool) -> Database:
     """Open (and migrate) the database; WAL mode so that readers never block the writer."""
     db = Database(path)

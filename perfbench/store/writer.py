@@ -4,6 +4,10 @@ The event loop only puts finished records on a queue (a few hundred nanoseconds)
 thread wakes every ``interval`` seconds, turns the records into rows and inserts them in one
 transaction, so that SQLite never runs on the loop that times requests, and a crash loses at
 most the last interval. ``close()`` drains everything, so a clean stop loses nothing.
+
+Workers (processes or Ray actors) turn their records into rows themselves (:func:`encode`)
+and ship them; the writer inserts shipped rows as they are (:meth:`RecordWriter.add_rows`),
+so that the one writer does only SQLite's own work: ``benchmarks/ingest.py`` measures it.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +44,9 @@ def _rel(stamp: int | None, t0: int) -> int | None:
     return None if stamp is None else stamp - t0
 
 
-def to_row(run_id: int, t0: int, r: RequestRecord) -> dict[str, Any]:
-    """The ``requests`` row of a record: its stamps relative to the run's ``t0``, and the
-    figures :meth:`RequestRecord.durations_ms` derives from them."""
+def to_row(run_id: int, t0: int, r: RequestRecord, worker: int | None = None) -> dict[str, Any]:
+    """The ``requests`` row of a record: its stamps relative to the run's ``t0`` (on the clock
+    that stamped them), and the figures :meth:`RequestRecord.durations_ms` derives from them."""
     return {
         "run_id": run_id,
         "idx": r.index,
@@ -70,7 +75,49 @@ def to_row(run_id: int, t0: int, r: RequestRecord) -> dict[str, Any]:
         "reasoning_text": r.reasoning_text,
         "dataset": r.dataset,
         "expected_tokens": r.expected_tokens,
+        "worker": worker,
     }
+
+
+COLUMNS = (*REQUEST_COLUMNS, "worker")
+_INSERT_REQUESTS = (
+    f"INSERT OR REPLACE INTO requests ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+)
+_INSERT_CHUNKS = "INSERT OR REPLACE INTO chunks (run_id, idx, width, gaps) VALUES (?, ?, ?, ?)"
+
+
+@dataclass(frozen=True)
+class Rows:
+    """Records encoded for the database: ``requests`` rows in :data:`COLUMNS` order and
+    ``chunks`` rows. Plain tuples, so that they pickle fast and insert without rework."""
+
+    requests: list[tuple[Any, ...]]
+    chunks: list[tuple[int, int, int, bytes]]
+
+    def __len__(self) -> int:
+        return len(self.requests)
+
+
+def encode(
+    records: Iterable[RequestRecord],
+    run_id: int,
+    t0: int,
+    *,
+    worker: int | None = None,
+    count: Callable[[str], int] | None = None,
+) -> Rows:
+    """The rows of ``records``; ``t0`` is the run's start on the clock that stamped them, and
+    ``count`` the local tokenizer that counts outputs the server gave no usage for."""
+    requests, chunks = [], []
+    for r in records:
+        if count is not None:
+            r = r.recounted(count)
+        row = to_row(run_id, t0, r, worker)
+        requests.append(tuple(row[c] for c in COLUMNS))
+        encoded = encode_gaps(r.chunk_ns) if r.streamed else None
+        if encoded is not None:
+            chunks.append((run_id, r.index, encoded[0], encoded[1]))
+    return Rows(requests, chunks)
 
 
 class RecordWriter:
@@ -91,7 +138,7 @@ class RecordWriter:
         self.interval = interval
         self.written = 0
         self.error: BaseException | None = None
-        self._queue: queue.SimpleQueue[RequestRecord] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[RequestRecord | Rows] = queue.SimpleQueue()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._main, name="perfbench-writer", daemon=True)
 
@@ -101,6 +148,10 @@ class RecordWriter:
 
     def add(self, record: RequestRecord) -> None:
         self._queue.put(record)
+
+    def add_rows(self, rows: Rows) -> None:
+        """Rows a worker encoded (its stamps already on the run's timeline); any thread."""
+        self._queue.put(rows)
 
     def close(self) -> int:
         """Flush what is queued, stop the thread; returns the number of rows written."""
@@ -123,29 +174,23 @@ class RecordWriter:
             self.error = exc
 
     def _flush(self, db: Any) -> None:
-        batch: list[RequestRecord] = []
+        records: list[RequestRecord] = []
+        shipped: list[Rows] = []
         get = self._queue.get_nowait
         try:
             while True:
-                batch.append(get())
+                item = get()
+                (shipped if isinstance(item, Rows) else records).append(item)
         except queue.Empty:
             pass
-        if not batch:
+        if records:
+            shipped.append(encode(records, self.run_id, self.t0_ns, count=self.count))
+        if not shipped:
             return
-        if self.count is not None:
-            batch = [r.recounted(self.count) for r in batch]
-        rows = [to_row(self.run_id, self.t0_ns, r) for r in batch]
-        chunk_rows = []
-        for r in batch:
-            encoded = encode_gaps(r.chunk_ns) if r.streamed else None
-            if encoded is not None:
-                chunk_rows.append(
-                    {"run_id": self.run_id, "idx": r.index, "width": encoded[0], "gaps": encoded[1]}
-                )
-        with db.conn:
-            db.table("requests").insert_all(
-                rows, batch_size=999 // len(REQUEST_COLUMNS), replace=True
-            )
-            if chunk_rows:
-                db.table("chunks").insert_all(chunk_rows, batch_size=200, replace=True)
-        self.written += len(rows)
+        conn = db.conn
+        with conn:
+            for rows in shipped:
+                conn.executemany(_INSERT_REQUESTS, rows.requests)
+                if rows.chunks:
+                    conn.executemany(_INSERT_CHUNKS, rows.chunks)
+        self.written += sum(len(rows) for rows in shipped)

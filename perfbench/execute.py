@@ -1,0 +1,326 @@
+"""Driving one share of a run's plan through one client: what the in-process run and every
+worker process (or Ray actor) execute, so that both send and time requests the same way.
+
+A share is a set of request indices and, for the open loop, their planned start times. The
+closed loop hands the next index of its share to whichever of its slots frees first; the open
+loop sends index k at its planned instant whatever the server does. Every request started ends
+as exactly one record, handed to ``sink``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import math
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from perfbench.client import Client, RequestRecord, RequestSpec
+from perfbench.client.wire import build_body
+from perfbench.config import ClientSpec
+from perfbench.workload import Prompt
+
+Clock = Callable[[], int]
+
+
+@dataclass
+class LiveStats:
+    """Running counters for a progress display; written by the loop, read by any thread."""
+
+    label: str = ""
+    total: int | None = None
+    completed: int = 0
+    failed: int = 0
+    in_flight: int = 0
+    started_ns: int = 0
+    recent_ttft_ms: collections.deque[float] = field(
+        default_factory=lambda: collections.deque(maxlen=512)
+    )
+
+    def p50_ttft_ms(self) -> float:
+        values = list(self.recent_ttft_ms)
+        return float(np.median(values)) if values else math.nan
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    """One prompt as every request of it is sent: the encoded body and what its record carries."""
+
+    body: bytes
+    prompt_id: str
+    chars: int
+    dataset: str | None
+    expected_tokens: int | None  # the exact output length asked for, if any
+    local_tokens: int | None  # the prompt's count in the local tokenizer, if one was named
+
+
+class Templates:
+    """Request bodies, encoded once per prompt (lazily, or up front for shipping to workers)."""
+
+    def __init__(
+        self,
+        spec: ClientSpec,
+        model: str,
+        prompts: Sequence[Prompt],
+        count: Callable[[str], int] | None = None,
+    ) -> None:
+        self.spec, self.model, self.prompts, self.count = spec, model, prompts, count
+        self.size = len(prompts)
+        # --extra-body can take back the request for an exact length (min_tokens/ignore_eos)
+        extra = spec.extra_body
+        self._exact_asked = extra.get("min_tokens", 0) is not None and extra.get("ignore_eos", True)
+        self._cache: dict[int, Template] = {}
+
+    @classmethod
+    def shipped(cls, table: dict[int, Template], size: int) -> Templates:
+        """Templates built elsewhere (a worker's copy of the coordinator's)."""
+        self = cls.__new__(cls)
+        self.prompts, self.size, self._cache = (), size, dict(table)
+        return self
+
+    def table(self, slots: Iterable[int]) -> dict[int, Template]:
+        """The templates of these prompt slots, built now: what a worker is sent."""
+        return {k: self.template(k) for k in slots}
+
+    def template(self, k: int) -> Template:
+        found = self._cache.get(k)
+        if found is not None:
+            return found
+        prompt = self.prompts[k]
+        messages = [dict(m) for m in prompt.messages] if prompt.messages is not None else None
+        max_tokens = prompt.max_tokens if prompt.max_tokens is not None else self.spec.max_tokens
+        local = None
+        if self.count is not None:
+            local = self.count(prompt.text if prompt.text is not None else _joined(prompt))
+        made = self._cache[k] = Template(
+            build_body(
+                self.spec, self.model, messages, prompt.text, max_tokens, exact=prompt.exact_output
+            ),
+            prompt.id,
+            prompt.chars,
+            prompt.dataset,
+            prompt.max_tokens if prompt.exact_output and self._exact_asked else None,
+            local,
+        )
+        return made
+
+    def request(
+        self, index: int, intended_ns: int, warmup: bool, slot: int | None = None
+    ) -> RequestSpec:
+        """The request at ``index``; its prompt is ``slot`` (a trace row) or the next in turn."""
+        t = self.template((index if slot is None else slot) % self.size)
+        return RequestSpec(
+            index,
+            t.body,
+            intended_ns,
+            warmup,
+            t.prompt_id,
+            t.chars,
+            t.dataset,
+            t.expected_tokens,
+            t.local_tokens,
+        )
+
+
+def _joined(prompt: Prompt) -> str:
+    return "\n".join(str(m.get("content", "")) for m in prompt.messages or ())
+
+
+class Execution:
+    """Drives the requests of one share; every request it starts ends as exactly one record.
+
+    ``started`` (when given) collects the index of every request as it starts: a worker reports
+    it, so that the coordinator can account for a worker that dies with requests in flight.
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        templates: Templates,
+        sink: Callable[[RequestRecord], None],
+        stats: LiveStats,
+        clock: Clock,
+        started: list[int] | None = None,
+    ) -> None:
+        self.client, self.templates, self.sink, self.stats, self.clock = (
+            client,
+            templates,
+            sink,
+            stats,
+            clock,
+        )
+        self.started = started
+        self.scheduled = 0
+        stats.started_ns = clock()
+
+    def _start(self, index: int) -> None:
+        self.scheduled += 1
+        if self.started is not None:
+            self.started.append(index)
+
+    async def _send(self, req: RequestSpec) -> str:
+        stats = self.stats
+        stats.in_flight += 1
+        try:
+            record = await self.client.send(req)
+        finally:
+            stats.in_flight -= 1
+        self._sink(record)
+        return record.status
+
+    def _sink(self, record: RequestRecord) -> None:
+        self.sink(record)
+        stats = self.stats
+        if record.status == "ok":
+            stats.completed += 1
+            ttft = record.ttft_ns
+            if ttft is not None:
+                stats.recent_ttft_ms.append(ttft / 1e6)
+        else:
+            stats.failed += 1
+
+    async def closed(
+        self, slots: int, indices: Iterator[int], deadline: int | None, *, warmup: bool
+    ) -> None:
+        """``slots`` loops, each sending the next index of ``indices`` as soon as its last
+        request ended, until the indices run out or ``deadline`` passes."""
+        clock = self.clock
+
+        async def slot() -> None:
+            while True:
+                now = clock()
+                if deadline is not None and now >= deadline:
+                    return
+                i = next(indices, None)
+                if i is None:
+                    return
+                self._start(i)
+                if await self._send(self.templates.request(i, now, warmup)) == "cancelled":
+                    return  # the run is stopping
+
+        tasks = [asyncio.create_task(slot()) for _ in range(slots)]
+        await join(tasks)
+
+    async def open(
+        self,
+        planned_ns: Sequence[int],
+        indices: Sequence[int],
+        cap: int | None,
+        prompt_slots: Sequence[int] | None = None,
+    ) -> None:
+        """Send request ``indices[k]`` at the clock instant ``planned_ns[k]`` whatever the server
+        does (its prompt is ``prompt_slots[k]`` for a trace, else the index's turn).
+
+        With ``cap``, a request whose time has come waits for a free slot; the wait is
+        schedule lag, recorded on its row.
+        """
+        clock = self.clock
+        sem = asyncio.Semaphore(cap) if cap else None
+        tasks: set[asyncio.Task[None]] = set()
+
+        async def one(req: RequestSpec) -> None:
+            try:
+                await self._send(req)
+            finally:
+                if sem is not None:
+                    sem.release()
+
+        waiting: RequestSpec | None = None
+        try:
+            for k, intended in enumerate(planned_ns):
+                delay = intended - clock()
+                if delay > 0:
+                    await asyncio.sleep(delay / 1e9)
+                slot = None if prompt_slots is None else prompt_slots[k]
+                req = self.templates.request(indices[k], intended, False, slot)
+                self._start(req.index)
+                if sem is not None:
+                    waiting = req
+                    await sem.acquire()
+                    waiting = None
+                task = asyncio.create_task(one(req))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+        except asyncio.CancelledError:
+            if waiting is not None:  # its time had come: it gets its row
+                self._sink(_cancelled(waiting, clock()))
+            await cancel_all(list(tasks))
+            raise
+        await join(list(tasks))
+
+
+def _cancelled(req: RequestSpec, now: int) -> RequestRecord:
+    return RequestRecord(
+        index=req.index,
+        warmup=req.warmup,
+        prompt_id=req.prompt_id,
+        dataset=req.dataset,
+        status="cancelled",
+        intended_ns=req.intended_ns,
+        end_ns=now,
+        error="the run stopped while the request waited for a free slot",
+    )
+
+
+async def join(tasks: list[asyncio.Task[Any]]) -> None:
+    """Wait for every task; when cancelled, cancel them all and still wait for them to record."""
+    if not tasks:
+        return
+    try:
+        await asyncio.gather(*tasks)
+    except asyncio.CancelledError:
+        await cancel_all(tasks)
+        raise
+
+
+async def cancel_all(tasks: list[asyncio.Task[Any]]) -> None:
+    """Cancel requests in flight and wait until each has recorded itself as cancelled."""
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class LoopLag:
+    """How late the event loop wakes a 10 ms timer: the client's own delay, measured."""
+
+    def __init__(self, clock: Clock, interval: float = 0.01) -> None:
+        self.clock, self.interval = clock, interval
+        self.samples: collections.deque[float] = collections.deque(maxlen=100_000)
+        self.max = 0.0
+
+    async def watch(self) -> None:
+        interval_ns = int(self.interval * 1e9)
+        while True:
+            before = self.clock()
+            await asyncio.sleep(self.interval)
+            lag = max(0, self.clock() - before - interval_ns) / 1e6
+            self.samples.append(lag)
+            if lag > self.max:
+                self.max = lag
+
+    def stats(self) -> dict[str, float]:
+        if not self.samples:
+            return {}
+        values = np.fromiter(self.samples, dtype=np.float64)
+        return {
+            "mean": float(values.mean()),
+            "p99": float(np.percentile(values, 99)),
+            "max": self.max,
+            "samples": float(values.size),
+        }
+
+
+def merge_lag(parts: Sequence[dict[str, float]]) -> dict[str, float]:
+    """One loop-lag figure for several loops: the worst loop's mean, p99 and max."""
+    parts = [p for p in parts if p]
+    if not parts:
+        return {}
+    return {
+        "mean": max(p["mean"] for p in parts),
+        "p99": max(p["p99"] for p in parts),
+        "max": max(p["max"] for p in parts),
+        "samples": float(sum(p["samples"] for p in parts)),
+    }
