@@ -35,6 +35,7 @@ OPEN_LOOP_DISTRIBUTIONS = (
 
 _COLUMNS = (
     "status",
+    "worker",
     "sent_ns",
     "end_ns",
     "intended_ns",
@@ -105,6 +106,7 @@ class Summary:
     exact_output: dict[str, int] = field(default_factory=dict)  # asked / honoured, when asked
     token_check: dict[str, Any] = field(default_factory=dict)  # server usage vs local tokenizer
     server: dict[str, Any] = field(default_factory=dict)  # the server's /metrics (metrics.server)
+    workers: list[dict[str, Any]] = field(default_factory=list)  # scale-out: each worker's part
     warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -243,6 +245,7 @@ def summarize(store: Store, run: Run) -> Summary:
     summary.by_dataset = _by_dataset(cols, ok)
     summary.token_check = _token_check(store, run)
     summary.server = _server(store, run)
+    summary.workers = _workers(run, cols)
     asked = ok & ~np.isnan(cols["expected_tokens"]) & (cols["token_source"] == "usage")
     if asked.any():
         honoured = asked & (cols["completion_tokens"] == cols["expected_tokens"])
@@ -251,6 +254,58 @@ def summarize(store: Store, run: Run) -> Summary:
         summary, run, bool(np.all(cols["streamed"][ok] == 1)) if n_ok else True
     )
     return summary
+
+
+def _workers(run: Run, cols: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+    """Each worker of a scaled-out run: where it ran, its clock's offset from the
+    coordinator's (± its uncertainty), its measured requests, how late it sent them against
+    the plan, its own event loop's lag, and whether it was lost."""
+    out = []
+    for entry in run.workers:
+        mine = cols["worker"] == entry["worker"]
+        lag = cols["schedule_lag_ms"][mine]
+        lag = lag[~np.isnan(lag)]
+        out.append(
+            {
+                "worker": entry["worker"],
+                "kind": entry.get("kind"),
+                "host": entry.get("host"),
+                "pid": entry.get("pid"),
+                "node": entry.get("node"),
+                "requests": int(mine.sum()),
+                "offset_ms": entry.get("offset_ns", 0) / 1e6,
+                "offset_uncertainty_ms": entry.get("offset_uncertainty_ns", 0) / 1e6,
+                "schedule_lag_p99_ms": float(np.percentile(lag, 99)) if lag.size else math.nan,
+                "loop_lag_p99_ms": float((entry.get("loop_lag_ms") or {}).get("p99", math.nan)),
+                "lost": entry.get("lost"),
+                "lost_requests": int(entry.get("lost_requests") or 0),
+            }
+        )
+    return out
+
+
+def _worker_warnings(s: Summary) -> list[str]:
+    """A worker lost, or one that lagged its plan (its own loop, or its sends against the plan)."""
+    out = []
+    for w in s.workers:
+        where = f"worker {w['worker']} (pid {w['pid']} on {w['host']})"
+        if w["lost"]:
+            out.append(
+                f"{where} was lost ({w['lost']}): {w['lost_requests']} of its requests are "
+                "recorded as worker_lost, and the load after it was lighter than planned"
+            )
+        lag = w["schedule_lag_p99_ms"]
+        if s.mode == "open" and not s.max_concurrency and lag > 10:
+            out.append(
+                f"{where} lagged its plan: schedule lag p99 {lag:.1f} ms over its "
+                f"{w['requests']} requests; give it fewer streams (more --workers) or a free core"
+            )
+        elif w["loop_lag_p99_ms"] > 5:
+            out.append(
+                f"{where} lagged: its event loop woke {w['loop_lag_p99_ms']:.1f} ms late (p99), "
+                "so its timings include its own delay; use more --workers or a free core"
+            )
+    return out
 
 
 def _server(store: Store, run: Run) -> dict[str, Any]:
@@ -349,6 +404,7 @@ def _warnings(s: Summary, run: Run, all_streamed: bool) -> list[str]:
         )
     if s.status == "failed":
         out.append("the run failed before it finished: figures cover what was recorded")
+    out.extend(_worker_warnings(s))
     if s.ok == 0 and s.measured:
         out.append("no request succeeded, so there are no latency figures; see the errors above")
     if s.failed:
@@ -392,7 +448,7 @@ def _warnings(s: Summary, run: Run, all_streamed: bool) -> list[str]:
             "E2E latency, and there are no ITL or TPOT figures"
         )
     lag = s.loop_lag_ms
-    if lag and (lag.get("p99", 0) > 5 or lag.get("max", 0) > 50):
+    if lag and not s.workers and (lag.get("p99", 0) > 5 or lag.get("max", 0) > 50):
         out.append(
             f"the client's event loop lagged (p99 {lag.get('p99', 0):.1f} ms, max "
             f"{lag.get('max', 0):.1f} ms): timings include the client's own delay. Lower "
