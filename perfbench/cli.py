@@ -769,6 +769,10 @@ def cmd_perf(ns: argparse.Namespace, argv: Sequence[str]) -> int:
     spec = _perf_spec(ns, argv, _loads(ns, ns.parallel, ns.rate, ns.number))
     result = run(spec, observer=_live(ns))
     _emit(result, ns)
+    for line in result.lost:
+        print(f"{PROG}: {line}", file=sys.stderr)
+    if result.failure is not None:
+        print(f"{PROG}: {result.failure}; everything measured is in {spec.db_path}", file=sys.stderr)
     if result.grade_error is not None:
         print(f"{PROG}: error: grading failed: {result.grade_error}", file=sys.stderr)
         return max(result.exit_code, result.grade_error.exit_code)

@@ -74,6 +74,7 @@ class BatchResult:
     runs: list[RunResult]
     stopped_by: int | None = None  # the signal that interrupted the batch, if any
     failure: str | None = None  # why the batch stopped early without a signal (a worker lost)
+    lost: list[str] = field(default_factory=list)  # one line per worker lost, naming it
     grades: Grades | None = None  # with PerfSpec.grade
     grade_error: PerfbenchError | None = None  # why grading failed after the runs, if it did
 
@@ -154,6 +155,7 @@ class _Batch:
         self._current: list[asyncio.Task[Any]] = []
         self._answer_book: Path | None = None
         self.failure: str | None = None  # why the batch stopped early (a worker lost), if it did
+        self.lost: list[str] = []  # one line per worker lost
 
     async def main(self) -> BatchResult:
         spec = self.spec
@@ -190,7 +192,9 @@ class _Batch:
                 )
                 run = store.run(run_id)
                 results.append(RunResult(run_id, run.status, summarize(store, run)))
-            return BatchResult(str(spec.db_path), results, self.stopped_by, self.failure)
+            return BatchResult(
+                str(spec.db_path), results, self.stopped_by, self.failure, lost=self.lost
+            )
         finally:
             for sig in EXIT_SIGNALS:
                 loop.remove_signal_handler(sig)
@@ -348,8 +352,9 @@ class _Batch:
                         server={**server, "metrics": server_metrics.info()},
                         **({"workers": driver.workers} if driver.workers else {}),
                     )
+            self.lost.extend(driver.lost)
             if driver.failed:
-                self.failure = "; ".join(driver.lost)
+                self.failure = f"run {run_id} stopped: a worker was lost (--on-worker-loss stop)"
             return run_id
 
     def _server_metrics(self, client_spec: ClientSpec) -> RunMetrics:

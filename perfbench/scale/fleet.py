@@ -154,7 +154,9 @@ class Fleet:
         done = [w.done for w in used if w.done is not None]
         try:
             await asyncio.gather(*(self._guard(w, w.handle.call("start", w.order)) for w in used))
-            await asyncio.gather(*done)
+            await asyncio.wait(done)  # not gather: a cancelled gather would cancel them too
+            for future in done:
+                future.result()  # a worker's own failure, named
         except asyncio.CancelledError:
             # the run is stopping: every worker cancels its requests and ships their rows
             await asyncio.shield(self._drain_stop(done))
