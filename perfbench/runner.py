@@ -29,7 +29,7 @@ from perfbench import metadata
 from perfbench.client import Client
 from perfbench.client.servermetrics import RunMetrics, metrics_url
 from perfbench.config import ClientSpec, LoadSpec, PerfSpec
-from perfbench.errors import ConfigError, PerfbenchError, RunError, ServerRejected
+from perfbench.errors import ConfigError, PerfbenchError, ServerRejected
 from perfbench.execute import Execution, LiveStats, LoopLag, Templates, merge_lag
 from perfbench.load import arrival_offsets, constant_offsets, ramp_offsets, read_trace
 from perfbench.load.partition import Share, closed_shares, open_shares
@@ -169,18 +169,24 @@ class _Batch:
                 f"--grade: the {spec.workload.dataset} prompts carry no gold answers; benchmark "
                 "an eval dataset (e.g. --dataset math_500, gsm8k, synthetic_math) or drop --grade"
             )
-        store = Store(spec.db_path, create=True)
+        # the workers first: a Ray cluster that cannot be used is found before anything is
+        # recorded or sent
+        fleet = await self._fleet(embedded=spec.client.url is None)
+        try:
+            store = Store(spec.db_path, create=True)
+        except BaseException:
+            if fleet is not None:
+                await fleet.close()
+            raise
         loop = asyncio.get_running_loop()
         for sig in EXIT_SIGNALS:
             loop.add_signal_handler(sig, self._on_signal, sig)
         sim: EmbeddedSim | None = None
-        fleet: Fleet | None = None
         try:
             client_spec = spec.client
             if client_spec.url is None:
                 sim = EmbeddedSim(self._sim_args(prompts)).__enter__()
                 client_spec = dataclasses.replace(client_spec, url=sim.url)
-            fleet = await self._fleet(sim is not None)
             batch = uuid.uuid4().hex[:12]
             host = metadata.collect(type(loop).__module__.split(".")[0])  # once: it runs git
             results: list[RunResult] = []
@@ -392,7 +398,9 @@ async def _served_model(client: Client, spec: ClientSpec) -> tuple[list[str], st
     model = spec.model
     if model is None:
         if not models:
-            answer = f"HTTP {client.models_status}" if client.models_status != 200 else "an empty list"
+            answer = (
+                f"HTTP {client.models_status}" if client.models_status != 200 else "an empty list"
+            )
             raise ConfigError(f"{spec.models_url} gave no model list ({answer}): give --model")
         return models, models[0]
     if models and model not in models:
@@ -431,10 +439,12 @@ class _Plan:
 class _Driver(Protocol):
     """Sends a run's phases: in this process, or over workers."""
 
-    failed: bool
-    lost: list[str]
     workers: list[dict[str, Any]]
 
+    @property
+    def failed(self) -> bool: ...
+    @property
+    def lost(self) -> list[str]: ...
     @property
     def scheduled(self) -> int: ...
     async def begin(self, plan: _Plan) -> None: ...
@@ -447,8 +457,6 @@ class _InProcess:
     """The plan driven by this process's own event loop (``--workers 1``, the default)."""
 
     failed = False
-    lost: list[str] = []
-    workers: list[dict[str, Any]] = []
 
     def __init__(
         self,
@@ -460,6 +468,8 @@ class _InProcess:
     ) -> None:
         self.execution = Execution(client, templates, writer.add, stats, clock)
         self.clock = clock
+        self.lost: list[str] = []
+        self.workers: list[dict[str, Any]] = []
         self.lag = LoopLag(clock)
         self._lag_task: asyncio.Task[None] | None = None
 
@@ -556,7 +566,9 @@ class _Scaled:
         self.workers = self.fleet.entries()
 
     async def warmup(self, plan: _Plan) -> None:
-        await self.fleet.phase(plan.warmup_shares(len(self.fleet.live)), warmup=True, duration_s=None)
+        await self.fleet.phase(
+            plan.warmup_shares(len(self.fleet.live)), warmup=True, duration_s=None
+        )
 
     async def measured(self, plan: _Plan) -> None:
         duration = None if plan.offsets is not None else plan.load.duration

@@ -68,7 +68,8 @@ def test_open_loop_sends_the_same_plan_and_measures_the_same_for_1_2_4_workers(s
         s = only.summary
         assert only.status == "completed" and s.ok == 90, s.errors
         got = rows(
-            db, "SELECT idx, prompt_id, intended_ns, worker, ttft_ms, itl_ms FROM requests ORDER BY idx"
+            db,
+            "SELECT idx, prompt_id, intended_ns, worker, ttft_ms, itl_ms FROM requests ORDER BY idx",
         )
         (scheduled, recorded) = rows(db, "SELECT scheduled, recorded FROM runs")[0]
         assert scheduled == recorded == 90
@@ -104,7 +105,9 @@ def test_closed_loop_splits_the_slots_and_sends_the_same_requests(sim, tmp_path)
     query = "SELECT idx, prompt_id, warmup FROM requests ORDER BY idx"
     assert rows(four, query) == rows(one, query)
     # slots 6 over 4 workers: 2, 2, 1, 1; request k goes to the owner of slot (k - 4) mod 6
-    per_worker = dict(rows(four, "SELECT worker, count(*) FROM requests WHERE warmup = 0 GROUP BY worker"))
+    per_worker = dict(
+        rows(four, "SELECT worker, count(*) FROM requests WHERE warmup = 0 GROUP BY worker")
+    )
     assert per_worker == {0: 20, 1: 20, 2: 10, 3: 10}
     (workers_json, scheduled, recorded, health) = rows(
         four, "SELECT workers, scheduled, recorded, health FROM runs"
@@ -193,7 +196,9 @@ def test_a_worker_killed_mid_run_costs_only_its_requests_in_flight(sim, tmp_path
         assert proc.returncode == 0, err
         assert status == "completed"
         # worker 0 finished its own share: its 30 requests (slots 0-1 of 4)
-        assert rows(db, "SELECT count(*) FROM requests WHERE worker = 0 AND status = 'ok'")[0][0] == 30
+        assert (
+            rows(db, "SELECT count(*) FROM requests WHERE worker = 0 AND status = 'ok'")[0][0] == 30
+        )
     else:
         assert proc.returncode == 1, err
         assert status == "failed"

@@ -42,7 +42,9 @@ def auto_workers(loads: tuple[LoadSpec, ...], *, embedded: bool) -> int:
     for load in loads:
         streams = load.concurrency
         if streams is None:
-            rate = load.rate if load.rate is not None else max(load.ramp_from or 0, load.ramp_to or 0)
+            rate = (
+                load.rate if load.rate is not None else max(load.ramp_from or 0, load.ramp_to or 0)
+            )
             streams = int(rate) if rate and not math.isinf(rate) else STREAMS_PER_WORKER * 64
         need = max(need, math.ceil(streams / STREAMS_PER_WORKER))
     return min(need, spare_cores(embedded=embedded))
@@ -61,12 +63,13 @@ def worker_count(spec: PerfSpec, *, embedded: bool) -> int | None:
 
 async def open_fleet(spec: PerfSpec, count: int | None, clock: Callable[[], int]) -> Fleet:
     """Start ``count`` workers (Ray: None is one per node) and measure their clocks."""
-    from perfbench.scale.fleet import Fleet
+    from perfbench.scale.fleet import Fleet, Handle
 
+    handles: list[Handle]
     if spec.ray is not None:
         from perfbench.scale.ray import ray_workers
 
-        handles = await ray_workers(spec.ray, count)
+        handles = list(await ray_workers(spec.ray, count))
     else:
         from perfbench.scale.local import LocalWorker
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import functools
 import os
 import queue
@@ -94,6 +95,7 @@ class Engine:
         self._records: queue.SimpleQueue[RequestRecord] = queue.SimpleQueue()
         self._started: collections.deque[int] = collections.deque()
         self._state: _State | None = None
+        self._loop: asyncio.AbstractEventLoop
         try:
             import uvloop
 
@@ -165,14 +167,13 @@ class Engine:
 
     def finish(self) -> dict[str, float]:
         """Close the job's client; returns this worker's event-loop lag figures."""
-        return self._run(self._finish())
+        lag: dict[str, float] = self._run(self._finish())
+        return lag
 
     def shutdown(self) -> None:
         if self._state is not None:
-            try:
+            with contextlib.suppress(Exception):  # shutting down: nothing left to report it to
                 self.finish()
-            except Exception:  # noqa: BLE001 - shutting down: nothing left to report it to
-                pass
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
 

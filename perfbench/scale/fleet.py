@@ -15,17 +15,18 @@ the round trip as its uncertainty (the best of several probes).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from perfbench.client import RequestRecord
+from perfbench.errors import WorkerError
+from perfbench.execute import LiveStats
 from perfbench.load.partition import Share
 from perfbench.scale.engine import Drained, Job, Order
 from perfbench.scale.local import WorkerFailed, WorkerLost
-from perfbench.errors import WorkerError
-from perfbench.execute import LiveStats
 from perfbench.store import RecordWriter
 from perfbench.store.writer import COLUMNS
 
@@ -175,10 +176,8 @@ class Fleet:
     async def end(self) -> list[dict[str, Any]]:
         """Close the run on every worker; what the run keeps about each (its clock, its load)."""
         for w in self.live:
-            try:
+            with contextlib.suppress(WorkerLost, WorkerFailed):
                 w.lag = await w.handle.call("finish")
-            except (WorkerLost, WorkerFailed):
-                pass
         self._writer = None
         return self.entries()
 
@@ -339,4 +338,3 @@ def _where(info: dict[str, Any]) -> str:
     if info.get("host"):
         where += f" on {info['host']}"
     return where
-

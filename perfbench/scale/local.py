@@ -109,7 +109,9 @@ class LocalWorker:
             reason = f"its process ended (exit code {self.process.exitcode})"
             loop.call_soon_threadsafe(self._gone, reason, on_lost)
 
-        self._reader = threading.Thread(target=read, name=f"perfbench-read-{self.index}", daemon=True)
+        self._reader = threading.Thread(
+            target=read, name=f"perfbench-read-{self.index}", daemon=True
+        )
         self._reader.start()
 
     async def call(self, method: str, *args: Any) -> Any:
