@@ -188,7 +188,7 @@ def test_a_worker_killed_mid_run_costs_only_its_requests_in_flight(sim, tmp_path
     assert scheduled == recorded == n
     lost = rows(db, "SELECT worker, error FROM requests WHERE status = 'worker_lost'")
     assert 1 <= len(lost) <= 2  # its two streams in flight, no more
-    assert all("worker 1 was lost" in e for _, e in lost)
+    assert all(w == 1 and "worker 1 was lost" in e for w, e in lost)
     entry = json.loads(workers)[1]
     assert "exit code -9" in entry["lost"] and entry["lost_requests"] == len(lost)
     named = f"worker 1 (pid {victim['pid']}"

@@ -261,9 +261,8 @@ class Fleet:
         line = f"worker {index} ({_where(w.info)}) was lost: {reason}"
         with self._lock:
             rows, due = self._lost_records(w, reason)
-            if self._writer is not None:
-                for record in rows:
-                    self._writer.add(record)
+            if self._writer is not None and rows:
+                self._writer.add_for(index, rows)
             w.lost_rows += len(rows)
         in_phase = w.done is not None and not w.done.done()
         if in_phase:

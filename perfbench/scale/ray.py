@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import socket
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -21,6 +22,7 @@ from perfbench.scale.engine import Drained, Engine
 from perfbench.scale.local import SHIP_INTERVAL, WorkerFailed, WorkerLost, failure
 
 START_TIMEOUT = 60.0  # seconds for the actors to be placed and answer
+CONNECT_TIMEOUT = 5.0  # seconds for the head's port to accept a connection
 
 
 def _ray() -> Any:
@@ -66,15 +68,15 @@ async def ray_workers(address: str, count: int | None) -> list[RayWorker]:
     """Connect to the cluster at ``address`` ("" : $RAY_ADDRESS, else a running local one) and
     place ``count`` actors (None: one per node with a CPU). Raises ConfigError, before anything
     is sent, when the cluster cannot be reached or has too few free CPUs."""
-    return await asyncio.to_thread(_place, address, count)
+    # on this thread, not in a worker thread: ray.init installs its signal handlers here, and
+    # the runner installs its own after it (nothing else runs yet while this blocks)
+    return _place(address, count)
 
 
 def _place(address: str, count: int | None) -> list[RayWorker]:
     ray = _ray()
     target = address or os.environ.get("RAY_ADDRESS") or "auto"
-    # fail in seconds, not minutes, when nothing answers at the address
-    os.environ.setdefault("RAY_gcs_rpc_server_reconnect_timeout_s", "5")
-    os.environ.setdefault("RAY_gcs_server_request_timeout_seconds", "5")
+    _reachable(target)
     try:
         ray.init(
             address=target,
@@ -112,6 +114,22 @@ def _place(address: str, count: int | None) -> list[RayWorker]:
     except BaseException:
         ray.shutdown()
         raise
+
+
+def _reachable(target: str) -> None:
+    """A TCP connection to the head's address (GCS port), within seconds: Ray itself retries
+    an address where nothing listens for minutes, logging as it goes."""
+    host, sep, port = target.rpartition(":")
+    if target == "auto" or "://" in target or not sep or not port.isdigit():
+        return  # a running local cluster, or a form Ray resolves itself
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT).close()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ConfigError(
+            f"cannot reach a Ray cluster at {target} ({reason}): start one with `ray start "
+            "--head`, or check --ray ADDRESS / RAY_ADDRESS (the head's host:port)"
+        ) from None
 
 
 class RayWorker:

@@ -149,6 +149,10 @@ class RecordWriter:
     def add(self, record: RequestRecord) -> None:
         self._queue.put(record)
 
+    def add_for(self, worker: int, records: list[RequestRecord]) -> None:
+        """Records made here on a worker's behalf (stamps on this clock), naming that worker."""
+        self._queue.put(encode(records, self.run_id, self.t0_ns, worker=worker))
+
     def add_rows(self, rows: Rows) -> None:
         """Rows a worker encoded (its stamps already on the run's timeline); any thread."""
         self._queue.put(rows)
