@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import pytest
 
@@ -74,7 +73,9 @@ def test_more_workers_than_free_cpus_is_one_line_and_nothing_sent(cluster, tmp_p
 
 def test_a_cluster_with_no_free_cpu_is_one_line(tmp_path):
     with local_cluster(tmp_path, head_cpus=0, second_node=False) as c:
-        done = perfbench("perf", "--ray", c.address, "--number", "5", "--outputs-dir", str(tmp_path))
+        done = perfbench(
+            "perf", "--ray", c.address, "--number", "5", "--outputs-dir", str(tmp_path)
+        )
     assert done.returncode == 2, done.stderr
     assert "no free CPU" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "perfbench.db").exists()
