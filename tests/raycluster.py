@@ -19,7 +19,8 @@ Things about Ray (2.60) this is shaped around, each found by trying it:
   127.0.0.3: all traffic stays on the loopback interface, and an actor can tell
   from its node IP which node it is on.
 * Every port is chosen here (workers get OS-chosen ones: min = max = 0), so two
-  test runs on one machine do not collide on Ray's fixed defaults (6379, 8265...).
+  test runs on one machine do not collide on Ray's fixed defaults (6379, 8265,
+  44217...).
 * ``--temp-dir`` holds Unix sockets, whose paths are limited to 107 bytes, and
   pytest's ``tmp_path`` is often too long for that: Ray's files go in a short
   directory under /tmp, removed on exit; the nodes' own output goes in tmp_path.
@@ -47,7 +48,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 HEAD_IP = "127.0.0.2"
@@ -64,7 +65,8 @@ def free_port() -> int:
     """A TCP port free right now on the loopback interface (the OS picks it)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 def _processes(token: str, sessions: set[int]) -> list[int]:
@@ -95,12 +97,14 @@ def _processes(token: str, sessions: set[int]) -> list[int]:
 class _Node:
     """One ``ray start --block`` child, the leader of a new session."""
 
-    def __init__(self, role: str, args: list[str], token: str, log: Path, temp_dir: Path) -> None:
+    def __init__(
+        self, role: str, args: list[str], token: str, log: Path, temp_dir: Path, **env_vars: str
+    ) -> None:
         self.role = role
         self.temp_dir = temp_dir
         self.token = f"{token}/{role}"
         self.log = log
-        env = dict(os.environ, **{_TOKEN_VAR: self.token})
+        env = dict(os.environ, **env_vars, **{_TOKEN_VAR: self.token})
         # The interpreter running the tests runs Ray too, so its workers run the
         # same Python with the same packages (perfbench included).
         cmd = [sys.executable, "-m", "ray.scripts.scripts", "start", "--block", *args]
@@ -142,10 +146,8 @@ class _Node:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"ray {self.role} node: processes survived SIGKILL: {pids}")
             for pid in pids:
-                try:
+                with suppress(ProcessLookupError):  # it ended meanwhile
                     os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
             time.sleep(0.05)
         self.proc.wait(timeout=timeout)  # reap our own child
 
@@ -195,6 +197,21 @@ class LocalCluster:
         return [pid for n in (self._head, self._node) if n for pid in n.processes()]
 
 
+def _disconnect_driver(address: str) -> None:
+    """``ray.shutdown()`` if this process is a driver of the cluster at ``address``.
+
+    A driver still connected when its cluster's GCS dies does not raise: about 60 s
+    later Ray ends the whole process (exit status 1), which would take pytest with it.
+    """
+    ray = sys.modules.get("ray")  # never imported here: only if the test did
+    if (
+        ray is not None
+        and ray.is_initialized()
+        and ray.get_runtime_context().gcs_address == address
+    ):
+        ray.shutdown()
+
+
 @contextmanager
 def local_cluster(
     tmp_path: Path,
@@ -206,32 +223,45 @@ def local_cluster(
 ) -> Iterator[LocalCluster]:
     """Start a head node (and a second node, with resource ``NODE2_RESOURCE``),
     yield the cluster once every node is registered, and on exit kill every
-    process it started, raising if any survives.
+    process it started, raising if any survives. A test that is still a driver of
+    the cluster then (``ray.init`` without ``ray.shutdown``) is disconnected first.
 
     A node that fails to start raises RuntimeError or TimeoutError (within
     ``timeout`` seconds) with the end of its output; what had started is killed.
     Logs: ``tmp_path/ray-head.log``, ``tmp_path/ray-node.log``.
     """
     token = uuid.uuid4().hex
-    # Short on purpose (see the module docstring). One per node: each node's raylet
-    # must have its own sockets.
-    temp_dir = Path(tempfile.mkdtemp(prefix="pbray-"))
+    # Short on purpose, hence /tmp and not $TMPDIR (see the module docstring); a
+    # subdirectory per node, as each node's raylet needs sockets of its own.
+    temp_dir = Path(tempfile.mkdtemp(prefix="pbray-", dir="/tmp"))
+    gcs_port = free_port()
+    address = f"{HEAD_IP}:{gcs_port}"
     nodes: list[_Node] = []
-    ok = False
+    started = False
     try:
         deadline = time.monotonic() + timeout
-        gcs_port = free_port()
         head_args = [
             "--head",
             f"--port={gcs_port}",
-            "--include-dashboard=false",  # ray[default] is not installed; its port is picked anyway
+            # No dashboard (it needs ray[default]); a minimal dashboard process still
+            # starts and is handed a port, so not the fixed 8265 either.
+            "--include-dashboard=false",
             f"--dashboard-port={free_port()}",
             *_node_args(HEAD_IP, head_cpus, temp_dir / "head"),
         ]
-        head = _Node("head", head_args, token, tmp_path / "ray-head.log", temp_dir)
+        # The head's autoscaler monitor serves metrics on the fixed port 44217 when
+        # prometheus_client is importable (perfbench depends on it); no flag moves it.
+        metrics_port = str(free_port())
+        head = _Node(
+            "head",
+            head_args,
+            token,
+            tmp_path / "ray-head.log",
+            temp_dir,
+            AUTOSCALER_METRIC_PORT=metrics_port,
+        )
         nodes.append(head)
         head.wait_started(deadline)
-        address = f"{HEAD_IP}:{gcs_port}"
 
         node = None
         if second_node:
@@ -243,9 +273,10 @@ def local_cluster(
             node = _Node("node", node_args, token, tmp_path / "ray-node.log", temp_dir)
             nodes.append(node)
             node.wait_started(deadline)
-        ok = True
+        started = True
         yield LocalCluster(address, head, node, temp_dir)
     finally:
+        _disconnect_driver(address)
         # Second node first: a worker node whose head vanishes first only logs more.
         errors = []
         for n in reversed(nodes):
@@ -253,7 +284,7 @@ def local_cluster(
                 n.kill()
             except Exception as e:  # keep killing the others, then report
                 errors.append(e)
-        if ok and not errors:
-            shutil.rmtree(temp_dir, ignore_errors=True)  # else kept: Ray's own logs are there
         if errors:
             raise RuntimeError(f"ray cluster teardown failed (Ray's files: {temp_dir}): {errors}")
+        if started:
+            shutil.rmtree(temp_dir, ignore_errors=True)  # else kept: Ray's own logs are there
