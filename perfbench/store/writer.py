@@ -24,7 +24,8 @@ import numpy as np
 from perfbench.client.record import RequestRecord
 from perfbench.store.schema import REQUEST_COLUMNS, open_db
 
-CACHE_KIB = 64 * 1024  # the writer's SQLite page cache: bounded, whatever the run's length
+CACHE_KIB = 16 * 1024  # the writer's SQLite page cache: bounded, whatever the run's length
+TRANSACTION_ROWS = 5000  # rows per transaction when the queue holds more
 
 
 def encode_gaps(chunk_ns: Iterable[int]) -> tuple[int, bytes] | None:
@@ -168,8 +169,8 @@ class RecordWriter:
     def _main(self) -> None:
         try:
             db = open_db(str(self.path), create=True)
-            # the B-tree pages being appended to stay in memory: 1.5-2x the rows/s of the
-            # default 2 MB cache at 256-chunk records (benchmarks/scale_out.py --part 2)
+            # the B-trees' inner pages stay in memory; larger caches measured slower
+            # (benchmarks/scale_out.py --part 2)
             db.conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
             try:
                 while not self._stop.wait(self.interval):
@@ -181,26 +182,32 @@ class RecordWriter:
             self.error = exc
 
     def _flush(self, db: Any) -> None:
-        records: list[RequestRecord] = []
-        shipped: list[Rows] = []
+        """Write everything queued, in transactions of about :data:`TRANSACTION_ROWS` rows (one
+        huge transaction would hold its pages in the WAL and the cache until the end)."""
         get = self._queue.get_nowait
-        try:
-            while True:
-                item = get()
-                if isinstance(item, Rows):
-                    shipped.append(item)
-                else:
-                    records.append(item)
-        except queue.Empty:
-            pass
-        if records:
-            shipped.append(encode(records, self.run_id, self.t0_ns, count=self.count))
-        if not shipped:
-            return
-        conn = db.conn
-        with conn:
-            for rows in shipped:
-                conn.executemany(_INSERT_REQUESTS, rows.requests)
-                if rows.chunks:
-                    conn.executemany(_INSERT_CHUNKS, rows.chunks)
-        self.written += sum(len(rows) for rows in shipped)
+        while True:
+            records: list[RequestRecord] = []
+            shipped: list[Rows] = []
+            size = 0
+            try:
+                while size < TRANSACTION_ROWS:
+                    item = get()
+                    if isinstance(item, Rows):
+                        shipped.append(item)
+                        size += len(item)
+                    else:
+                        records.append(item)
+                        size += 1
+            except queue.Empty:
+                pass
+            if records:
+                shipped.append(encode(records, self.run_id, self.t0_ns, count=self.count))
+            if not shipped:
+                return
+            conn = db.conn
+            with conn:
+                for rows in shipped:
+                    conn.executemany(_INSERT_REQUESTS, rows.requests)
+                    if rows.chunks:
+                        conn.executemany(_INSERT_CHUNKS, rows.chunks)
+            self.written += sum(len(rows) for rows in shipped)
