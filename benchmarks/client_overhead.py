@@ -82,7 +82,12 @@ def throughput(requests: int, concurrency: int, tokens: int, tmp: Path) -> dict[
 
 
 def timing(
-    concurrency: int, rounds: int, tokens: int, tmp: Path, pin: bool = False
+    concurrency: int,
+    rounds: int,
+    tokens: int,
+    tmp: Path,
+    pin: bool = False,
+    workers: int | None = None,
 ) -> dict[str, float]:
     log = tmp / "sim-timing.jsonl"
     log.unlink(missing_ok=True)
@@ -115,6 +120,7 @@ def timing(
                 workload=_workload(),
                 db_path=db,
                 loads=(LoadSpec(parallel=concurrency, number=concurrency * rounds),),
+                workers=workers,
             )
         )
     s = result.runs[0].summary
@@ -224,6 +230,9 @@ def main() -> None:
         "--pin", action="store_true", help="part 2: client on CPU 0, simulator on CPU 1"
     )
     ap.add_argument(
+        "--workers", type=int, help="part 2: worker processes (default: this process alone)"
+    )
+    ap.add_argument(
         "--stream-tokens", type=int, default=64, help="part 2 stream length (default: %(default)s)"
     )
     ap.add_argument(
@@ -242,7 +251,14 @@ def main() -> None:
             )
         if args.part in (None, 2):
             for streams in args.streams:
-                figures = timing(streams, args.rounds, args.stream_tokens, tmp, pin=args.pin)
+                figures = timing(
+                    streams,
+                    args.rounds,
+                    args.stream_tokens,
+                    tmp,
+                    pin=args.pin,
+                    workers=args.workers,
+                )
                 print("timing", json.dumps(figures, indent=1))
         if args.part in (None, 3):
             print("memory", json.dumps(memory(args.requests * 2, tmp), indent=1))

@@ -460,7 +460,7 @@ class GradeSpec:
         if self.ks is not None and any(k < 1 for k in self.ks):
             raise ConfigError("--k values must be at least 1")
         if self.workers is not None and self.workers < 1:
-            raise ConfigError("--workers must be at least 1")
+            raise ConfigError("--grade-workers must be at least 1")
         if not self.timeout > 0:
             raise ConfigError("--grade-timeout must be positive")
 

@@ -19,9 +19,9 @@ if TYPE_CHECKING:
     from perfbench.scale.fleet import Fleet
 
 STREAMS_PER_WORKER = 128
-"""In-flight streams one process drives before its event loop's own delay shows in TTFT (the
-loop-lag self-check's threshold, p99 > 5 ms, is crossed between 128 and 256 streams of real-time
-256-token streams on this project's reference machine; docs/performance.md)."""
+"""In-flight streams per worker under ``--workers auto``. At 256 real-time streams one event
+loop is most of the TTFT error left (docs/performance.md, timing truth); 128 per worker keeps
+each loop at half that load."""
 
 
 def spare_cores(*, embedded: bool) -> int:
