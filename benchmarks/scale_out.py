@@ -125,13 +125,34 @@ def _sender(conn: Any, worker: int, records: int, tokens: int, batch: int, go: A
     conn.close()
 
 
+def _writer_alone(records: int, tokens: int, batch: int, tmp: Path) -> float:
+    """The writer thread inserting rows already in this process (no pipes, no senders)."""
+    made = _records(records, tokens)
+    batches = [encode(made[i : i + batch], 1, 0) for i in range(0, records, batch)]
+    del made
+    db = tmp / "alone.db"
+    store = Store(db, create=True)
+    run_id = store.create_run(t0_ns=0)
+    store.close()
+    writer = RecordWriter(db, run_id, 0).start()
+    start = time.perf_counter()
+    for rows in batches:
+        writer.add_rows(rows)
+    written = writer.close()
+    took = time.perf_counter() - start
+    db.unlink()
+    assert written == records
+    return records / took
+
+
 def ingest(records: int, tokens: int, batch: int, senders: int, tmp: Path) -> dict[str, float]:
     # one core: what a worker spends turning its records into rows
     made = _records(min(records, 20_000), tokens)
     start = time.perf_counter()
     encode(made, 1, 0, worker=0)
     encode_rate = len(made) / (time.perf_counter() - start)
-    wire = sum(len(pickle.dumps(encode(made[:batch], 1, 0), protocol=5)) for _ in range(1)) / batch
+    wire = len(pickle.dumps(encode(made[:batch], 1, 0), protocol=pickle.HIGHEST_PROTOCOL)) / batch
+    alone = _writer_alone(records, tokens, batch, tmp)
     # the path: sender processes -> pipes -> a reader thread each -> the run's one writer
     db = tmp / "ingest.db"
     store = Store(db, create=True)
@@ -176,6 +197,7 @@ def ingest(records: int, tokens: int, batch: int, senders: int, tmp: Path) -> di
         "senders": senders,
         "encode_per_s_one_core": round(encode_rate),
         "wire_bytes_per_record": round(wire),
+        "writer_alone_per_s": round(alone),
         "path_per_s": round(written / path_s),
         "database_mb": round(db.stat().st_size / 1e6, 1),
     }

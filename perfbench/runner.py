@@ -327,7 +327,7 @@ class _Batch:
                 await driver.begin(plan)
                 if driver.workers:  # who sends, before anything is sent (kill -9 finds them here)
                     store.update_run(run_id, workers=driver.workers)
-                if load.warmup and not self._stop.is_set():
+                if load.warmup and not self._stop.is_set() and not driver.failed:
                     await self._phase(driver.warmup(plan))
                     await server_metrics.measured()
                 if not self._stop.is_set() and not driver.failed:

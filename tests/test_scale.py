@@ -253,3 +253,53 @@ def test_sweep_report_and_html_work_on_multi_worker_runs(sim, tmp_path):
     html = perfbench("report", "--db", str(db), "--html", str(page))
     assert html.returncode == 0, html.stderr
     assert page.stat().st_size > 10_000
+
+
+def test_grading_and_compare_work_on_a_multi_worker_run(tmp_path):
+    db = tmp_path / "g.db"
+    graded = perfbench(
+        "perf", "--workers", "2", "--dataset", "synthetic_math", "--number", "24",
+        "--parallel", "4", "--grade", "--db", str(db), "--json",
+    )  # fmt: skip
+    assert graded.returncode == 0, graded.stderr
+    document = json.loads(graded.stdout)
+    assert document["grades"]["runs"][0]["samples"] == 24
+    assert {w for (w,) in rows(db, "SELECT DISTINCT worker FROM requests")} == {0, 1}
+    single = perfbench(
+        "perf", "--dataset", "synthetic_math", "--number", "24", "--parallel", "4",
+        "--db", str(db), "--quiet",
+    )  # fmt: skip
+    assert single.returncode == 0, single.stderr
+    compared = perfbench("compare", "2", "1", "--db", str(db), "--json")
+    assert compared.returncode == 0, compared.stderr
+    assert json.loads(compared.stdout)["figures"]
+
+
+def test_auto_stays_in_one_process_for_a_light_load(sim, tmp_path):
+    url = sim(*SIM_FLAGS)
+    db = tmp_path / "auto.db"
+    result = run(
+        PerfSpec(
+            client=ClientSpec(url=url, max_tokens=5, min_tokens=5),
+            loads=(LoadSpec(parallel=4, number=8),),
+            db_path=db,
+            workers="auto",
+        )
+    )
+    assert result.runs[0].summary.ok == 8
+    assert rows(db, "SELECT workers FROM runs")[0][0] is None  # 4 streams: one loop is enough
+
+
+def test_auto_sizes_workers_by_streams_and_caps_them_at_the_spare_cores():
+    from perfbench.scale import STREAMS_PER_WORKER, auto_workers, spare_cores
+
+    def need(**load: object) -> int:
+        return auto_workers((LoadSpec(**load),), embedded=False, local=False)  # type: ignore[arg-type]
+
+    assert need(parallel=STREAMS_PER_WORKER) == 1
+    assert need(parallel=STREAMS_PER_WORKER + 1) == 2
+    assert need(parallel=1000) == 8
+    assert need(parallel=None, rate=600.0, number=100) == 5  # uncapped: its rate, as streams
+    assert need(parallel=None, rate=600.0, number=100, max_concurrency=64) == 1
+    local = auto_workers((LoadSpec(parallel=10_000),), embedded=True)
+    assert local == spare_cores(embedded=True) >= 1

@@ -34,10 +34,11 @@ def spare_cores(*, embedded: bool) -> int:
     return max(1, cores - 1 - int(embedded))
 
 
-def auto_workers(loads: tuple[LoadSpec, ...], *, embedded: bool) -> int:
+def auto_workers(loads: tuple[LoadSpec, ...], *, embedded: bool, local: bool = True) -> int:
     """``--workers auto``: one worker per :data:`STREAMS_PER_WORKER` streams the heaviest load
     keeps in flight (an uncapped open loop counts as its planned rate times a second), capped
-    at the spare cores; 1 (this process alone) when one loop can drive the load."""
+    at the spare cores here (``local``; over Ray, the cluster's free CPUs cap it instead); 1
+    (this process alone) when one loop can drive the load."""
     need = 1
     for load in loads:
         streams = load.concurrency
@@ -47,15 +48,17 @@ def auto_workers(loads: tuple[LoadSpec, ...], *, embedded: bool) -> int:
             )
             streams = int(rate) if rate and not math.isinf(rate) else STREAMS_PER_WORKER * 64
         need = max(need, math.ceil(streams / STREAMS_PER_WORKER))
-    return min(need, spare_cores(embedded=embedded))
+    return min(need, spare_cores(embedded=embedded)) if local else need
 
 
 def worker_count(spec: PerfSpec, *, embedded: bool) -> int | None:
     """How many workers ``spec`` asks for: None for this process alone (``--workers 1``, or
     ``auto`` where one loop can drive the load), or for Ray's default of one per node."""
     if spec.workers == "auto":
-        n = auto_workers(spec.loads, embedded=embedded and spec.ray is None)
-        return n if spec.ray is not None or n > 1 else None
+        if spec.ray is not None:
+            return auto_workers(spec.loads, embedded=False, local=False)
+        n = auto_workers(spec.loads, embedded=embedded)
+        return n if n > 1 else None
     if spec.workers is None or (spec.workers == 1 and spec.ray is None):
         return None
     return int(spec.workers)
@@ -69,7 +72,7 @@ async def open_fleet(spec: PerfSpec, count: int | None, clock: Callable[[], int]
     if spec.ray is not None:
         from perfbench.scale.ray import ray_workers
 
-        handles = list(await ray_workers(spec.ray, count))
+        handles = list(await ray_workers(spec.ray, count, fit=spec.workers == "auto"))
     else:
         from perfbench.scale.local import LocalWorker
 

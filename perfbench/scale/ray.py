@@ -64,16 +64,17 @@ class _Connection:
             _ray().shutdown()
 
 
-async def ray_workers(address: str, count: int | None) -> list[RayWorker]:
+async def ray_workers(address: str, count: int | None, *, fit: bool = False) -> list[RayWorker]:
     """Connect to the cluster at ``address`` ("" : $RAY_ADDRESS, else a running local one) and
-    place ``count`` actors (None: one per node with a CPU). Raises ConfigError, before anything
-    is sent, when the cluster cannot be reached or has too few free CPUs."""
+    place ``count`` actors (None: one per node with a CPU; ``fit``: at most one per free CPU).
+    Raises ConfigError, before anything is sent, when the cluster cannot be reached or has too
+    few free CPUs."""
     # on this thread, not in a worker thread: ray.init installs its signal handlers here, and
     # the runner installs its own after it (nothing else runs yet while this blocks)
-    return _place(address, count)
+    return _place(address, count, fit)
 
 
-def _place(address: str, count: int | None) -> list[RayWorker]:
+def _place(address: str, count: int | None, fit: bool) -> list[RayWorker]:
     ray = _ray()
     target = address or os.environ.get("RAY_ADDRESS") or "auto"
     _reachable(target)
@@ -95,6 +96,8 @@ def _place(address: str, count: int | None) -> list[RayWorker]:
         nodes = [n for n in ray.nodes() if n.get("Alive") and n["Resources"].get("CPU", 0) >= 1]
         free = float(ray.available_resources().get("CPU", 0))
         wanted = count if count is not None else max(1, len(nodes))
+        if fit:
+            wanted = max(1, min(wanted, int(free)))
         if free < 1:
             raise ConfigError(
                 f"the Ray cluster at {target} has no free CPU (each worker takes one): "
