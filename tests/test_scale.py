@@ -158,7 +158,7 @@ def test_signal_to_the_coordinator_stops_every_worker_and_keeps_every_row(sim, t
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == code, err
-    assert "Traceback" not in err and "interrupted" in out
+    assert "Traceback" not in err and "interrupted" in out, err
     status, scheduled, recorded = rows(db, "SELECT status, scheduled, recorded FROM runs")[0]
     n = rows(db, "SELECT count(*) FROM requests")[0][0]
     assert status == "interrupted" and scheduled == recorded == n and 6 <= n < 500
@@ -180,7 +180,7 @@ def test_a_worker_killed_mid_run_costs_only_its_requests_in_flight(sim, tmp_path
     wait_for(db, "SELECT count(*) FROM requests WHERE worker = 1", 2)  # it is mid-run
     os.kill(victim["pid"], signal.SIGKILL)
     out, err = proc.communicate(timeout=90)
-    assert "Traceback" not in err
+    assert "Traceback" not in err, err
     status, scheduled, recorded, workers = rows(
         db, "SELECT status, scheduled, recorded, workers FROM runs"
     )[0]

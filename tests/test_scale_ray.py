@@ -122,7 +122,7 @@ def test_a_node_that_dies_mid_run_costs_only_its_requests_in_flight(sim, tmp_pat
         c.kill_second_node()
         out, err = proc.communicate(timeout=180)
     assert proc.returncode == 0, err
-    assert "Traceback" not in err
+    assert "Traceback" not in err, err
     assert f"worker {victim} (" in err and "was lost" in err
     status, scheduled, recorded, workers = rows(
         db, "SELECT status, scheduled, recorded, workers FROM runs"

@@ -26,7 +26,7 @@ from perfbench.errors import WorkerError
 from perfbench.execute import LiveStats
 from perfbench.load.partition import Share
 from perfbench.scale.engine import Drained, Job, Order
-from perfbench.scale.local import WorkerFailed, WorkerLost
+from perfbench.scale.local import WorkerFailed, WorkerLost, tell
 from perfbench.store import RecordWriter
 from perfbench.store.writer import COLUMNS
 
@@ -236,13 +236,8 @@ class Fleet:
         if drained.done is not None:
             scheduled = int(drained.done["scheduled"])
             error = drained.error
-            loop = self._loop_of(w)
-            loop.call_soon_threadsafe(self._phase_done, w, scheduled, error)
-
-    def _loop_of(self, w: _Worker) -> asyncio.AbstractEventLoop:
-        done = w.done
-        assert done is not None
-        return done.get_loop()
+            if w.done is not None:
+                tell(w.done.get_loop(), self._phase_done, w, scheduled, error)
 
     def _phase_done(self, w: _Worker, scheduled: int, error: str | None) -> None:
         w.scheduled += scheduled

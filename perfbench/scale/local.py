@@ -9,6 +9,7 @@ stops its requests and exits, so that no load outlives the run that planned it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import multiprocessing
 import signal
@@ -104,10 +105,10 @@ class LocalWorker:
                     on_drained(self.index, message[1])
                 else:
                     _, call_id, ok, value = message
-                    loop.call_soon_threadsafe(self._settle, call_id, ok, value)
+                    tell(loop, self._settle, call_id, ok, value)
             self.process.join(timeout=2)
             reason = f"its process ended (exit code {self.process.exitcode})"
-            loop.call_soon_threadsafe(self._gone, reason, on_lost)
+            tell(loop, self._gone, reason, on_lost)
 
         self._reader = threading.Thread(
             target=read, name=f"perfbench-read-{self.index}", daemon=True
@@ -164,8 +165,17 @@ class LocalWorker:
         if self.process.is_alive():
             self.process.kill()
             await asyncio.to_thread(self.process.join, 5)
+        if self._reader is not None:  # it sees the pipe close, and ends
+            await asyncio.to_thread(self._reader.join, 5)
         self.lost = self.lost or "closed"
         self._conn.close()
+
+
+def tell(loop: asyncio.AbstractEventLoop, callback: Callable[..., None], *args: Any) -> None:
+    """Run ``callback`` on the coordinator's loop, from a reader thread; once the loop has
+    closed (the run is over) there is no one left to tell."""
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(callback, *args)
 
 
 class WorkerLost(Exception):
