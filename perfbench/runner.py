@@ -360,7 +360,7 @@ class _Batch:
                     )
             self.lost.extend(driver.lost)
             if driver.failed:
-                self.failure = f"run {run_id} stopped: a worker was lost (--on-worker-loss stop)"
+                self.failure = f"run {run_id} stopped: {driver.failure}"
             return run_id
 
     def _server_metrics(self, client_spec: ClientSpec) -> RunMetrics:
@@ -444,6 +444,8 @@ class _Driver(Protocol):
     @property
     def failed(self) -> bool: ...
     @property
+    def failure(self) -> str: ...
+    @property
     def lost(self) -> list[str]: ...
     @property
     def scheduled(self) -> int: ...
@@ -457,6 +459,7 @@ class _InProcess:
     """The plan driven by this process's own event loop (``--workers 1``, the default)."""
 
     failed = False
+    failure = ""
 
     def __init__(
         self,
@@ -527,6 +530,10 @@ class _Scaled:
         return self.fleet.failed
 
     @property
+    def failure(self) -> str:
+        return self.fleet.failure
+
+    @property
     def lost(self) -> list[str]:
         return self.fleet.lost
 
@@ -538,6 +545,8 @@ class _Scaled:
         from perfbench.scale.engine import Job
 
         n = len(self.fleet.live)
+        if not n:
+            return  # every worker was lost in an earlier run: the phases find none to send
         warm = plan.warmup_shares(n) if plan.load.warmup else []
         measured = plan.measured_shares(n)
         pools = [0] * n
@@ -566,13 +575,13 @@ class _Scaled:
         self.workers = self.fleet.entries()
 
     async def warmup(self, plan: _Plan) -> None:
-        await self.fleet.phase(
-            plan.warmup_shares(len(self.fleet.live)), warmup=True, duration_s=None
-        )
+        n = len(self.fleet.live)
+        await self.fleet.phase(plan.warmup_shares(n) if n else [], warmup=True, duration_s=None)
 
     async def measured(self, plan: _Plan) -> None:
         duration = None if plan.offsets is not None else plan.load.duration
-        shares = plan.measured_shares(len(self.fleet.live))
+        n = len(self.fleet.live)
+        shares = plan.measured_shares(n) if n else []
         await self.fleet.phase(shares, warmup=False, duration_s=duration)
 
     async def end(self) -> dict[str, Any]:

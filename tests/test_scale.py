@@ -303,3 +303,30 @@ def test_auto_sizes_workers_by_streams_and_caps_them_at_the_spare_cores():
     assert need(parallel=None, rate=600.0, number=100, max_concurrency=64) == 1
     local = auto_workers((LoadSpec(parallel=10_000),), embedded=True)
     assert local == spare_cores(embedded=True) >= 1
+
+
+def test_every_worker_lost_fails_the_run_even_when_told_to_continue(sim, tmp_path):
+    url = sim(*SIM_FLAGS)
+    proc = start_perfbench(
+        "perf", "--url", url, "--workers", "2", "--parallel", "4", "--number", "400",
+        "--max-tokens", "40", "--min-tokens", "40", "--on-worker-loss", "continue",
+        "--outputs-dir", str(tmp_path), "--quiet",
+    )  # fmt: skip
+    db = tmp_path / "perfbench.db"
+    pids = [w["pid"] for w in _workers_of(db)]
+    wait_for(db, "SELECT count(DISTINCT worker) FROM requests", 2)
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    out, err = proc.communicate(timeout=90)
+    assert proc.returncode == 1, err
+    assert "Traceback" not in err, err
+    assert "every worker was lost" in err
+    status, scheduled, recorded = rows(db, "SELECT status, scheduled, recorded FROM runs")[0]
+    n = rows(db, "SELECT count(*) FROM requests")[0][0]
+    assert status == "failed" and scheduled == recorded == n < 400
+    lost = dict(
+        rows(
+            db, "SELECT worker, count(*) FROM requests WHERE status = 'worker_lost' GROUP BY worker"
+        )
+    )
+    assert set(lost) <= {0, 1} and 1 <= sum(lost.values()) <= 4

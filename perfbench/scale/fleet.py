@@ -75,7 +75,8 @@ class Fleet:
         self.on_loss = on_loss
         self.workers = [_Worker(h, {}) for h in handles]
         self.lost: list[str] = []  # one line per worker lost in the current run
-        self.failed = False  # a worker was lost and the user chose to stop
+        self.failed = False  # the run cannot go on: a worker lost (with stop), or all of them
+        self.failure = ""  # why, in a few words
         self._lock = threading.Lock()
         self._writer: RecordWriter | None = None
         self._prompt_of: Callable[[int], tuple[str | None, str | None]] = lambda i: (None, None)
@@ -120,7 +121,7 @@ class Fleet:
         """Prepare every live worker for a run: ``job_for(k, offset)`` is the ``k``-th live
         worker's job, given its clock's offset so that the run's t0 is expressed on it."""
         self._writer, self._prompt_of, self._stats = writer, prompt_of, stats
-        self.lost, self.failed = [], False
+        self.lost, self.failed, self.failure = [], False, ""
         for w in self.workers:
             w.in_flight, w.scheduled, w.lost_rows, w.lag = {}, 0, 0, {}
         await asyncio.gather(
@@ -136,6 +137,9 @@ class Fleet:
         """Send every share from one common instant; returns when every worker has finished
         (or was lost). Share ``k`` goes to the ``k``-th live worker."""
         live = self.live
+        if not live:  # every worker was lost: nothing can send the rest
+            self._fail("every worker was lost")
+            return
         assert len(shares) <= len(live)
         lead = 200_000_000 + 4 * max((w.uncertainty_ns for w in live), default=0)
         start = self.clock() + lead
@@ -267,9 +271,15 @@ class Fleet:
         if self._writer is None and not in_phase:
             return  # between runs: it is simply not used again
         self.lost.append(f"{line}; {len(rows)} of its requests recorded as worker_lost")
-        if self.on_loss == "stop":
-            self.failed = True
+        if not self.live:
+            self._fail("every worker was lost")
+        elif self.on_loss == "stop":
+            self._fail("a worker was lost (--on-worker-loss stop)")
             asyncio.ensure_future(self.stop())
+
+    def _fail(self, why: str) -> None:
+        if not self.failed:
+            self.failed, self.failure = True, why
 
     def _lost_records(self, w: _Worker, reason: str) -> tuple[list[RequestRecord], int]:
         """Rows for its requests in flight and for those due but not seen starting (counted)."""
