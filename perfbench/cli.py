@@ -669,9 +669,7 @@ def _workers(text: str) -> int | str:
 
 
 def _perf_spec(ns: argparse.Namespace, argv: Sequence[str], loads: tuple[Any, ...]) -> Any:
-    import shlex
-
-    from perfbench.config import PerfSpec, ServerMetricsSpec, WorkloadSpec
+    from perfbench.config import PerfSpec, ServerMetricsSpec, WorkloadSpec, parse_sim_args
     from perfbench.redact import redact_argv
 
     grading = getattr(ns, "grade", False) or getattr(ns, "think", False)
@@ -695,7 +693,7 @@ def _perf_spec(ns: argparse.Namespace, argv: Sequence[str], loads: tuple[Any, ..
         ),
         db_path=_db_path(ns),
         name=ns.name,
-        sim_args=tuple(shlex.split(ns.sim_args)),
+        sim_args=parse_sim_args(ns.sim_args),
         command=" ".join([PROG, *redact_argv(list(argv))]),
         grade=_grade_spec(ns) if grading else None,
         server_metrics=ServerMetricsSpec(

@@ -142,6 +142,19 @@ def parse_headers(items: Sequence[str]) -> tuple[tuple[str, str], ...]:
     return tuple(headers)
 
 
+def parse_sim_args(text: str) -> tuple[str, ...]:
+    """``--sim-args``: the simulator's flags, split as a shell would split them."""
+    import shlex
+
+    try:
+        return tuple(shlex.split(text))
+    except ValueError as exc:
+        raise ConfigError(
+            f"--sim-args {text!r}: {exc} (quote the whole value once, e.g. "
+            "--sim-args '--ttft-ms 50 --itl-ms 5')"
+        ) from None
+
+
 def parse_extra_body(text: str | None) -> dict[str, Any]:
     """``--extra-body``: a JSON object merged into every request body."""
     if not text:

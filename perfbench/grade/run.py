@@ -368,13 +368,15 @@ def grade_runs(
     >>> grades = grade_runs("outputs/perfbench.db", ["3"], GradeSpec(ks=(4,)))  # doctest: +SKIP
     >>> [(row.metric, row.score) for row in grades.reports[0].scores]
     """
+    spec = spec or GradeSpec()
+    if spec.think is not None and spec.think.tokenizer is not None:
+        from perfbench.workload.tokenizers import load_tokenizer
+
+        load_tokenizer(spec.think.tokenizer)  # a tokenizer that cannot load is a usage error
     store = Store(db_path)
     try:
         return Grades(
-            tuple(
-                grade_run(store, run, spec or GradeSpec(), progress=progress)
-                for run in store.find(runs)
-            )
+            tuple(grade_run(store, run, spec, progress=progress) for run in store.find(runs))
         )
     finally:
         store.close()

@@ -17,7 +17,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 
-from perfbench.errors import RunError
+from perfbench.errors import ConfigError, RunError
 
 _LISTENING = re.compile(r"listening on (http://\S+)")
 
@@ -69,7 +69,10 @@ class EmbeddedSim:
             elif self._proc.poll() is not None:
                 break
         why = self._tail()  # before __exit__ closes the file it is read from
+        code = self._proc.poll()
         self.__exit__()
+        if code == 2:  # the simulator refused its flags: a usage error, as perf's own would be
+            raise ConfigError(f"--sim-args: the simulator refused them: {_strip_prog(why)}")
         raise RunError(f"the embedded simulator did not start: {why}")
 
     def _tail(self) -> str:
@@ -89,3 +92,8 @@ class EmbeddedSim:
         if proc is not None and proc.stdout is not None:
             proc.stdout.close()
         self._stderr.close()
+
+
+def _strip_prog(line: str) -> str:
+    """``perfbench: error: X (see …)`` as ``X``."""
+    return line.split("error: ", 1)[-1]

@@ -172,12 +172,21 @@ class Store:
             raise StoreError(
                 f"no database at {self.path}: run `perfbench perf` first, or point --outputs-dir/--db at it"
             )
-        if create:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
+            if create:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
             self.db = open_db(str(self.path), create=create)
         except sqlite3.DatabaseError as exc:
+            if self.path.is_dir():
+                raise StoreError(
+                    f"{self.path} is a folder, not a database file: give --db a file name"
+                ) from None
             raise StoreError(f"{self.path} is not a perfbench database ({exc})") from exc
+        except OSError as exc:
+            raise StoreError(
+                f"cannot create the database at {self.path} ({exc.strerror or exc}): "
+                "choose another --outputs-dir or --db"
+            ) from None
 
     def close(self) -> None:
         self.db.close()

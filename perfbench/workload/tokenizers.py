@@ -202,13 +202,23 @@ def _load_hf(name: str) -> Tokenizer:
                 f"--tokenizer {name} is not in the local Hugging Face cache and HF_HUB_OFFLINE=1"
                 f" ({_one_line(exc, 160)}); give a local folder with tokenizer.json"
             ) from exc
+    # Fetch only the tokenizer's files, through the hub client: it fails in under a second when
+    # the hub cannot be reached, where transformers retries for most of a minute, logging.
+    from huggingface_hub import snapshot_download
+
     try:
-        return _HFTokenizer(name, AutoTokenizer.from_pretrained(name))
+        folder = snapshot_download(name, allow_patterns=list(TOKENIZER_FILES))
+        return _HFTokenizer(name, AutoTokenizer.from_pretrained(folder))
     except Exception as exc:
         raise DatasetError(
             f"--tokenizer {name}: cannot load it from the Hugging Face hub ({_one_line(exc)});"
             " give a local folder with tokenizer.json"
         ) from exc
+
+
+TOKENIZER_FILES = ("*.json", "*.model", "*.tiktoken", "*.txt", "*.vocab")
+"""What a tokenizer is made of on the hub (tokenizer.json, tokenizer_config.json, config.json,
+sentencepiece models, merges and vocab files); never weights, never code."""
 
 
 # --- tiktoken -----------------------------------------------------------------------------
