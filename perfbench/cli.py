@@ -424,6 +424,24 @@ def _perf_arguments(perf: argparse.ArgumentParser, *, grading: bool = True) -> N
     )
     g.add_argument("--seed", type=int, default=0, help="seed of arrivals and of the simulator")
 
+    g = perf.add_argument_group("faults")
+    g.add_argument(
+        "--max-error-rate",
+        type=_fraction,
+        default=0.25,
+        metavar="P",
+        help="exit 1 when more than this share of a run's measured requests failed "
+        "(default: %(default)s; 1 never)",
+    )
+    g.add_argument(
+        "--wait-for-server",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="when the server goes away mid-run, wait up to S seconds for it to come back and "
+        "go on (default: stop the run at once)",
+    )
+
     g = perf.add_argument_group("scale-out (docs/scale-out.md)")
     g.add_argument(
         "--workers",
@@ -656,6 +674,16 @@ def _client(ns: argparse.Namespace) -> Any:
     )
 
 
+def _fraction(text: str) -> float:
+    try:
+        value = float(text.rstrip("%")) / (100 if text.endswith("%") else 1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a fraction, e.g. 0.05 or 5%") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: a fraction between 0 and 1, e.g. 0.05")
+    return value
+
+
 def _workers(text: str) -> int | str:
     if text == "auto":
         return "auto"
@@ -704,6 +732,8 @@ def _perf_spec(ns: argparse.Namespace, argv: Sequence[str], loads: tuple[Any, ..
         workers=ns.workers,
         ray=ns.ray,
         on_worker_loss=ns.on_worker_loss,
+        wait_for_server=ns.wait_for_server,
+        max_error_rate=ns.max_error_rate,
     )
 
 
@@ -767,7 +797,7 @@ def cmd_perf(ns: argparse.Namespace, argv: Sequence[str]) -> int:
     spec = _perf_spec(ns, argv, _loads(ns, ns.parallel, ns.rate, ns.number))
     result = run(spec, observer=_live(ns))
     _emit(result, ns)
-    for line in result.lost:
+    for line in [*result.lost, *result.too_many_errors()]:
         print(f"{PROG}: {line}", file=sys.stderr)
     if result.failure is not None:
         print(

@@ -518,6 +518,8 @@ class PerfSpec:
     workers: int | Literal["auto"] | None = None  # load-generating processes (None: this one)
     ray: str | None = None  # run the workers as Ray actors: an address, or "" for RAY_ADDRESS/auto
     on_worker_loss: Literal["stop", "continue"] = "stop"  # when a worker dies mid-run
+    wait_for_server: float = 0.0  # seconds to wait for a server that went away (0: stop)
+    max_error_rate: float | None = 0.25  # a run whose failed share is above it exits 1
 
     def __post_init__(self) -> None:
         if not self.loads:
@@ -527,6 +529,10 @@ class PerfSpec:
                 raise ConfigError(f"--workers {self.workers!r}: give a whole number or auto")
             if self.workers < 1:
                 raise ConfigError("--workers must be at least 1 (or auto); 1 is this process alone")
+        if not self.wait_for_server >= 0:
+            raise ConfigError("--wait-for-server must be 0 or more seconds")
+        if self.max_error_rate is not None and not 0 <= self.max_error_rate <= 1:
+            raise ConfigError("--max-error-rate must be a fraction between 0 and 1, e.g. 0.05")
         if self.on_worker_loss not in ("stop", "continue"):
             raise ConfigError("--on-worker-loss must be stop or continue")
 

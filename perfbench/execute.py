@@ -154,7 +154,18 @@ class Execution:
         )
         self.started = started
         self.scheduled = 0
+        self.skipped = 0  # open loop: arrivals that fell due while the server was away
+        self.gate: asyncio.Event | None = None  # closed: no request starts (the server is suspect)
         stats.started_ns = clock()
+
+    async def _through_gate(self) -> int:
+        """Wait while the gate is closed; how long the wait was (ns)."""
+        gate = self.gate
+        if gate is None or gate.is_set():
+            return 0
+        before = self.clock()
+        await gate.wait()
+        return self.clock() - before
 
     def _start(self, index: int) -> None:
         self.scheduled += 1
@@ -191,6 +202,7 @@ class Execution:
 
         async def slot() -> None:
             while True:
+                await self._through_gate()
                 now = clock()
                 if deadline is not None and now >= deadline:
                     return
@@ -229,11 +241,17 @@ class Execution:
                     sem.release()
 
         waiting: RequestSpec | None = None
+        skip_before = 0
         try:
             for k, intended in enumerate(planned_ns):
                 delay = intended - clock()
                 if delay > 0:
                     await asyncio.sleep(delay / 1e9)
+                if await self._through_gate() > 1_000_000_000:
+                    skip_before = clock()  # the server was away: what fell due is not sent
+                if intended < skip_before:
+                    self.skipped += 1
+                    continue
                 slot = None if prompt_slots is None else prompt_slots[k]
                 req = self.templates.request(indices[k], intended, False, slot)
                 self._start(req.index)

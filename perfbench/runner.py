@@ -26,13 +26,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from perfbench import metadata
-from perfbench.client import Client
+from perfbench.client import Client, RequestRecord
 from perfbench.client.servermetrics import RunMetrics, metrics_url
 from perfbench.config import ClientSpec, LoadSpec, PerfSpec
-from perfbench.errors import ConfigError, PerfbenchError, ServerRejected
+from perfbench.errors import ConfigError, PerfbenchError, ServerRejected, ServerUnreachable
 from perfbench.execute import Execution, LiveStats, LoopLag, Templates, merge_lag
 from perfbench.load import arrival_offsets, constant_offsets, ramp_offsets, read_trace
 from perfbench.load.partition import Share, closed_shares, open_shares
+from perfbench.load.watch import ServerWatch, threshold_for
 from perfbench.metrics import Summary, summarize
 from perfbench.redact import redact_url
 from perfbench.sim.embedded import EmbeddedSim
@@ -75,6 +76,7 @@ class BatchResult:
     stopped_by: int | None = None  # the signal that interrupted the batch, if any
     failure: str | None = None  # why the batch stopped early without a signal (a worker lost)
     lost: list[str] = field(default_factory=list)  # one line per worker lost, naming it
+    max_error_rate: float | None = None  # PerfSpec.max_error_rate: above it, exit 1
     grades: Grades | None = None  # with PerfSpec.grade
     grade_error: PerfbenchError | None = None  # why grading failed after the runs, if it did
 
@@ -106,6 +108,20 @@ class BatchResult:
             parts.append(self.grades.render(quiet=quiet))
         return Group(*parts)
 
+    def too_many_errors(self) -> list[str]:
+        """One line per run whose failed share is above ``max_error_rate``."""
+        rate = self.max_error_rate
+        if rate is None or self.failure is not None:  # a stop says why on its own
+            return []
+        return [
+            f"run {r.run_id}: {s.failed} of {s.measured} requests failed "
+            f"({s.failed / s.measured:.0%}), more than --max-error-rate {rate:g}; "
+            "`perfbench report --errors` lists why"
+            for r in self.runs
+            for s in (r.summary,)
+            if s.measured and s.failed / s.measured > rate
+        ]
+
     @property
     def exit_code(self) -> int:
         if self.stopped_by is not None:
@@ -113,6 +129,8 @@ class BatchResult:
         if self.failure is not None or any(r.status == "failed" for r in self.runs):
             return 1
         if any(r.summary.measured and r.summary.ok == 0 for r in self.runs):
+            return 1
+        if self.too_many_errors():
             return 1
         return 0
 
@@ -156,6 +174,7 @@ class _Batch:
         self._answer_book: Path | None = None
         self.failure: str | None = None  # why the batch stopped early (a worker lost), if it did
         self.lost: list[str] = []  # one line per worker lost
+        self._server_gone: str | None = None  # why the server was judged gone, if it was
 
     async def main(self) -> BatchResult:
         spec = self.spec
@@ -199,7 +218,12 @@ class _Batch:
                 run = store.run(run_id)
                 results.append(RunResult(run_id, run.status, summarize(store, run)))
             return BatchResult(
-                str(spec.db_path), results, self.stopped_by, self.failure, lost=self.lost
+                str(spec.db_path),
+                results,
+                self.stopped_by,
+                self.failure,
+                lost=self.lost,
+                max_error_rate=spec.max_error_rate,
             )
         finally:
             for sig in EXIT_SIGNALS:
@@ -290,6 +314,13 @@ class _Batch:
                 await client.prewarm(min(pool, planned or pool, 1024))
             count = _local_counter(spec.workload.tokenizer)
             templates = Templates(client_spec, model, prompts, count)
+            watch = ServerWatch(
+                threshold_for(pool),
+                functools.partial(_probe, client),
+                self.clock,
+                spec.wait_for_server,
+                on_gone=self._on_server_gone,
+            )
             server = {
                 "models": models,
                 "embedded": embedded,
@@ -314,9 +345,10 @@ class _Batch:
             stats = LiveStats(label=f"run {run_id}", total=(planned or 0) + load.warmup)
             plan = _Plan(load, pool, offsets, traced)
             if fleet is None:
-                driver: _Driver = _InProcess(client, templates, writer, stats, self.clock)
+                driver: _Driver = _InProcess(client, templates, writer, stats, self.clock, watch)
             else:
                 driver = _Scaled(fleet, templates, writer, stats, run_id, t0, spec, client_spec)
+                fleet.watch(watch)
             if self.observer is not None:
                 self.observer.begin(stats)
             status = "failed"
@@ -327,14 +359,14 @@ class _Batch:
                 await driver.begin(plan)
                 if driver.workers:  # who sends, before anything is sent (kill -9 finds them here)
                     store.update_run(run_id, workers=driver.workers)
-                if load.warmup and not self._stop.is_set() and not driver.failed:
+                if load.warmup and not self._halted(driver, watch):
                     await self._phase(driver.warmup(plan))
                     await server_metrics.measured()
-                if not self._stop.is_set() and not driver.failed:
+                if not self._halted(driver, watch):
                     await self._phase(driver.measured(plan))
                 status = (
                     "failed"
-                    if driver.failed
+                    if driver.failed or watch.gone
                     else "interrupted"
                     if self._stop.is_set()
                     else "completed"
@@ -342,9 +374,10 @@ class _Batch:
             finally:
                 if self.observer is not None:
                     self.observer.end()
+                watch.cancel()
                 try:
                     await server_metrics.finish()
-                    health = await driver.end()
+                    health = {**(await driver.end()), **watch.record(t0)}
                 finally:
                     recorded = writer.close()
                     store.update_run(
@@ -361,6 +394,8 @@ class _Batch:
             self.lost.extend(driver.lost)
             if driver.failed:
                 self.failure = f"run {run_id} stopped: {driver.failure}"
+            elif watch.gone:
+                self.failure = f"run {run_id} stopped: {watch.gone}"
             return run_id
 
     def _server_metrics(self, client_spec: ClientSpec) -> RunMetrics:
@@ -380,16 +415,26 @@ class _Batch:
         )
 
     async def _phase(self, coro: Awaitable[None]) -> None:
-        """Run one phase; a stop signal cancels it, and its requests record themselves."""
+        """Run one phase; a stop signal (or a server gone) cancels it, and its requests record
+        themselves."""
         task = asyncio.ensure_future(coro)
         self._current = [task]
         try:
             await task
         except asyncio.CancelledError:
-            if not self._stop.is_set():
+            if not self._stop.is_set() and self._server_gone is None:
                 raise
         finally:
             self._current = []
+
+    def _on_server_gone(self, why: str) -> None:
+        """The server went away: stop this run's phase; the batch ends after it."""
+        self._server_gone = why
+        for task in self._current:
+            task.cancel()
+
+    def _halted(self, driver: _Driver, watch: ServerWatch) -> bool:
+        return self._stop.is_set() or driver.failed or watch.gone is not None
 
 
 async def _served_model(client: Client, spec: ClientSpec) -> tuple[list[str], str]:
@@ -468,8 +513,14 @@ class _InProcess:
         writer: RecordWriter,
         stats: LiveStats,
         clock: Clock,
+        watch: ServerWatch,
     ) -> None:
-        self.execution = Execution(client, templates, writer.add, stats, clock)
+        def sink(record: RequestRecord) -> None:
+            writer.add(record)
+            watch.saw(record.status)
+
+        self.execution = Execution(client, templates, sink, stats, clock)
+        self.execution.gate = watch.gate
         self.clock = clock
         self.lost: list[str] = []
         self.workers: list[dict[str, Any]] = []
@@ -503,7 +554,8 @@ class _InProcess:
     async def end(self) -> dict[str, Any]:
         if self._lag_task is not None:
             self._lag_task.cancel()
-        return {"loop_lag_ms": self.lag.stats()}
+        skipped = {"skipped": self.execution.skipped} if self.execution.skipped else {}
+        return {"loop_lag_ms": self.lag.stats(), **skipped}
 
 
 class _Scaled:
@@ -597,6 +649,19 @@ def _prompt_slots(plan: _Plan, size: int) -> range:
     if load.number is not None:
         return range(min(size, load.number + load.warmup))
     return range(size)
+
+
+async def _probe(client: Client) -> str | None:
+    """None when the server answers its model list, else why not (the watch's probe)."""
+    try:
+        await client.check()
+    except ServerUnreachable as exc:  # "cannot reach URL (WHY): what to do"
+        text = str(exc)
+        start, end = text.find(" ("), text.rfind("): ")
+        return text[start + 2 : end] if 0 <= start < end else text
+    except ServerRejected:
+        return None  # it answered
+    return None
 
 
 def _local_counter(tokenizer: str | None) -> Callable[[str], int] | None:

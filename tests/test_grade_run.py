@@ -88,6 +88,7 @@ def test_grade_exports_samples_and_counts_failed_requests_wrong(sim, tmp_path: P
     done = perfbench(
         "perf", "--url", url, "--dataset", "jsonl", "--dataset-path", str(_answers_file(tmp_path)),
         "--n", "4", "--parallel", "4", "--max-tokens", "8", "--db", str(db), "--quiet",
+        "--max-error-rate", "1",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     failed = rows(db, "SELECT count(*) FROM requests WHERE status != 'ok'")[0][0]

@@ -405,6 +405,21 @@ def _warnings(s: Summary, run: Run, all_streamed: bool) -> list[str]:
     if s.status == "failed":
         out.append("the run failed before it finished: figures cover what was recorded")
     out.extend(_worker_warnings(s))
+    health = run.health
+    if health.get("stopped"):
+        out.append(
+            f"the run stopped early: {health['stopped']}; requests never attempted have no rows, "
+            "and the figures cover what was measured before"
+        )
+    gaps = health.get("server_gaps") or []
+    if gaps:
+        away = sum(g["end_ns"] - g["start_ns"] for g in gaps) / 1e9
+        skipped = health.get("skipped", 0)
+        out.append(
+            f"the server was away {len(gaps)} time(s), {away:.1f} s in all (--wait-for-server): "
+            "the run paused and went on"
+            + (f"; {skipped} planned arrivals fell due meanwhile and were not sent" if skipped else "")
+        )
     if s.ok == 0 and s.measured:
         out.append("no request succeeded, so there are no latency figures; see the errors above")
     if s.failed:

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from perfbench.client import RequestRecord
 from perfbench.errors import WorkerError
 from perfbench.execute import LiveStats
+from perfbench.load.watch import ServerWatch
 from perfbench.load.partition import Share
 from perfbench.scale.engine import Drained, Job, Order
 from perfbench.scale.local import WorkerFailed, WorkerLost, tell
@@ -81,13 +82,15 @@ class Fleet:
         self._writer: RecordWriter | None = None
         self._prompt_of: Callable[[int], tuple[str | None, str | None]] = lambda i: (None, None)
         self._stats: LiveStats | None = None
+        self._watch: ServerWatch | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._warmup = False
 
     @classmethod
     async def start(cls, handles: Sequence[Handle], clock: Clock, *, on_loss: str) -> Fleet:
         """Pump every handle, read who each worker is, and measure its clock's offset."""
         fleet = cls(handles, clock, on_loss=on_loss)
-        loop = asyncio.get_running_loop()
+        loop = fleet._loop = asyncio.get_running_loop()
         for w in fleet.workers:
             w.handle.pump(loop, fleet._on_drained, fleet._on_lost)
         await asyncio.gather(*(fleet._introduce(w) for w in fleet.workers))
@@ -130,6 +133,16 @@ class Fleet:
                 for k, w in enumerate(self.live)
             )
         )
+
+    def watch(self, watch: ServerWatch) -> None:
+        """Feed this run's request statuses to ``watch`` (a server that went away stops the
+        run; workers are not held at a gate while it is probed)."""
+        self._watch = watch
+
+    def _watched(self, statuses: list[str]) -> None:
+        if self._watch is not None:
+            for status in statuses:
+                self._watch.saw(status)
 
     async def phase(
         self, shares: Sequence[Share], *, warmup: bool, duration_s: float | None
@@ -182,7 +195,7 @@ class Fleet:
         for w in self.live:
             with contextlib.suppress(WorkerLost, WorkerFailed):
                 w.lag = await w.handle.call("finish")
-        self._writer = None
+        self._writer, self._watch = None, None
         return self.entries()
 
     def entries(self) -> list[dict[str, Any]]:
@@ -237,6 +250,9 @@ class Fleet:
                 self._writer.add_rows(drained.rows)
             if self._stats is not None:
                 _count(self._stats, drained)
+            if self._watch is not None and drained.rows and self._loop is not None:
+                statuses = [row[_STATUS] for row in drained.rows.requests]
+                tell(self._loop, self._watched, statuses)
         if drained.done is not None:
             scheduled = int(drained.done["scheduled"])
             error = drained.error

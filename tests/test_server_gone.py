@@ -1,0 +1,168 @@
+"""A server that goes away mid-run ends the run honestly: scheduling stops, the requests never
+attempted get no invented rows, the run says why and exits 1; or, with --wait-for-server, the
+run waits for it and goes on. The server here is a real simulator process, killed with
+SIGKILL (by its pid) and restarted on the same port."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, perfbench, rows, start_perfbench, wait_for
+
+FLAGS = ("--ttft-ms", "50", "--itl-ms", "5", "--itl-ms-per-seq", "0", "--seed", "4")
+
+
+class Server:
+    """A simulator on a fixed port that a test can kill and start again."""
+
+    def __init__(self) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "perfbench", "sim", "--host", "127.0.0.1",
+             "--port", str(self.port), *FLAGS],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=ROOT, start_new_session=True,
+        )  # fmt: skip
+        assert self.proc.stdout is not None
+        assert b"listening on" in self.proc.stdout.readline()
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+@pytest.fixture()
+def server() -> Iterator[Server]:
+    s = Server()
+    s.start()
+    yield s
+    if s.proc is not None and s.proc.poll() is None:
+        s.kill()
+
+
+def _health(db: Path) -> dict:
+    return json.loads(rows(db, "SELECT health FROM runs")[0][0])
+
+
+def test_a_server_that_dies_stops_the_run_without_inventing_rows(server, tmp_path):
+    db = tmp_path / "gone.db"
+    proc = start_perfbench(
+        "perf", "--url", server.url, "--parallel", "16", "--number", "3000", "--max-tokens", "20",
+        "--min-tokens", "20", "--db", str(db), "--quiet",
+    )  # fmt: skip
+    wait_for(db, "SELECT count(*) FROM requests WHERE status = 'ok'", 30)
+    server.kill()
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, err
+    assert "Traceback" not in err, err
+    assert "stopped: the server went away" in err
+    status, scheduled, recorded = rows(db, "SELECT status, scheduled, recorded FROM runs")[0]
+    n = rows(db, "SELECT count(*) FROM requests")[0][0]
+    assert status == "failed" and scheduled == recorded == n < 3000
+    by_status = dict(rows(db, "SELECT status, count(*) FROM requests GROUP BY status"))
+    # in flight at the kill: disconnects; then at most a threshold (16) of refused connections
+    # and the requests that were connecting when the run stopped, not the 2,900 left to send
+    assert by_status.get("connect", 0) <= 2 * 16, by_status
+    assert set(by_status) <= {"ok", "disconnect", "connect", "cancelled"}
+    assert "went away" in _health(db)["stopped"]
+    report = perfbench("report", "--db", str(db))
+    assert "the run stopped early: the server went away" in report.stdout
+
+
+def test_wait_for_server_pauses_and_goes_on_when_it_comes_back(server, tmp_path):
+    db = tmp_path / "wait.db"
+    proc = start_perfbench(
+        "perf", "--url", server.url, "--parallel", "8", "--number", "400", "--max-tokens", "20",
+        "--min-tokens", "20", "--wait-for-server", "30", "--db", str(db), "--quiet",
+    )  # fmt: skip
+    wait_for(db, "SELECT count(*) FROM requests WHERE status = 'ok'", 30)
+    server.kill()
+    time.sleep(2.0)
+    server.start()
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    status, scheduled, recorded = rows(db, "SELECT status, scheduled, recorded FROM runs")[0]
+    assert status == "completed" and scheduled == recorded == 400
+    (gap,) = _health(db)["server_gaps"]
+    assert gap["end_ns"] - gap["start_ns"] >= 1.5e9
+    by_status = dict(rows(db, "SELECT status, count(*) FROM requests GROUP BY status"))
+    assert set(by_status) <= {"ok", "disconnect", "connect"}, by_status
+    # failed: those in flight at the kill, the refused ones that made it suspect, and as many
+    # again on pooled connections to the dead server and through the gate as it closed
+    assert by_status["ok"] >= 400 - 4 * 8, by_status
+    assert "the server was away 1 time(s)" in perfbench("report", "--db", str(db)).stdout
+
+
+def test_open_loop_does_not_send_what_fell_due_while_the_server_was_away(server, tmp_path):
+    db = tmp_path / "open.db"
+    proc = start_perfbench(
+        "perf", "--url", server.url, "--rate", "40", "--number", "400", "--max-tokens", "10",
+        "--min-tokens", "10", "--wait-for-server", "30", "--db", str(db), "--quiet",
+    )  # fmt: skip
+    wait_for(db, "SELECT count(*) FROM requests WHERE status = 'ok'", 30)
+    server.kill()
+    time.sleep(2.5)
+    server.start()
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    scheduled, recorded = rows(db, "SELECT scheduled, recorded FROM runs")[0]
+    skipped = _health(db)["skipped"]
+    assert scheduled == recorded and scheduled + skipped == 400
+    assert skipped >= 40  # about 2.5 s at 40/s fell due while it was away
+    assert "fell due meanwhile and were not sent" in perfbench("report", "--db", str(db)).stdout
+
+
+def test_a_server_that_dies_stops_a_multi_worker_run(server, tmp_path):
+    db = tmp_path / "workers.db"
+    proc = start_perfbench(
+        "perf", "--url", server.url, "--workers", "2", "--parallel", "8", "--number", "3000",
+        "--max-tokens", "20", "--min-tokens", "20", "--db", str(db), "--quiet",
+    )  # fmt: skip
+    wait_for(db, "SELECT count(*) FROM requests WHERE status = 'ok'", 30)
+    server.kill()
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, err
+    assert "stopped: the server went away" in err and "Traceback" not in err
+    status, scheduled, recorded = rows(db, "SELECT status, scheduled, recorded FROM runs")[0]
+    n = rows(db, "SELECT count(*) FROM requests")[0][0]
+    assert status == "failed" and scheduled == recorded == n < 3000
+
+
+def test_max_error_rate(sim, tmp_path):
+    url = sim("--preset", "instant", "--error-rate", "0.5", "--seed", "5")
+    args = ("perf", "--url", url, "--number", "40", "--parallel", "4", "--quiet")
+    failing = perfbench(*args, "--db", str(tmp_path / "a.db"))
+    assert failing.returncode == 1
+    assert "more than --max-error-rate 0.25" in failing.stderr
+    tolerant = perfbench(*args, "--db", str(tmp_path / "b.db"), "--max-error-rate", "1")
+    assert tolerant.returncode == 0, tolerant.stderr
+    percent = perfbench(*args, "--db", str(tmp_path / "c.db"), "--max-error-rate", "60%")
+    assert percent.returncode == 0, percent.stderr
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"), [("--max-error-rate", "-0.1"), ("--max-error-rate", "2"), ("--wait-for-server", "-1")]
+)
+def test_bad_fault_flags_are_one_line(tmp_path, flag, value):
+    done = perfbench("perf", flag, value, "--number", "2", "--outputs-dir", str(tmp_path))
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert flag in done.stderr
+    assert not (tmp_path / "perfbench.db").exists()
