@@ -159,7 +159,8 @@ def test_max_error_rate(sim, tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("flag", "value"), [("--max-error-rate", "-0.1"), ("--max-error-rate", "2"), ("--wait-for-server", "-1")]
+    ("flag", "value"),
+    [("--max-error-rate", "-0.1"), ("--max-error-rate", "2"), ("--wait-for-server", "-1")],
 )
 def test_bad_fault_flags_are_one_line(tmp_path, flag, value):
     done = perfbench("perf", flag, value, "--number", "2", "--outputs-dir", str(tmp_path))

@@ -418,7 +418,11 @@ def _warnings(s: Summary, run: Run, all_streamed: bool) -> list[str]:
         out.append(
             f"the server was away {len(gaps)} time(s), {away:.1f} s in all (--wait-for-server): "
             "the run paused and went on"
-            + (f"; {skipped} planned arrivals fell due meanwhile and were not sent" if skipped else "")
+            + (
+                f"; {skipped} planned arrivals fell due meanwhile and were not sent"
+                if skipped
+                else ""
+            )
         )
     if s.ok == 0 and s.measured:
         out.append("no request succeeded, so there are no latency figures; see the errors above")
