@@ -38,7 +38,7 @@ from perfbench.metrics import Summary, summarize
 from perfbench.redact import redact_url
 from perfbench.sim.embedded import EmbeddedSim
 from perfbench.store import RecordWriter, Store
-from perfbench.store.runs import append_server_samples, now_iso
+from perfbench.store.runs import append_server_samples, now_iso, owner
 from perfbench.workload import Prompt, load_prompts
 from perfbench.workload.base import last_user_text
 from perfbench.workload.replay import trace_prompts
@@ -339,6 +339,7 @@ class _Batch:
                 server={**server, "metrics": server_metrics.info()},
                 host=host,
                 command=spec.command,
+                owner=owner(),
             )
             store.add_prompts(run_id, prompts)
             writer = RecordWriter(spec.db_path, run_id, t0, count=count).start()

@@ -167,3 +167,23 @@ def test_bad_fault_flags_are_one_line(tmp_path, flag, value):
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert flag in done.stderr
     assert not (tmp_path / "perfbench.db").exists()
+
+
+def test_a_run_whose_process_was_killed_reads_as_killed(server, tmp_path):
+    db = tmp_path / "killed.db"
+    proc = start_perfbench(
+        "perf", "--url", server.url, "--parallel", "4", "--number", "3000", "--db", str(db),
+        "--quiet",
+    )  # fmt: skip
+    wait_for(db, "SELECT count(*) FROM requests", 8)
+    listed = perfbench("runs", "--db", str(db), "--json")
+    assert json.loads(listed.stdout)["runs"][0]["status"] == "running"  # alive: still running
+    proc.kill()
+    proc.communicate(timeout=30)
+    assert rows(db, "SELECT status FROM runs")[0][0] == "running"  # what the row still says
+    listed = perfbench("runs", "--db", str(db), "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout)["runs"][0]["status"] == "killed"
+    report = perfbench("report", "--db", str(db))
+    assert report.returncode == 0, report.stderr
+    assert "the run was killed" in report.stdout

@@ -404,6 +404,12 @@ def _warnings(s: Summary, run: Run, all_streamed: bool) -> list[str]:
         )
     if s.status == "failed":
         out.append("the run failed before it finished: figures cover what was recorded")
+    if s.status == "killed":
+        out.append(
+            "the run was killed (its process is gone, and it never marked the run finished): "
+            "requests in flight then, and those finished in its last half second, have no rows; "
+            "figures cover what was written"
+        )
     out.extend(_worker_warnings(s))
     health = run.health
     if health.get("stopped"):

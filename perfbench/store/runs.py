@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import socket
 import sqlite3
+import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, fields, replace
 from datetime import datetime, timezone
@@ -159,6 +162,38 @@ def append_server_samples(
         db.close()
 
 
+def owner() -> dict[str, Any]:
+    """This process, as a running run's owner: host, pid and the pid's start time (a pid
+    reused by a later process has another start time)."""
+    return {"host": socket.gethostname(), "pid": os.getpid(), "start": _started(os.getpid())}
+
+
+def _started(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (Linux), or None."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        if fields[0] == b"Z":
+            return None  # dead, not yet reaped
+        return int(fields[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _read(row: dict[str, Any]) -> Run:
+    """A ``runs`` row as a Run; a run still marked running whose owner process on this host
+    is gone reads as ``killed`` (it never got to mark itself)."""
+    run = Run.from_row(row)
+    if run.status != "running" or not row.get("owner"):
+        return run
+    who = json.loads(row["owner"])
+    if who.get("host") != socket.gethostname() or not sys.platform.startswith("linux"):
+        return run  # another machine's process: it cannot be checked from here
+    if who.get("start") is not None and _started(int(who["pid"])) == who["start"]:
+        return run
+    return replace(run, status="killed")
+
+
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -236,13 +271,13 @@ class Store:
 
     # -- reading ----------------------------------------------------------------------------
     def runs(self) -> list[Run]:
-        return [Run.from_row(r) for r in self.db.table("runs").rows_where(order_by="id")]
+        return [_read(r) for r in self.db.table("runs").rows_where(order_by="id")]
 
     def run(self, run_id: int) -> Run:
         rows = list(self.db.table("runs").rows_where("id = ?", [run_id]))
         if not rows:
             raise StoreError(f"no run {run_id} in {self.path}; `perfbench runs` lists them")
-        return Run.from_row(rows[0])
+        return _read(rows[0])
 
     def find(self, selectors: Sequence[str] = (), name: str | None = None) -> list[Run]:
         """Runs by id or name (``selectors``), or by ``name``; the latest batch when neither."""

@@ -189,6 +189,13 @@ def m007_workers(db: Database) -> None:
     db.table("runs").add_column("workers", str)
 
 
+@migrations()
+def m008_owner(db: Database) -> None:
+    """The process that writes a running run (host, pid, its start time), so that a reader can
+    tell a run whose process was killed from one still going."""
+    db.table("runs").add_column("owner", str)
+
+
 def open_db(path: str, *, create: bool) -> Database:
     """Open (and migrate) the database; WAL mode so that readers never block the writer."""
     db = Database(path)
