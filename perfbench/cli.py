@@ -610,11 +610,9 @@ def _grade_arguments(g: Any) -> None:
 
 def _sim_arguments(p: argparse.ArgumentParser) -> None:
     from perfbench import sim
+    from perfbench.sim.process import add_process_arguments
 
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument(
-        "--port", type=int, default=8000, help="0 picks a free port (default: %(default)s)"
-    )
+    add_process_arguments(p)
     sim.add_arguments(p)
 
 
@@ -972,7 +970,7 @@ def cmd_sim(ns: argparse.Namespace, argv: Sequence[str]) -> int:
         from perfbench.errors import ConfigError
 
         raise ConfigError(str(exc)) from None
-    sim.serve(config, host=ns.host, port=ns.port)
+    sim.serve(config, host=ns.host, port=ns.port, parent_pid=ns.parent_pid)
     return 0
 
 

@@ -40,6 +40,8 @@ class EmbeddedSim:
             "127.0.0.1",
             "--port",
             "0",
+            "--parent-pid",
+            str(os.getpid()),
             *self.args,
         ]
         self._proc = subprocess.Popen(

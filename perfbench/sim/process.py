@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import gc
 import logging
+import os
 import signal
 import sys
 from collections.abc import Coroutine
@@ -24,17 +25,21 @@ from .config import SimConfig, add_arguments, config_from_args
 from .server import build_app
 
 SHUTDOWN_TIMEOUT_S = 2.0
+PARENT_POLL_S = 0.5
 
 
-def serve(config: SimConfig, host: str = "127.0.0.1", port: int = 0) -> None:
-    """Serve the simulated engine until SIGINT or SIGTERM (blocking; uses uvloop if installed).
+def serve(
+    config: SimConfig, host: str = "127.0.0.1", port: int = 0, parent_pid: int | None = None
+) -> None:
+    """Serve the simulated engine until SIGINT or SIGTERM (blocking; uses uvloop if installed),
+    or until the process ``parent_pid`` is no longer its parent (it died, even by SIGKILL).
 
     Example::
 
         from perfbench.sim import PRESETS, serve
         serve(PRESETS["instant"], port=8000)
     """
-    _run(_serve(config, host, port))
+    _run(_serve(config, host, port, parent_pid))
 
 
 def _run(coro: Coroutine[Any, Any, None]) -> None:
@@ -46,7 +51,16 @@ def _run(coro: Coroutine[Any, Any, None]) -> None:
         uvloop.run(coro)
 
 
-async def _serve(config: SimConfig, host: str, port: int) -> None:
+async def _orphaned(parent_pid: int, stop: asyncio.Event) -> None:
+    """Stop when the parent is gone: its children are re-parented, so getppid() changes."""
+    while not stop.is_set():
+        if os.getppid() != parent_pid:
+            stop.set()
+            return
+        await asyncio.sleep(PARENT_POLL_S)
+
+
+async def _serve(config: SimConfig, host: str, port: int, parent_pid: int | None = None) -> None:
     if config.access_log:
         logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(message)s")
     runner = SimRunner(
@@ -70,11 +84,31 @@ async def _serve(config: SimConfig, host: str, port: int) -> None:
         bound = runner.addresses[0][1]
         shown = f"[{host}]" if ":" in host else host
         print(f"perfbench sim listening on http://{shown}:{bound}", flush=True)
+        watch = None if parent_pid is None else asyncio.create_task(_orphaned(parent_pid, stop))
         await stop.wait()
+        if watch is not None:
+            watch.cancel()
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
         await runner.cleanup()
+
+
+def add_process_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where to listen, and whose child to be: the flags of the process, not of the engine."""
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)"
+    )
+    parser.add_argument(
+        "--port", type=int, default=8000, help="port (default: 8000; 0 picks a free one)"
+    )
+    parser.add_argument(
+        "--parent-pid",
+        type=int,
+        metavar="PID",
+        help="stop when process PID is no longer this one's parent (the embedded simulator "
+        "does not outlive a perfbench that was killed)",
+    )
 
 
 def build_parser(prog: str = "perfbench sim") -> argparse.ArgumentParser:
@@ -82,12 +116,7 @@ def build_parser(prog: str = "perfbench sim") -> argparse.ArgumentParser:
         prog=prog,
         description="Serve a simulated vLLM-compatible inference engine (OpenAI API).",
     )
-    parser.add_argument(
-        "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)"
-    )
-    parser.add_argument(
-        "--port", type=int, default=8000, help="port (default: 8000; 0 picks a free one)"
-    )
+    add_process_arguments(parser)
     add_arguments(parser)
     return parser
 
@@ -101,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     try:
-        serve(config, ns.host, ns.port)
+        serve(config, ns.host, ns.port, ns.parent_pid)
     except OSError as exc:
         print(
             f"perfbench sim: cannot listen on {ns.host}:{ns.port}: {exc.strerror or exc}",
