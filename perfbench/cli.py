@@ -798,9 +798,7 @@ def cmd_perf(ns: argparse.Namespace, argv: Sequence[str]) -> int:
     for line in [*result.lost, *result.too_many_errors()]:
         print(f"{PROG}: {line}", file=sys.stderr)
     if result.failure is not None:
-        print(
-            f"{PROG}: {result.failure}; everything measured is in {spec.db_path}", file=sys.stderr
-        )
+        print(f"{PROG}: {result.failure}", file=sys.stderr)
     if result.grade_error is not None:
         print(f"{PROG}: error: grading failed: {result.grade_error}", file=sys.stderr)
         return max(result.exit_code, result.grade_error.exit_code)

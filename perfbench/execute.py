@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -342,3 +343,10 @@ def merge_lag(parts: Sequence[dict[str, float]]) -> dict[str, float]:
         "max": max(p["max"] for p in parts),
         "samples": float(sum(p["samples"] for p in parts)),
     }
+
+
+def tell(loop: asyncio.AbstractEventLoop, callback: Callable[..., None], *args: Any) -> None:
+    """Run ``callback`` on the coordinator's loop, from a reader thread; once the loop has
+    closed (the run is over) there is no one left to tell."""
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(callback, *args)

@@ -15,6 +15,7 @@ import functools
 import math
 import os
 import signal
+import sqlite3
 import tempfile
 import time
 import uuid
@@ -29,8 +30,14 @@ from perfbench import metadata
 from perfbench.client import Client, RequestRecord
 from perfbench.client.servermetrics import RunMetrics, metrics_url
 from perfbench.config import ClientSpec, LoadSpec, PerfSpec
-from perfbench.errors import ConfigError, PerfbenchError, ServerRejected, ServerUnreachable
-from perfbench.execute import Execution, LiveStats, LoopLag, Templates, merge_lag
+from perfbench.errors import (
+    ConfigError,
+    PerfbenchError,
+    ServerRejected,
+    ServerUnreachable,
+    StoreError,
+)
+from perfbench.execute import Execution, LiveStats, LoopLag, Templates, merge_lag, tell
 from perfbench.load import arrival_offsets, constant_offsets, ramp_offsets, read_trace
 from perfbench.load.partition import Share, closed_shares, open_shares
 from perfbench.load.watch import ServerWatch, threshold_for
@@ -174,7 +181,7 @@ class _Batch:
         self._answer_book: Path | None = None
         self.failure: str | None = None  # why the batch stopped early (a worker lost), if it did
         self.lost: list[str] = []  # one line per worker lost
-        self._server_gone: str | None = None  # why the server was judged gone, if it was
+        self._halt: str | None = None  # why the run had to stop (not a signal), if it did
 
     async def main(self) -> BatchResult:
         spec = self.spec
@@ -210,7 +217,7 @@ class _Batch:
             host = metadata.collect(type(loop).__module__.split(".")[0])  # once: it runs git
             results: list[RunResult] = []
             for load in spec.loads:
-                if self._stop.is_set() or self.failure is not None:
+                if self._stop.is_set() or self.failure is not None or self._halt is not None:
                     break
                 run_id = await self._one(
                     store, client_spec, load, prompts, batch, sim is not None, host, fleet
@@ -319,7 +326,7 @@ class _Batch:
                 functools.partial(_probe, client),
                 self.clock,
                 spec.wait_for_server,
-                on_gone=self._on_server_gone,
+                on_gone=self._halt_run,
             )
             server = {
                 "models": models,
@@ -342,7 +349,16 @@ class _Batch:
                 owner=owner(),
             )
             store.add_prompts(run_id, prompts)
-            writer = RecordWriter(spec.db_path, run_id, t0, count=count).start()
+            loop = asyncio.get_running_loop()
+            writer = RecordWriter(
+                spec.db_path,
+                run_id,
+                t0,
+                count=count,
+                on_error=lambda exc: tell(
+                    loop, self._halt_run, "the database could not be written"
+                ),
+            ).start()
             stats = LiveStats(label=f"run {run_id}", total=(planned or 0) + load.warmup)
             plan = _Plan(load, pool, offsets, traced)
             if fleet is None:
@@ -376,27 +392,40 @@ class _Batch:
                 if self.observer is not None:
                     self.observer.end()
                 watch.cancel()
+                health: dict[str, Any] = {}
                 try:
                     await server_metrics.finish()
                     health = {**(await driver.end()), **watch.record(t0)}
                 finally:
-                    recorded = writer.close()
-                    store.update_run(
-                        run_id,
-                        status=status,
-                        ended_at=now_iso(),
-                        duration_s=(self.clock() - t0) / 1e9,
-                        scheduled=driver.scheduled,
-                        recorded=recorded,
-                        health=health,
-                        server={**server, "metrics": server_metrics.info()},
-                        **({"workers": driver.workers} if driver.workers else {}),
-                    )
+                    unwritten = None
+                    try:
+                        recorded = writer.close()
+                    except StoreError as exc:  # a full disk: what was written is kept
+                        unwritten, recorded, status = exc, writer.written, "failed"
+                        health["stopped"] = str(exc)
+                    try:
+                        store.update_run(
+                            run_id,
+                            status=status,
+                            ended_at=now_iso(),
+                            duration_s=(self.clock() - t0) / 1e9,
+                            scheduled=driver.scheduled,
+                            recorded=recorded,
+                            health=health,
+                            server={**server, "metrics": server_metrics.info()},
+                            **({"workers": driver.workers} if driver.workers else {}),
+                        )
+                    except sqlite3.Error as exc:
+                        if unwritten is None:
+                            raise StoreError(f"cannot write to {spec.db_path} ({exc})") from exc
             self.lost.extend(driver.lost)
-            if driver.failed:
-                self.failure = f"run {run_id} stopped: {driver.failure}"
+            kept = f"everything measured is in {spec.db_path}"
+            if unwritten is not None:
+                self.failure = f"run {run_id} stopped: {unwritten}"
+            elif driver.failed:
+                self.failure = f"run {run_id} stopped: {driver.failure}; {kept}"
             elif watch.gone:
-                self.failure = f"run {run_id} stopped: {watch.gone}"
+                self.failure = f"run {run_id} stopped: {watch.gone}; {kept}"
             return run_id
 
     def _server_metrics(self, client_spec: ClientSpec) -> RunMetrics:
@@ -423,19 +452,22 @@ class _Batch:
         try:
             await task
         except asyncio.CancelledError:
-            if not self._stop.is_set() and self._server_gone is None:
+            if not self._stop.is_set() and self._halt is None:
                 raise
         finally:
             self._current = []
 
-    def _on_server_gone(self, why: str) -> None:
-        """The server went away: stop this run's phase; the batch ends after it."""
-        self._server_gone = why
+    def _halt_run(self, why: str) -> None:
+        """The run cannot go on (the server went away, the database cannot be written): stop
+        this run's phase; the batch ends after it."""
+        self._halt = why
         for task in self._current:
             task.cancel()
 
     def _halted(self, driver: _Driver, watch: ServerWatch) -> bool:
-        return self._stop.is_set() or driver.failed or watch.gone is not None
+        return (
+            self._stop.is_set() or driver.failed or watch.gone is not None or self._halt is not None
+        )
 
 
 async def _served_model(client: Client, spec: ClientSpec) -> tuple[list[str], str]:

@@ -221,3 +221,35 @@ def test_the_embedded_simulator_does_not_outlive_a_killed_perfbench(tmp_path):
         if os.path.exists(f"/proc/{sim_pid}"):
             os.kill(sim_pid, signal.SIGKILL)  # do not leave it behind, then fail
             raise AssertionError("the embedded simulator outlived perfbench")
+
+
+def test_a_full_disk_stops_the_run_and_keeps_what_was_written(tmp_path):
+    """A real write failure: the process may not grow any file past 3 MB (RLIMIT_FSIZE; Python
+    ignores SIGXFSZ, so the write fails with EFBIG and SQLite reports it)."""
+    import resource
+    import sqlite3
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (3_000_000, 3_000_000))
+
+    db = tmp_path / "full.db"
+    start = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "perfbench", "perf", "--parallel", "16", "--number", "20000",
+         "--sim-args", "--preset instant", "--db", str(db), "--quiet"],
+        capture_output=True, text=True, cwd=ROOT, preexec_fn=limited, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert f"cannot write to {db}" in line and "rows written before are kept" in line
+    assert time.monotonic() - start < 60  # it stopped, rather than sending all 20,000
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        status, recorded, health = conn.execute(
+            "SELECT status, recorded, health FROM runs"
+        ).fetchone()
+        n = conn.execute("SELECT count(*) FROM requests").fetchone()[0]
+    assert status == "failed" and recorded == n > 0
+    assert "cannot write" in json.loads(health)["stopped"]
+    assert perfbench("report", "--db", str(db)).returncode == 0  # it still opens and reports

@@ -23,11 +23,11 @@ from typing import Any, Protocol
 
 from perfbench.client import RequestRecord
 from perfbench.errors import WorkerError
-from perfbench.execute import LiveStats
+from perfbench.execute import LiveStats, tell
 from perfbench.load.partition import Share
 from perfbench.load.watch import ServerWatch
 from perfbench.scale.engine import Drained, Job, Order
-from perfbench.scale.local import WorkerFailed, WorkerLost, tell
+from perfbench.scale.local import WorkerFailed, WorkerLost
 from perfbench.store import RecordWriter
 from perfbench.store.writer import COLUMNS
 

@@ -9,7 +9,6 @@ stops its requests and exits, so that no load outlives the run that planned it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import multiprocessing
 import signal
@@ -17,6 +16,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from perfbench.execute import tell
 from perfbench.scale.engine import Drained, Engine
 
 SHIP_INTERVAL = 0.25  # seconds between a worker's shipments of rows
@@ -169,13 +169,6 @@ class LocalWorker:
             await asyncio.to_thread(self._reader.join, 5)
         self.lost = self.lost or "closed"
         self._conn.close()
-
-
-def tell(loop: asyncio.AbstractEventLoop, callback: Callable[..., None], *args: Any) -> None:
-    """Run ``callback`` on the coordinator's loop, from a reader thread; once the loop has
-    closed (the run is over) there is no one left to tell."""
-    with contextlib.suppress(RuntimeError):
-        loop.call_soon_threadsafe(callback, *args)
 
 
 class WorkerLost(Exception):

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from perfbench.client.record import RequestRecord
+from perfbench.errors import StoreError
 from perfbench.store.schema import REQUEST_COLUMNS, open_db
 
 CACHE_KIB = 16 * 1024  # the writer's SQLite page cache: bounded, whatever the run's length
@@ -131,6 +132,7 @@ class RecordWriter:
         t0_ns: int,
         interval: float = 0.5,
         count: Callable[[str], int] | None = None,
+        on_error: Callable[[BaseException], None] | None = None,
     ) -> None:
         self.path = path
         self.count = count  # the local tokenizer: counts outputs the server gave no usage for
@@ -139,6 +141,7 @@ class RecordWriter:
         self.interval = interval
         self.written = 0
         self.error: BaseException | None = None
+        self.on_error = on_error  # called from the writer thread when a write fails
         self._queue: queue.SimpleQueue[RequestRecord | Rows] = queue.SimpleQueue()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._main, name="perfbench-writer", daemon=True)
@@ -159,11 +162,17 @@ class RecordWriter:
         self._queue.put(rows)
 
     def close(self) -> int:
-        """Flush what is queued, stop the thread; returns the number of rows written."""
+        """Flush what is queued, stop the thread; returns the number of rows written. Raises
+        StoreError, in one line, when a write failed (a full disk, a file it may not write)."""
         self._stop.set()
         self._thread.join()
         if self.error is not None:
-            raise self.error
+            text = str(self.error).strip().splitlines()
+            why = text[0] if text else type(self.error).__name__
+            raise StoreError(
+                f"cannot write to {self.path} ({why}); the {self.written} rows written before "
+                "are kept: free some space, or fix the file's permissions"
+            ) from self.error
         return self.written
 
     def _main(self) -> None:
@@ -180,6 +189,8 @@ class RecordWriter:
                 db.close()
         except BaseException as exc:  # surfaced by close(); the run must not die silently
             self.error = exc
+            if self.on_error is not None:
+                self.on_error(exc)
 
     def _flush(self, db: Any) -> None:
         """Write everything queued, in transactions of about :data:`TRANSACTION_ROWS` rows (one
