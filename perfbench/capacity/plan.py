@@ -27,8 +27,9 @@ it: c workers, each sending its next request (in dataset order, each prompt n ti
 when its last one ends, and b(c) slots taking waiting requests first come first served. The wall
 time is the last completion: Σ S_i / b plus the tail, the last wave, whose length is set by the
 longest requests at the end (Graham's bound: at most Σ S_i / b + max S_i). The same play gives
-each request's wait, so the predicted TTFT (wait + P) and E2E (wait + S_i) distributions at the
-eval's lengths are what TTFT and E2E SLOs are checked against; every other SLO (TPOT, ITL,
+each request's wait, so the predicted TTFT (wait + a draw from the measured TTFT distribution:
+the level's below the knee, the knee's beyond it) and E2E (wait + S_i) distributions at the
+eval's lengths are what TTFT and E2E SLOs are checked against, percentile for percentile; every other SLO (TPOT, ITL,
 errors) is checked against the level as measured.
 
 Where it errs: TPOT is taken not to grow with context length (on a real engine attention
@@ -414,6 +415,10 @@ def _level(
         prefill, slots = s.mean_ttft_ms, float(c)
     service = prefill + (w.lengths - 1) * s.mean_tpot_ms + tail
     waits, wall_ms = closed_loop(service, c, max(1, min(c, round(slots))))
+    # each request's own time to first token without queueing, drawn from the measured
+    # distribution (the knee's beyond it), so that TTFT percentiles are predicted as
+    # percentiles, not as the mean
+    unqueued = _spread(store, (knee if beyond and knee is not None else s).run_id, waits.size)
     level = PlanLevel(
         concurrency=c,
         run_id=s.run_id,
@@ -422,11 +427,22 @@ def _level(
         tpot_ms=s.mean_tpot_ms,
         tail_ms=tail,
         wall_s=wall_ms / 1e3,
-        ttft_ms=waits + prefill,
+        ttft_ms=waits + (unqueued if unqueued is not None else prefill),
         e2e_ms=waits + service,
     )
     level.slo = [_predicted(r, level, w) for r in check(s, slos, store)]
     return level
+
+
+def _spread(store: Store, run_id: int, n: int) -> np.ndarray | None:
+    """``n`` values with the run's measured TTFT distribution (its quantiles at (k + ½)/n, in
+    a fixed random order so that they do not follow the queue waits); None without samples."""
+    measured = store.columns(run_id, ("ttft_ms",), where="AND warmup = 0 AND status = 'ok'")
+    values = measured["ttft_ms"][~np.isnan(measured["ttft_ms"])]
+    if not values.size or not n:
+        return None
+    spread = np.quantile(values, (np.arange(n) + 0.5) / n)
+    return np.random.default_rng(0).permutation(spread)
 
 
 def _predicted(r: SLOResult, x: PlanLevel, w: Workload) -> SLOResult:
