@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import json
 
 import numpy as np
+import pytest
 
 from perfbench import ClientSpec, LoadSpec, PerfSpec, run
 from perfbench.client.record import RequestRecord
@@ -83,3 +85,33 @@ def test_server_counts_are_checked_against_the_tokenizer(sim, tmp_path):
     assert any("differ from tokenizer" in w for w in r.summary.warnings)
     # the prompt's local count is what the input figure falls back on; usage was given here
     assert r.summary.token_sources == {"usage": 10}
+
+
+def test_server_input_counts_are_checked_against_the_tokenizer_too(sim, tmp_path):
+    """A server that counts the prompts very differently (here: the simulator counts words, the
+    byte-level tokenizer splits most words into several tokens) is flagged, where before only
+    output counts were compared."""
+    name = f"tiktoken:{_tiktoken_file(tmp_path)}"
+    spec = PerfSpec(
+        client=ClientSpec(url=sim("--preset", "instant", "--seed", "2"), max_tokens=30),
+        loads=(LoadSpec(parallel=2, number=10),),
+        workload=WorkloadSpec(tokenizer=name),
+        db_path=tmp_path / "i.db",
+    )
+    (r,) = run(spec).runs
+    inputs = r.summary.token_check["input"]
+    count = load_tokenizer(name).count
+    pairs = rows(
+        tmp_path / "i.db",
+        "SELECT r.prompt_tokens, p.text, p.messages FROM requests r JOIN prompts p "
+        "ON p.run_id = r.run_id AND p.prompt_id = r.prompt_id ORDER BY r.idx",
+    )
+    local = [
+        count(text if text is not None else "\n".join(m["content"] for m in json.loads(msgs)))
+        for _, text, msgs in pairs
+    ]
+    server = [n for n, _, _ in pairs]
+    assert inputs["n"] == 10
+    assert inputs["mean_diff_tokens"] == pytest.approx(float(np.mean(np.subtract(server, local))))
+    assert inputs["mean_diff_pct"] < -10 and abs(inputs["mean_diff_tokens"]) > 32
+    assert any("input tokens per request" in w for w in r.summary.warnings)

@@ -361,13 +361,24 @@ def _token_check(store: Store, run: Run) -> dict[str, Any]:
     server = np.array([r[0] for r in rows], dtype=np.float64)
     local = np.array([count(r[1]) for r in rows], dtype=np.float64)
     diff = (server - local) / server * 100
-    return {
+    out: dict[str, Any] = {
         "tokenizer": name,
         "n": len(rows),
         "mean_diff_pct": float(diff.mean()),
         "max_abs_diff_pct": float(np.abs(diff).max()),
         "mean_diff_tokens": float((server - local).mean()),
     }
+    inputs = store.usage_inputs(run.id, TOKEN_CHECK_SAMPLE)
+    if inputs:
+        # the server's count includes its chat template: a few tokens more than the text's
+        server_in = np.array([r[0] for r in inputs], dtype=np.float64)
+        local_in = np.array([count(r[1]) for r in inputs], dtype=np.float64)
+        out["input"] = {
+            "n": len(inputs),
+            "mean_diff_pct": float(((server_in - local_in) / server_in * 100).mean()),
+            "mean_diff_tokens": float((server_in - local_in).mean()),
+        }
+    return out
 
 
 def _by_dataset(cols: dict[str, np.ndarray], ok: np.ndarray) -> dict[str, dict[str, float]]:
@@ -451,6 +462,14 @@ def _warnings(s: Summary, run: Run, all_streamed: bool) -> list[str]:
             f"the server's output-token counts differ from tokenizer {check['tokenizer']}'s by "
             f"{check['mean_diff_pct']:+.1f}% on average over {check['n']} requests: is --tokenizer "
             "the served model's?"
+        )
+    inputs = check.get("input") or {}
+    if inputs and abs(inputs["mean_diff_pct"]) > 10 and abs(inputs["mean_diff_tokens"]) > 32:
+        out.append(
+            f"the server counts {inputs['mean_diff_tokens']:+.0f} input tokens per request "
+            f"({inputs['mean_diff_pct']:+.1f}%) against tokenizer {check['tokenizer']}'s count of "
+            f"the prompts, over {inputs['n']} requests, more than a chat template adds: input "
+            "lengths are not what the workload meant; is --tokenizer the served model's?"
         )
     estimated = {k: v for k, v in s.token_sources.items() if k not in ("usage", "tokenizer")}
     if estimated:

@@ -389,6 +389,23 @@ class Store:
         ).fetchall()
         return [(int(n), str(text)) for n, text in rows]
 
+    def usage_inputs(self, run_id: int, limit: int) -> list[tuple[int, str]]:
+        """(server's prompt tokens, the prompt's text: its messages' contents joined by
+        newlines) of the first ``limit`` successful measured requests with server usage."""
+        rows = self.db.conn.execute(
+            "SELECT r.prompt_tokens, p.text, p.messages FROM requests r JOIN prompts p "
+            "ON p.run_id = r.run_id AND p.prompt_id = r.prompt_id "
+            "WHERE r.run_id = ? AND r.warmup = 0 AND r.status = 'ok' "
+            "AND r.token_source = 'usage' AND r.prompt_tokens > 0 ORDER BY r.idx LIMIT ?",
+            [run_id, limit],
+        ).fetchall()
+        out = []
+        for n, text, messages in rows:
+            if text is None:
+                text = "\n".join(str(m.get("content", "")) for m in json.loads(messages or "[]"))
+            out.append((int(n), str(text)))
+        return out
+
     def output_lengths(self, run_id: int) -> tuple[np.ndarray, int]:
         """Mean output tokens per prompt (in first-sent order) of a run's successful measured
         requests, and how many of those outputs stopped at max_tokens."""
