@@ -408,3 +408,34 @@ def test_off_means_no_scrape_and_no_line(sim, tmp_path):
     assert summary.server == {"available": False, "reason": "off"}
     assert "server metrics" not in _report_text([summary])
     assert rows(db, "SELECT count(*) FROM server_metrics")[0][0] == 0
+
+
+def test_requests_waiting_beside_a_free_slot_with_a_busy_cache_are_kv_bound() -> None:
+    """87% KV usage with 4 requests waiting while fewer ran than the run's peak: the engine
+    would have admitted them if a slot were all they needed, so they waited for cache space
+    (this knee was missed when only a 90% cache counted)."""
+    t = np.arange(5, dtype=np.int64) * 1_000_000_000
+    waiting = (t, np.array([0.0, 4.0, 4.0, 4.0, 0.0]))
+    kv = (t, np.array([0.3, 0.87, 0.86, 0.88, 0.3]))
+    below_peak = (t, np.array([2.0, 6.0, 5.0, 5.0, 8.0]))  # the run's peak is 8
+    assert kv_bound(summarize_samples({"waiting": waiting, "kv_usage": kv, "running": below_peak}))
+    # the same cache, with the waiting requests behind full slots: slot-bound, not KV-bound
+    at_peak = (t, np.array([2.0, 8.0, 8.0, 8.0, 8.0]))
+    assert not kv_bound(summarize_samples({"waiting": waiting, "kv_usage": kv, "running": at_peak}))
+
+
+def test_a_run_shorter_than_the_interval_still_gets_samples_of_its_own(sim, tmp_path):
+    """A sweep level of about half a second with the default 1 s interval used to get only
+    its two boundary scrapes, which read an idle server; the first scrapes now come 0.1 s
+    apart."""
+    url = sim("--max-num-seqs", "4", "--itl-ms", "2", "--ttft-ms", "5", "--seed", "6")
+    spec = PerfSpec(
+        client=ClientSpec(url=url, max_tokens=20, min_tokens=20),
+        loads=(LoadSpec(parallel=8, number=64),),
+        db_path=tmp_path / "short.db",
+        server_metrics=ServerMetricsSpec(interval=1.0),
+    )
+    s = run(spec).runs[0].summary
+    assert s.duration_s < 2.0, s.duration_s  # shorter than two intervals
+    assert s.server["samples"] >= 4
+    assert s.server["running"]["peak"] == 4 and s.server["waiting"]["peak"] > 0

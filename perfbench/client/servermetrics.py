@@ -155,6 +155,10 @@ def parse(text: str, *, prefilter: bool = True) -> dict[str, tuple[str, float]]:
     return out
 
 
+QUICK_SCRAPES = 20  # the first scrapes of a run come QUICK_INTERVAL apart (a short sweep level)
+QUICK_INTERVAL = 0.1
+
+
 @dataclass
 class Availability:
     """What the pre-run check found: the names the server publishes, or why there are none."""
@@ -254,16 +258,25 @@ class Scraper:
         self._task = asyncio.create_task(self._every())
 
     async def _every(self) -> None:
-        step = int(self.interval * 1e9)
+        """Scrape every ``interval``; the first ``QUICK_SCRAPES`` come at most 0.1 s apart, so
+        that a run (or a sweep level) shorter than a couple of intervals still has samples
+        of its own, where two boundary scrapes would read an idle server."""
         clock = self.clock
-        due = clock() + step
+        scraped = 0
+
+        def step() -> int:
+            quick = scraped < QUICK_SCRAPES
+            return int((min(self.interval, QUICK_INTERVAL) if quick else self.interval) * 1e9)
+
+        due = clock() + step()
         while True:
             await asyncio.sleep(max(0, due - clock()) / 1e9)
             await self.sample()
+            scraped += 1
             now = clock()
-            due += step
+            due += step()
             if due < now:  # a slow scrape: skip the missed beats rather than catch up
-                due = now + step - (now - due) % step
+                due = now + step() - (now - due) % step()
 
     async def sample(self) -> int | None:
         """Scrape now; the sample's time (ns since t0), or None when the scrape failed."""

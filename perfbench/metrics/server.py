@@ -16,6 +16,10 @@ COUNTERS = ("preemptions", "prompt_tokens", "generation_tokens")
 KV_FULL = 0.99
 #: requests waiting while KV usage is at or above this were waiting for cache space
 KV_TIGHT = 0.9
+#: ... and so were requests waiting at this usage or above while fewer ran than the run's peak:
+#: a slot-bound engine admits a waiting request as soon as a slot frees, so requests that wait
+#: beside a free slot wait for cache space
+KV_BUSY = 0.75
 
 
 def _time_mean(t: np.ndarray, v: np.ndarray) -> float:
@@ -100,17 +104,26 @@ def summarize_samples(
 
 
 def _tight_share(series: Mapping[str, tuple[np.ndarray, np.ndarray]], lo: int, hi: int) -> float:
-    """Of the samples in which requests waited, the share taken with the KV cache ≥ KV_TIGHT."""
+    """Of the samples in which requests waited, the share that waited for cache space: the KV
+    cache ≥ KV_TIGHT, or ≥ KV_BUSY with fewer requests running than the run's peak."""
     (tw, w), (tk, k) = series["waiting"], series["kv_usage"]
     kv_at: dict[int, float] = dict(zip(tk.tolist(), k.tolist(), strict=True))
-    queued: list[float] = []
+    running_at: dict[int, float] = {}
+    peak = math.inf
+    if "running" in series:
+        tr, r = series["running"]
+        inside = (tr >= lo) & (tr <= hi)
+        running_at = dict(zip(tr.tolist(), r.tolist(), strict=True))
+        peak = float(r[inside].max()) if inside.any() else math.inf
+    queued: list[bool] = []
     for t, n in zip(tw.tolist(), w.tolist(), strict=True):
         kv = kv_at.get(t)
         if lo <= t <= hi and n > 0 and kv is not None:
-            queued.append(kv)
+            beside_a_slot = running_at.get(t, peak) < peak
+            queued.append(kv >= KV_TIGHT or (kv >= KV_BUSY and beside_a_slot))
     if not queued:
         return 0.0
-    return sum(1 for x in queued if x >= KV_TIGHT) / len(queued)
+    return sum(queued) / len(queued)
 
 
 def _kv_bound(figures: Mapping[str, Any]) -> bool:
