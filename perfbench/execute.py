@@ -154,6 +154,7 @@ class Execution:
             clock,
         )
         self.started = started
+        self.on_start: Callable[[RequestSpec], None] | None = None  # e.g. its in-flight row
         self.scheduled = 0
         self.skipped = 0  # open loop: arrivals that fell due while the server was away
         self.gate: asyncio.Event | None = None  # closed: no request starts (the server is suspect)
@@ -168,10 +169,12 @@ class Execution:
         await gate.wait()
         return self.clock() - before
 
-    def _start(self, index: int) -> None:
+    def _start(self, req: RequestSpec) -> None:
         self.scheduled += 1
         if self.started is not None:
-            self.started.append(index)
+            self.started.append(req.index)
+        if self.on_start is not None:
+            self.on_start(req)
 
     async def _send(self, req: RequestSpec) -> str:
         stats = self.stats
@@ -210,8 +213,9 @@ class Execution:
                 i = next(indices, None)
                 if i is None:
                     return
-                self._start(i)
-                if await self._send(self.templates.request(i, now, warmup)) == "cancelled":
+                req = self.templates.request(i, now, warmup)
+                self._start(req)
+                if await self._send(req) == "cancelled":
                     return  # the run is stopping
 
         tasks = [asyncio.create_task(slot()) for _ in range(slots)]
@@ -255,7 +259,7 @@ class Execution:
                     continue
                 slot = None if prompt_slots is None else prompt_slots[k]
                 req = self.templates.request(indices[k], intended, False, slot)
-                self._start(req.index)
+                self._start(req)
                 if sem is not None:
                     waiting = req
                     await sem.acquire()

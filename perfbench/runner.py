@@ -28,6 +28,7 @@ import numpy as np
 
 from perfbench import metadata
 from perfbench.client import Client, RequestRecord
+from perfbench.client.record import started
 from perfbench.client.servermetrics import RunMetrics, metrics_url
 from perfbench.config import ClientSpec, LoadSpec, PerfSpec
 from perfbench.errors import (
@@ -554,6 +555,8 @@ class _InProcess:
 
         self.execution = Execution(client, templates, sink, stats, clock)
         self.execution.gate = watch.gate
+        # a row when each request starts, replaced by its end: a kill -9 keeps those in flight
+        self.execution.on_start = lambda req: writer.add(started(req))
         self.clock = clock
         self.lost: list[str] = []
         self.workers: list[dict[str, Any]] = []

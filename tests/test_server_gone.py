@@ -253,3 +253,26 @@ def test_a_full_disk_stops_the_run_and_keeps_what_was_written(tmp_path):
     assert status == "failed" and recorded == n > 0
     assert "cannot write" in json.loads(health)["stopped"]
     assert perfbench("report", "--db", str(db)).returncode == 0  # it still opens and reports
+
+
+def test_kill_9_keeps_a_row_for_every_request_the_server_had_for_over_a_second(server, tmp_path):
+    """Requests in flight at a SIGKILL were written when they started: they stay as in_flight
+    rows, and every request started more than a second before the kill has a row."""
+    db = tmp_path / "k9.db"
+    proc = start_perfbench(
+        "perf", "--url", server.url, "--parallel", "8", "--number", "3000", "--max-tokens", "100",
+        "--min-tokens", "100", "--db", str(db), "--quiet",
+    )  # fmt: skip
+    wait_for(db, "SELECT count(*) FROM requests WHERE status = 'ok'", 16)
+    time.sleep(1.5)
+    proc.kill()
+    proc.communicate(timeout=30)
+    by_status = dict(rows(db, "SELECT status, count(*) FROM requests GROUP BY status"))
+    # each request takes 50 + 99 × 5 ms ≈ 0.55 s, 8 at a time: the 8 in flight at the kill, and
+    # those that ended in the writer's last half second, are in_flight rows; none is missing
+    assert 1 <= by_status.get("in_flight", 0) <= 8 + 16, by_status
+    idx = [i for (i,) in rows(db, "SELECT idx FROM requests ORDER BY idx")]
+    assert idx == list(range(len(idx)))  # no gaps: every started request has its row
+    report = perfbench("report", "--db", str(db), "--json")
+    run = json.loads(report.stdout)["runs"][0]
+    assert run["status"] == "killed" and run["errors"].get("in_flight", 0) >= 1

@@ -15,6 +15,7 @@ STATUSES = (
     "stream_error",
     "cancelled",
     "worker_lost",
+    "in_flight",
 )
 """Every request ends in exactly one of these.
 
@@ -24,7 +25,23 @@ before the response was complete. malformed: a body or event that is not the exp
 stream_error: the server sent an error event inside a 200 stream. cancelled: the run stopped
 (Ctrl-C, SIGTERM, end of --duration) while the request was waiting or in flight.
 worker_lost: the worker process (or Ray actor or node) that sent it died with it in flight.
+in_flight: the row written when the request started, which its end replaces; one that stays is
+a request in flight when the run's process was killed.
 """
+
+
+def started(req: RequestSpec) -> RequestRecord:
+    """The row a request gets when it starts, replaced by its record when it ends: after a
+    ``kill -9`` the requests in flight are still in the database, as ``in_flight``."""
+    return RequestRecord(
+        index=req.index,
+        warmup=req.warmup,
+        prompt_id=req.prompt_id,
+        status="in_flight",
+        intended_ns=req.intended_ns,
+        dataset=req.dataset,
+        error="in flight when the run's process ended without recording it (killed?)",
+    )
 
 
 @dataclass(frozen=True, slots=True)

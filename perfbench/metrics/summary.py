@@ -418,8 +418,8 @@ def _warnings(s: Summary, run: Run, all_streamed: bool) -> list[str]:
     if s.status == "killed":
         out.append(
             "the run was killed (its process is gone, and it never marked the run finished): "
-            "requests in flight then, and those finished in its last half second, have no rows; "
-            "figures cover what was written"
+            "requests in flight then, and those that ended in its last half second, are rows "
+            "with status in_flight (their ends were never written); figures cover the rest"
         )
     out.extend(_worker_warnings(s))
     health = run.health

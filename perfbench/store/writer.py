@@ -95,9 +95,14 @@ class Rows:
 
     requests: list[tuple[Any, ...]]
     chunks: list[tuple[int, int, int, bytes]]
+    final: int = -1  # rows that end a request (not in_flight placeholders); -1: all of them
 
     def __len__(self) -> int:
         return len(self.requests)
+
+    @property
+    def ended(self) -> int:
+        return len(self.requests) if self.final < 0 else self.final
 
 
 def encode(
@@ -111,7 +116,9 @@ def encode(
     """The rows of ``records``; ``t0`` is the run's start on the clock that stamped them, and
     ``count`` the local tokenizer that counts outputs the server gave no usage for."""
     requests, chunks = [], []
+    placeholders = 0
     for r in records:
+        placeholders += r.status == "in_flight"
         if count is not None:
             r = r.recounted(count)
         row = to_row(run_id, t0, r, worker)
@@ -119,7 +126,7 @@ def encode(
         encoded = encode_gaps(r.chunk_ns) if r.streamed else None
         if encoded is not None:
             chunks.append((run_id, r.index, encoded[0], encoded[1]))
-    return Rows(requests, chunks)
+    return Rows(requests, chunks, len(requests) - placeholders)
 
 
 class RecordWriter:
@@ -221,4 +228,4 @@ class RecordWriter:
                     conn.executemany(_INSERT_REQUESTS, rows.requests)
                     if rows.chunks:
                         conn.executemany(_INSERT_CHUNKS, rows.chunks)
-            self.written += sum(len(rows) for rows in shipped)
+            self.written += sum(rows.ended for rows in shipped)
