@@ -60,7 +60,18 @@ def db(tmp_path_factory: pytest.TempPathFactory, sim: Any) -> tuple[Path, dict[s
         "base": _perf(path, "--url", timed, *WORKLOAD, *load),
         "same": _perf(path, "--url", timed, *WORKLOAD, *load),
         "slow": _perf(path, "--url", slower, *WORKLOAD, *load),
-        "errors": _perf(path, "--url", failing, *WORKLOAD, "--parallel", "16", "--number", "60"),
+        "errors": _perf(
+            path,
+            "--url",
+            failing,
+            *WORKLOAD,
+            "--parallel",
+            "16",
+            "--number",
+            "60",
+            "--max-error-rate",
+            "1",  # a run that fails 30% of its requests, kept on purpose
+        ),  # fmt: skip
     }
     for name, accuracy in (("right", "0.9"), ("wrong", "0.5")):
         ids[name] = _perf(
