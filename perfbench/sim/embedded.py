@@ -7,6 +7,7 @@ loop or CPU time, or the client would be measuring itself.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import select
@@ -70,8 +71,12 @@ class EmbeddedSim:
                     line = b""
             elif self._proc.poll() is not None:
                 break
-        why = self._tail()  # before __exit__ closes the file it is read from
         code = self._proc.poll()
+        if code is None and time.monotonic() < deadline:
+            # its stdout closed: it is exiting (a busy machine may take a moment)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                code = self._proc.wait(timeout=5)
+        why = self._tail()  # before __exit__ closes the file it is read from
         self.__exit__()
         if code == 2:  # the simulator refused its flags: a usage error, as perf's own would be
             raise ConfigError(f"--sim-args: the simulator refused them: {_strip_prog(why)}")
