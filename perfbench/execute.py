@@ -160,13 +160,14 @@ class Execution:
         self.gate: asyncio.Event | None = None  # closed: no request starts (the server is suspect)
         stats.started_ns = clock()
 
+    def _gate_closed(self) -> bool:
+        return self.gate is not None and not self.gate.is_set()
+
     async def _through_gate(self) -> int:
         """Wait while the gate is closed; how long the wait was (ns)."""
-        gate = self.gate
-        if gate is None or gate.is_set():
-            return 0
+        assert self.gate is not None
         before = self.clock()
-        await gate.wait()
+        await self.gate.wait()
         return self.clock() - before
 
     def _start(self, req: RequestSpec) -> None:
@@ -206,7 +207,8 @@ class Execution:
 
         async def slot() -> None:
             while True:
-                await self._through_gate()
+                if self._gate_closed():
+                    await self._through_gate()
                 now = clock()
                 if deadline is not None and now >= deadline:
                     return
@@ -252,7 +254,7 @@ class Execution:
                 delay = intended - clock()
                 if delay > 0:
                     await asyncio.sleep(delay / 1e9)
-                if await self._through_gate() > 1_000_000_000:
+                if self._gate_closed() and await self._through_gate() > 1_000_000_000:
                     skip_before = clock()  # the server was away: what fell due is not sent
                 if intended < skip_before:
                     self.skipped += 1

@@ -87,3 +87,39 @@ def wait_for(db: Path, sql: str, at_least: int, timeout: float = 30) -> None:
         except sqlite3.OperationalError:  # the schema is still being created
             continue
     raise AssertionError(f"{sql} did not reach {at_least} within {timeout}s")
+
+
+def _stat(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (state first), or None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def alive(pid: int) -> bool:
+    """A process that still exists and is not a zombie waiting to be reaped."""
+    fields = _stat(pid)
+    return fields is not None and fields[0] != "Z"
+
+
+def gone_within(pids: list[int], seconds: float) -> bool:
+    """Whether every one of ``pids`` has ended within ``seconds``."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not any(alive(p) for p in pids):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid``."""
+    return [
+        int(name)
+        for name in os.listdir("/proc")
+        if name.isdigit() and (fields := _stat(int(name))) is not None and fields[1] == str(pid)
+    ]

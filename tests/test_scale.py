@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from perfbench import ClientSpec, LoadSpec, PerfSpec, run
-from tests.conftest import perfbench, rows, start_perfbench, wait_for
+from tests.conftest import gone_within, perfbench, rows, start_perfbench, wait_for
 
 TTFT_MS, ITL_MS, TOKENS = 100.0, 10.0, 30
 SIM_FLAGS = (
@@ -38,24 +38,6 @@ def _spec(url: str, db: Path, workers: int | None, **load: object) -> PerfSpec:
         db_path=db,
         workers=workers,
     )
-
-
-def _alive(pid: int) -> bool:
-    """A process that still exists and is not a zombie waiting to be reaped."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
-def _gone_within(pids: list[int], seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if not any(_alive(p) for p in pids):
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def test_open_loop_sends_the_same_plan_and_measures_the_same_for_1_2_4_workers(sim, tmp_path):
@@ -164,7 +146,7 @@ def test_signal_to_the_coordinator_stops_every_worker_and_keeps_every_row(sim, t
     assert status == "interrupted" and scheduled == recorded == n and 6 <= n < 500
     by_status = dict(rows(db, "SELECT status, count(*) FROM requests GROUP BY status"))
     assert set(by_status) <= {"ok", "cancelled"} and by_status.get("cancelled", 0) >= 1
-    assert _gone_within(pids, 10)
+    assert gone_within(pids, 10)
 
 
 @pytest.mark.parametrize("policy", ["continue", "stop"])
@@ -219,7 +201,7 @@ def test_a_killed_coordinator_leaves_no_worker_sending(sim, tmp_path):
     wait_for(db, "SELECT count(*) FROM requests", 4)
     proc.kill()
     proc.communicate(timeout=30)
-    assert _gone_within(pids, 15)
+    assert gone_within(pids, 15)
 
 
 @pytest.mark.parametrize(
@@ -301,6 +283,7 @@ def test_auto_sizes_workers_by_streams_and_caps_them_at_the_spare_cores():
     assert need(parallel=1000) == 8
     assert need(parallel=None, rate=600.0, number=100) == 5  # uncapped: its rate, as streams
     assert need(parallel=None, rate=600.0, number=100, max_concurrency=64) == 1
+    assert need(parallel=None, rate=float("inf"), number=300) == 3  # all at once: 300 streams
     local = auto_workers((LoadSpec(parallel=10_000),), embedded=True)
     assert local == spare_cores(embedded=True) >= 1
 

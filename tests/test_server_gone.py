@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, perfbench, rows, start_perfbench, wait_for
+from tests.conftest import ROOT, children, gone_within, perfbench, rows, start_perfbench, wait_for
 
 FLAGS = ("--ttft-ms", "50", "--itl-ms", "5", "--itl-ms-per-seq", "0", "--seed", "4")
 
@@ -189,38 +189,18 @@ def test_a_run_whose_process_was_killed_reads_as_killed(server, tmp_path):
     assert "the run was killed" in report.stdout
 
 
-def _children(pid: int) -> list[int]:
-    out = []
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                with open(f"/proc/{name}/stat") as f:
-                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
-                        out.append(int(name))
-            except (OSError, ValueError, IndexError):
-                continue
-    return out
-
-
 def test_the_embedded_simulator_does_not_outlive_a_killed_perfbench(tmp_path):
     db = tmp_path / "embedded.db"
     proc = start_perfbench(
         "perf", "--parallel", "2", "--number", "5000", "--db", str(db), "--quiet"
     )
     wait_for(db, "SELECT count(*) FROM requests", 4)
-    (sim_pid,) = _children(proc.pid)
+    (sim_pid,) = children(proc.pid)
     proc.kill()
     proc.communicate(timeout=30)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and os.path.exists(f"/proc/{sim_pid}"):
-        with open(f"/proc/{sim_pid}/stat") as f:
-            if f.read().rsplit(")", 1)[1].split()[0] == "Z":
-                break
-        time.sleep(0.1)
-    else:
-        if os.path.exists(f"/proc/{sim_pid}"):
-            os.kill(sim_pid, signal.SIGKILL)  # do not leave it behind, then fail
-            raise AssertionError("the embedded simulator outlived perfbench")
+    if not gone_within([sim_pid], 10):
+        os.kill(sim_pid, signal.SIGKILL)  # do not leave it behind, then fail
+        raise AssertionError("the embedded simulator outlived perfbench")
 
 
 def test_a_full_disk_stops_the_run_and_keeps_what_was_written(tmp_path):

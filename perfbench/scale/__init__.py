@@ -36,9 +36,10 @@ def spare_cores(*, embedded: bool) -> int:
 
 def auto_workers(loads: tuple[LoadSpec, ...], *, embedded: bool, local: bool = True) -> int:
     """``--workers auto``: one worker per :data:`STREAMS_PER_WORKER` streams the heaviest load
-    keeps in flight (an uncapped open loop counts as its planned rate times a second), capped
-    at the spare cores here (``local``; over Ray, the cluster's free CPUs cap it instead); 1
-    (this process alone) when one loop can drive the load."""
+    keeps in flight (an uncapped open loop counts its rate in requests/s as streams, ``--rate
+    inf`` its number of requests, a trace none), capped at the spare cores here (``local``; over
+    Ray the cluster's free CPUs cap it instead); 1 (this process alone) when one loop can drive
+    the load."""
     need = 1
     for load in loads:
         streams = load.concurrency
@@ -46,7 +47,8 @@ def auto_workers(loads: tuple[LoadSpec, ...], *, embedded: bool, local: bool = T
             rate = (
                 load.rate if load.rate is not None else max(load.ramp_from or 0, load.ramp_to or 0)
             )
-            streams = int(rate) if rate and not math.isinf(rate) else STREAMS_PER_WORKER * 64
+            # --rate inf sends everything at once: every request is in flight
+            streams = (load.number or STREAMS_PER_WORKER) if math.isinf(rate) else int(rate)
         need = max(need, math.ceil(streams / STREAMS_PER_WORKER))
     return min(need, spare_cores(embedded=embedded)) if local else need
 

@@ -95,14 +95,10 @@ class Rows:
 
     requests: list[tuple[Any, ...]]
     chunks: list[tuple[int, int, int, bytes]]
-    final: int = -1  # rows that end a request (not in_flight placeholders); -1: all of them
+    final: int = 0  # rows that end a request (the rest are in_flight placeholders)
 
     def __len__(self) -> int:
         return len(self.requests)
-
-    @property
-    def ended(self) -> int:
-        return len(self.requests) if self.final < 0 else self.final
 
 
 def encode(
@@ -228,4 +224,4 @@ class RecordWriter:
                     conn.executemany(_INSERT_REQUESTS, rows.requests)
                     if rows.chunks:
                         conn.executemany(_INSERT_CHUNKS, rows.chunks)
-            self.written += sum(rows.ended for rows in shipped)
+            self.written += sum(rows.final for rows in shipped)
