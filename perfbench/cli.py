@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -423,8 +424,26 @@ def _perf_arguments(perf: argparse.ArgumentParser, *, grading: bool = True) -> N
         "--warmup", type=int, default=0, help="requests sent first and left out of the figures"
     )
     g.add_argument("--seed", type=int, default=0, help="seed of arrivals and of the simulator")
+    if grading:  # perf only: a sweep's levels are its repetitions
+        g.add_argument(
+            "--repeat",
+            type=_positive_int,
+            default=1,
+            metavar="R",
+            help="run each load R times, each a run of its own (replicates): `compare` then "
+            "measures the variation from run to run (docs/compare.md)",
+        )
 
     g = perf.add_argument_group("faults")
+    if grading:  # perf only
+        g.add_argument(
+            "--resume",
+            type=_positive_int,
+            metavar="RUN",
+            help="finish an interrupted, killed or failed run: send, into it, the planned "
+            "requests it has no ok row for, with the run's own flags (--url, --api-key, "
+            "--header, --workers, the database and output flags may be given again)",
+        )
     g.add_argument(
         "--max-error-rate",
         type=_fraction,
@@ -720,7 +739,7 @@ def _perf_spec(ns: argparse.Namespace, argv: Sequence[str], loads: tuple[Any, ..
         db_path=_db_path(ns),
         name=ns.name,
         sim_args=parse_sim_args(ns.sim_args),
-        command=" ".join([PROG, *redact_argv(list(argv))]),
+        command=shlex.join([PROG, *redact_argv(list(argv))]),
         grade=_grade_spec(ns) if grading else None,
         server_metrics=ServerMetricsSpec(
             enabled=ns.server_metrics,
@@ -732,6 +751,8 @@ def _perf_spec(ns: argparse.Namespace, argv: Sequence[str], loads: tuple[Any, ..
         on_worker_loss=ns.on_worker_loss,
         wait_for_server=ns.wait_for_server,
         max_error_rate=ns.max_error_rate,
+        repeat=getattr(ns, "repeat", 1),
+        resume=getattr(ns, "resume", None),
     )
 
 
@@ -789,9 +810,106 @@ def _live(ns: argparse.Namespace) -> Any:
 # -- commands: one library call each ---------------------------------------------------------
 
 
+#: flags a resumed run may take anew (where the server is, its secrets, how to report);
+#: everything that shapes the workload or the load comes from the run's own command
+_RESUME_FLAGS = {
+    "--resume",
+    "--db",
+    "--outputs-dir",
+    "--url",
+    "--api-key",
+    "--header",
+    "-H",
+    "--quiet",
+    "--json",
+    "--csv",
+    "--workers",
+    "--ray",
+    "--on-worker-loss",
+    "--wait-for-server",
+    "--max-error-rate",
+    "--connect-timeout",
+    "--read-timeout",
+}
+
+
+def _resumed(ns: argparse.Namespace, argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
+    """The namespace and argv of the run ``--resume`` names: its stored command, parsed again,
+    with the flags given now that may change (_RESUME_FLAGS) laid over it."""
+    from perfbench.errors import UsageError
+    from perfbench.store import Store
+
+    given = {a.split("=", 1)[0] for a in argv if a.startswith("-")}
+    refused = sorted(given - _RESUME_FLAGS)
+    if refused:
+        raise UsageError(
+            f"--resume takes the run's own flags; drop {', '.join(refused)} (it may be given "
+            "anew: the server's address and secrets, --workers, the database and output flags)"
+        )
+    db = _db_path(ns)
+    if not db.exists():
+        raise UsageError(f"no database at {db}: --resume needs the run's --db or --outputs-dir")
+    store = Store(db)
+    try:
+        run = store.run(ns.resume)
+    finally:
+        store.close()
+    words = shlex.split(run.command or "")
+    if words[:2] != [PROG, "perf"]:
+        made = f"`{words[0]} {words[1]}`" if len(words) > 1 else "the Python API"
+        raise UsageError(
+            f"run {ns.resume} was made by {made}, not `perfbench perf`: resume it from Python "
+            "with PerfSpec(resume=ID) and its own spec"
+        )
+    old_argv = words[1:]
+    try:
+        old = build_parser().parse_args(old_argv)
+    except SystemExit:
+        raise UsageError(
+            f"the command of run {ns.resume} cannot be read back ({run.command}): resume it "
+            "from Python with PerfSpec(resume=ID)"
+        ) from None
+    for name in (
+        "db",
+        "outputs_dir",
+        "url",
+        "api_key",
+        "header",
+        "quiet",
+        "json",
+        "csv",
+        "workers",
+        "ray",
+        "on_worker_loss",
+        "wait_for_server",
+        "max_error_rate",
+        "connect_timeout",
+        "read_timeout",
+    ):
+        flag = "--" + name.replace("_", "-")
+        if flag in given or (name == "header" and "-H" in given) or name in ("db", "outputs_dir"):
+            setattr(old, name, getattr(ns, name))
+    if old.api_key == "<redacted>":
+        old.api_key = None
+        if not os.environ.get("OPENAI_API_KEY"):
+            raise UsageError(
+                f"run {ns.resume} was sent with an API key, which perfbench never stores: pass "
+                "--api-key again (or set OPENAI_API_KEY)"
+            )
+    if any("<redacted>" in h for h in old.header or []):
+        raise UsageError(
+            f"run {ns.resume} was sent with a secret header, which perfbench never stores: "
+            "pass its --header again"
+        )
+    old.resume, old.repeat = ns.resume, 1
+    return old, old_argv
+
+
 def cmd_perf(ns: argparse.Namespace, argv: Sequence[str]) -> int:
     from perfbench.runner import run
 
+    if ns.resume is not None:
+        ns, argv = _resumed(ns, argv)
     spec = _perf_spec(ns, argv, _loads(ns, ns.parallel, ns.rate, ns.number))
     result = run(spec, observer=_live(ns))
     _emit(result, ns)

@@ -520,6 +520,8 @@ class PerfSpec:
     on_worker_loss: Literal["stop", "continue"] = "stop"  # when a worker dies mid-run
     wait_for_server: float = 0.0  # seconds to wait for a server that went away (0: stop)
     max_error_rate: float | None = 0.25  # a run whose failed share is above it exits 1
+    repeat: int = 1  # run each load this many times (replicates, for an honest compare)
+    resume: int | None = None  # finish this interrupted/killed/failed run instead (one load)
 
     def __post_init__(self) -> None:
         if not self.loads:
@@ -533,6 +535,8 @@ class PerfSpec:
             raise ConfigError("--wait-for-server must be 0 or more seconds")
         if self.max_error_rate is not None and not 0 <= self.max_error_rate <= 1:
             raise ConfigError("--max-error-rate must be a fraction between 0 and 1, e.g. 0.05")
+        if isinstance(self.repeat, bool) or not isinstance(self.repeat, int) or self.repeat < 1:
+            raise ConfigError(f"--repeat {self.repeat!r}: give a whole number of runs, 1 or more")
         if self.on_worker_loss not in ("stop", "continue"):
             raise ConfigError("--on-worker-loss must be stop or continue")
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import itertools
 import math
 import os
 import signal
@@ -46,7 +47,7 @@ from perfbench.metrics import Summary, summarize
 from perfbench.redact import redact_url
 from perfbench.sim.embedded import EmbeddedSim
 from perfbench.store import RecordWriter, Store
-from perfbench.store.runs import append_server_samples, now_iso, owner
+from perfbench.store.runs import Run, append_server_samples, now_iso, owner
 from perfbench.workload import Prompt, load_prompts
 from perfbench.workload.base import last_user_text
 from perfbench.workload.replay import trace_prompts
@@ -196,6 +197,10 @@ class _Batch:
                 f"--grade: the {spec.workload.dataset} prompts carry no gold answers; benchmark "
                 "an eval dataset (e.g. --dataset math_500, gsm8k, synthetic_math) or drop --grade"
             )
+        resumed = None
+        if spec.resume is not None:
+            resumed, load = self._resumable(prompts)
+            spec = self.spec = dataclasses.replace(spec, loads=(load,))
         # the workers first: a Ray cluster that cannot be used is found before anything is
         # recorded or sent
         fleet = await self._fleet(embedded=spec.client.url is None)
@@ -217,12 +222,24 @@ class _Batch:
             batch = uuid.uuid4().hex[:12]
             host = metadata.collect(type(loop).__module__.split(".")[0])  # once: it runs git
             results: list[RunResult] = []
-            for load in spec.loads:
+            for load, replicate in itertools.product(spec.loads, range(1, spec.repeat + 1)):
                 if self._stop.is_set() or self.failure is not None or self._halt is not None:
                     break
+                if replicate == 1:
+                    first = None
                 run_id = await self._one(
-                    store, client_spec, load, prompts, batch, sim is not None, host, fleet
+                    store,
+                    client_spec,
+                    load,
+                    prompts,
+                    batch,
+                    sim is not None,
+                    host,
+                    fleet,
+                    replica=(first, replicate) if spec.repeat > 1 else None,
+                    resumed=resumed,
                 )
+                first = first or run_id
                 run = store.run(run_id)
                 results.append(RunResult(run_id, run.status, summarize(store, run)))
             return BatchResult(
@@ -243,6 +260,29 @@ class _Batch:
             if self._answer_book is not None:
                 self._answer_book.unlink(missing_ok=True)
             store.close()
+
+    def _resumable(self, prompts: list[Prompt]) -> tuple[Run, LoadSpec]:
+        """The run ``spec.resume`` names, checked before anything starts (one line if not),
+        and which of the spec's loads is its."""
+        from perfbench import resume
+
+        spec = self.spec
+        if spec.repeat != 1:
+            raise ConfigError("--resume continues one run: drop --repeat")
+        if not Path(spec.db_path).exists():
+            raise StoreError(f"no database at {spec.db_path}: --resume needs the run's --db")
+        store = Store(spec.db_path)
+        try:
+            run = resume.check(store, spec.resume)  # type: ignore[arg-type]
+        finally:
+            store.close()
+        for load in spec.loads:
+            resolved = _resolve_number(load, prompts)
+            if dataclasses.asdict(resolved) == {
+                k: v for k, v in dataclasses.asdict(run.load).items() if k != "planned"
+            }:
+                return run, load
+        return run, spec.loads[0]  # resume.plan says how it differs
 
     async def _fleet(self, embedded: bool) -> Fleet | None:
         """The run's workers, when the load is spread over several (``--workers``, ``--ray``)."""
@@ -288,7 +328,14 @@ class _Batch:
         embedded: bool,
         host: dict[str, Any],
         fleet: Fleet | None,
+        replica: tuple[int | None, int] | None = None,
+        resumed: Run | None = None,
     ) -> int:
+        """One run of ``load``; ``replica``: (the first replicate's id, None for the first; this
+        one's number) when the load is repeated; ``resumed``: the run to finish instead of a
+        new one (perfbench/resume.py)."""
+        from perfbench import resume
+
         spec = self.spec
         load = _resolve_number(load, prompts)
         offsets = None
@@ -305,6 +352,13 @@ class _Batch:
         elif load.open_loop:
             offsets = _plan(load)
         planned = len(offsets) if offsets is not None else load.number
+        again = None
+        if resumed is not None:
+            again = resume.plan(store, resumed, load, planned, {p.id for p in prompts})
+            if offsets is not None:  # the rest at the run's rate
+                offsets = _plan(
+                    dataclasses.replace(load, number=int(again.todo.size), duration=None)
+                )
         if offsets is not None:
             pool = load.concurrency or min(max(len(offsets), 1), 1024)
         else:
@@ -334,22 +388,31 @@ class _Batch:
                 "embedded": embedded,
                 "sim_args": list(spec.embedded_args) if embedded else None,
             }
-            t0 = self.clock()
-            run_id = store.create_run(
-                name=spec.name,
-                batch=batch,
-                t0_ns=t0,
-                endpoint=redact_url(client_spec.url or ""),
-                model=model,
-                load={**dataclasses.asdict(load), "planned": planned},
-                client=client_spec.redacted(),
-                workload={**dataclasses.asdict(spec.workload), "prompts": len(prompts)},
-                server={**server, "metrics": server_metrics.info()},
-                host=host,
-                command=spec.command,
-                owner=owner(),
-            )
-            store.add_prompts(run_id, prompts)
+            if again is not None:
+                run_id, t0 = again.run.id, again.t0(store, self.clock())
+                set_aside = store.set_aside(run_id, again.todo.tolist(), again.number)
+                store.update_run(run_id, status="running", ended_at=None, owner=owner())
+            else:
+                t0 = self.clock()
+                run_id = store.create_run(
+                    name=spec.name,
+                    batch=batch,
+                    t0_ns=t0,
+                    endpoint=redact_url(client_spec.url or ""),
+                    model=model,
+                    load={**dataclasses.asdict(load), "planned": planned},
+                    client=client_spec.redacted(),
+                    workload={**dataclasses.asdict(spec.workload), "prompts": len(prompts)},
+                    server={**server, "metrics": server_metrics.info()},
+                    host=host,
+                    command=spec.command,
+                    owner=owner(),
+                )
+                if replica is not None:
+                    store.update_run(
+                        run_id, replicate_of=replica[0] or run_id, replicate=replica[1]
+                    )
+                store.add_prompts(run_id, prompts)
             loop = asyncio.get_running_loop()
             writer = RecordWriter(
                 spec.db_path,
@@ -360,8 +423,11 @@ class _Batch:
                     loop, self._halt_run, "the database could not be written"
                 ),
             ).start()
-            stats = LiveStats(label=f"run {run_id}", total=(planned or 0) + load.warmup)
+            sending = int(again.todo.size) if again is not None else planned
+            stats = LiveStats(label=f"run {run_id}", total=(sending or 0) + load.warmup)
             plan = _Plan(load, pool, offsets, traced)
+            if again is not None:
+                plan = dataclasses.replace(plan, todo=again.todo, warm_start=again.warm_start)
             if fleet is None:
                 driver: _Driver = _InProcess(client, templates, writer, stats, self.clock, watch)
             else:
@@ -370,6 +436,7 @@ class _Batch:
             if self.observer is not None:
                 self.observer.begin(stats)
             status = "failed"
+            segment_ns = self.clock() - t0
             try:
                 await server_metrics.start(
                     t0, functools.partial(append_server_samples, spec.db_path, run_id)
@@ -404,13 +471,20 @@ class _Batch:
                     except StoreError as exc:  # a full disk: what was written is kept
                         unwritten, recorded, status = exc, writer.written, "failed"
                         health["stopped"] = str(exc)
+                    scheduled = driver.scheduled
+                    if again is not None:  # the run's rows: the earlier ones and this segment's
+                        counts = store.count_by_status(run_id, warmup=True)
+                        scheduled = sum(counts.values())
+                        recorded = scheduled - counts.get("in_flight", 0)
+                        entry = again.entry(segment_ns, set_aside)
+                        health = resume.merged_health(again.run.health, health, entry)
                     try:
                         store.update_run(
                             run_id,
                             status=status,
                             ended_at=now_iso(),
                             duration_s=(self.clock() - t0) / 1e9,
-                            scheduled=driver.scheduled,
+                            scheduled=scheduled,
                             recorded=recorded,
                             health=health,
                             server={**server, "metrics": server_metrics.info()},
@@ -498,21 +572,24 @@ class _Plan:
     pool: int
     offsets: np.ndarray | None  # seconds from the measured phase's start; None: closed loop
     traced: bool
+    todo: np.ndarray | None = None  # a resumed run: the measured indices still to send
+    warm_start: int = 0  # the first warm-up index (a resumed run's come after its last)
 
     @property
     def warm_slots(self) -> int:
         return self.load.concurrency or self.pool
 
     def warmup_shares(self, workers: int) -> list[Share]:
-        return closed_shares(self.warm_slots, 0, self.load.warmup, workers)
+        start = self.warm_start
+        return closed_shares(self.warm_slots, start, start + self.load.warmup, workers)
 
     def measured_shares(self, workers: int) -> list[Share]:
         load, start = self.load, self.load.warmup
         if self.offsets is not None:
             slots = np.arange(len(self.offsets), dtype=np.int64) if self.traced else None
-            return open_shares(self.offsets, start, load.concurrency, workers, slots)
+            return open_shares(self.offsets, start, load.concurrency, workers, slots, self.todo)
         end = start + load.number if load.number is not None else None
-        return closed_shares(self.pool, start, end, workers)
+        return closed_shares(self.pool, start, end, workers, self.todo)
 
 
 class _Driver(Protocol):
@@ -680,6 +757,8 @@ class _Scaled:
 def _prompt_slots(plan: _Plan, size: int) -> range:
     """The prompt slots a run can use: every prompt, or fewer when the run is shorter."""
     load = plan.load
+    if plan.todo is not None:  # a resumed run's requests are anywhere in the plan
+        return range(size)
     if plan.offsets is not None:
         return range(min(size, len(plan.offsets) + load.warmup))
     if load.number is not None:

@@ -286,10 +286,16 @@ class RunSide:
     status: str
     measured: int
     ok: int
+    replicates: tuple[int, ...] = ()  # --repeat: every replicate's run id (``id`` is the first)
 
     @property
     def label(self) -> str:
-        return f"run {self.id}" + (f" ({self.name})" if self.name else "")
+        who = (
+            f"runs {', '.join(map(str, self.replicates))}"
+            if len(self.replicates) > 1
+            else f"run {self.id}"
+        )
+        return who + (f" ({self.name})" if self.name else "")
 
 
 @dataclass(frozen=True)
@@ -353,6 +359,7 @@ class Comparison:
                 "status": s.status,
                 "measured": s.measured,
                 "ok": s.ok,
+                "replicates": list(s.replicates) or [s.id],
             }
 
         spec = self.spec
@@ -439,45 +446,46 @@ def gate_exit_code(result: Comparison) -> int:
 def compare(
     db_path: str | Path, base: str, new: str, spec: CompareSpec | None = None
 ) -> Comparison:
-    """Compare two runs of the database at ``db_path``, each named by id or name."""
+    """Compare two runs of the database at ``db_path``, each named by id or name. A run made
+    with ``--repeat`` stands for all the replicates of its load."""
     store = Store(db_path)
     try:
-        runs = []
-        for selector in (base, new):
-            found = store.find([selector])
-            if len(found) != 1:
-                raise UsageError(f"{selector!r} names {len(found)} runs; give one run id")
-            runs.append(found[0])
-        return compare_stored(store, runs[0], runs[1], spec)
+        return compare_stored(store, store.group(base), store.group(new), spec)
     finally:
         store.close()
 
 
 def compare_stored(
-    store: Store, base: Run, new: Run, spec: CompareSpec | None = None
+    store: Store,
+    base: Run | Sequence[Run],
+    new: Run | Sequence[Run],
+    spec: CompareSpec | None = None,
 ) -> Comparison:
-    """Compare run ``new`` against run ``base`` (both in ``store``); see the module docstring.
+    """Compare ``new`` against ``base`` (in ``store``), each a run or the replicates of one
+    load (``--repeat``); see the module docstring.
 
     Raises UsageError when the runs' workloads or load shapes differ, unless ``spec.force``.
     """
     spec = spec or CompareSpec()
-    refused, shown = workload_differences(base, new)
+    bases = (base,) if isinstance(base, Run) else tuple(base)
+    news = (new,) if isinstance(new, Run) else tuple(new)
+    refused, shown = workload_differences(bases[0], news[0])
     if refused and not spec.force:
         listed = "; ".join(refused[:4]) + (f"; and {len(refused) - 4} more" if refused[4:] else "")
         raise UsageError(
-            f"runs {base.id} and {new.id} ran different workloads ({listed}), so their figures "
-            "are not comparable: pass --force to compare them anyway"
+            f"runs {bases[0].id} and {news[0].id} ran different workloads ({listed}), so their "
+            "figures are not comparable: pass --force to compare them anyway"
         )
     started = time.perf_counter()
     keys = spec.figure_keys()
-    sides = (_RunData.read(store, base, spec), _RunData.read(store, new, spec))
-    accuracy = _accuracy(store, base, new) if "accuracy" in keys else None
+    sides = (_Group.read(store, bases, spec), _Group.read(store, news, spec))
+    accuracy = _accuracy(store, bases, news) if "accuracy" in keys else None
     available = [k for k in keys if k != "accuracy" or accuracy is not None]
     m = max(1, len(available)) if spec.correction == "bonferroni" else 1
     level = 1 - (1 - spec.confidence) / m
     z = NormalDist().inv_cdf(1 - (1 - level) / 2)
-    rng = np.random.default_rng([spec.seed, base.id, new.id])
-    spreads = [side.spread(rng, spec.resamples, keys) for side in sides]
+    rng = np.random.default_rng([spec.seed, bases[0].id, news[0].id])
+    spreads = [[run.spread(rng, spec.resamples, keys) for run in side.runs] for side in sides]
     figures = []
     for key in keys:
         fig = FIGURES[key]
@@ -488,7 +496,7 @@ def compare_stored(
         elif key == "error_rate":
             change = _error_rate(fig, sides, z, spec)
         else:
-            change = _relative(fig, sides, spreads, z, spec)
+            change = _relative(fig, sides, spreads, level, spec)
         figures.append(change)
     warnings = _warnings(sides, spec, figures, accuracy is None and "accuracy" in keys, refused)
     return Comparison(
@@ -696,6 +704,101 @@ class _RunData:
         return out
 
 
+@dataclass
+class _Group:
+    """One side of a comparison: one run, or the replicates of one load (``--repeat``)."""
+
+    runs: tuple[_RunData, ...]
+    side: RunSide
+
+    @classmethod
+    def read(cls, store: Store, runs: Sequence[Run], spec: CompareSpec) -> _Group:
+        data = tuple(_RunData.read(store, run, spec) for run in runs)
+        first = data[0].side
+        side = RunSide(
+            id=first.id,
+            name=first.name,
+            model=first.model,
+            endpoint=first.endpoint,
+            status=next((d.side.status for d in data if d.side.status != "completed"), "completed"),
+            measured=sum(d.side.measured for d in data),
+            ok=sum(d.side.ok for d in data),
+            replicates=tuple(d.side.id for d in data) if len(data) > 1 else (),
+        )
+        return cls(data, side)
+
+    @property
+    def size(self) -> int:
+        return len(self.runs)
+
+    @property
+    def ok(self) -> int:
+        return self.side.ok
+
+    def point(self, key: str) -> tuple[float, int]:
+        """The figure (of replicates: the geometric mean of theirs, since changes are compared
+        on the log scale) and the samples behind it."""
+        points = [run.point(key) for run in self.runs]
+        n = sum(count for _, count in points)
+        if len(points) == 1:
+            return points[0]
+        values = np.array([v for v, _ in points])
+        if not np.all(np.isfinite(values)):
+            return math.nan, n
+        if np.any(values <= 0):
+            return float(values.mean()), n  # a zero figure: no ratio, so no interval either
+        return float(np.exp(np.log(values).mean())), n
+
+    def log_variance(self, key: str, spreads: Sequence[Mapping[str, float]]) -> float:
+        """The variance of the log of one run's figure: between replicates (at least the mean
+        within-run bootstrap variance, a floor three replicates can fall below by chance); of a
+        single run, its bootstrap variance. NaN when there is no estimate."""
+        within = np.array([s.get(key, math.nan) for s in spreads]) ** 2
+        if self.size == 1:
+            return float(within[0])
+        values = np.array([run.point(key)[0] for run in self.runs])
+        if not (np.all(np.isfinite(values)) and np.all(values > 0)):
+            return math.nan
+        between = float(np.var(np.log(values), ddof=1))
+        floor = float(np.nanmean(within)) if np.isfinite(within).any() else 0.0
+        return max(between, floor)
+
+
+def _replicate_interval(
+    sides: tuple[_Group, _Group],
+    key: str,
+    spreads: Sequence[Sequence[Mapping[str, float]]],
+    level: float,
+) -> tuple[float, float]:
+    """(standard error of the log ratio, the critical value at ``level``) for one figure.
+
+    One run per side: the two bootstrap standard deviations and a normal quantile. With
+    replicates on a side: the variance of one run's log figure over its replicates (floored by
+    the within-run variance), divided by their number; a side of one run takes the other side's
+    per-run variance when that is larger (the run-to-run variation it cannot measure itself);
+    Student's t with Welch–Satterthwaite degrees of freedom, since three replicates estimate a
+    variance with two.
+    """
+    per_run = [side.log_variance(key, sp) for side, sp in zip(sides, spreads, strict=True)]
+    dfs = [float(side.size - 1) if side.size > 1 else math.inf for side in sides]
+    if all(side.size == 1 for side in sides):
+        return math.sqrt(per_run[0] + per_run[1]), NormalDist().inv_cdf(1 - (1 - level) / 2)
+    for i, j in ((0, 1), (1, 0)):
+        if sides[i].size == 1:
+            per_run[i] = max(per_run[i], per_run[j]) if math.isfinite(per_run[i]) else per_run[j]
+            dfs[i] = dfs[j]
+    var = [v / side.size for v, side in zip(per_run, sides, strict=True)]
+    total = var[0] + var[1]
+    if not math.isfinite(total):
+        return math.nan, math.nan
+    if total == 0:
+        return 0.0, math.inf
+    df = total**2 / sum(v * v / d for v, d in zip(var, dfs, strict=True) if v > 0)
+    from scipy.stats import t as student
+
+    return math.sqrt(total), float(student.ppf(1 - (1 - level) / 2, df))
+
+
 def _log_sd(replicates: np.ndarray) -> float:
     if replicates.size < 2 or not np.all(replicates > 0):  # also NaN
         return math.nan
@@ -896,16 +999,18 @@ def _verdict(
 
 def _relative(
     fig: Figure,
-    sides: tuple[_RunData, _RunData],
-    spreads: list[dict[str, float]],
-    z: float,
+    sides: tuple[_Group, _Group],
+    spreads: Sequence[Sequence[Mapping[str, float]]],
+    level: float,
     spec: CompareSpec,
 ) -> FigureChange:
     (base, n_base), (new, n_new) = sides[0].point(fig.key), sides[1].point(fig.key)
-    if fig.key in GROUPS["throughput"]:
+    if sides[0].size > 1 or sides[1].size > 1:
+        method = f"Welch t over replicates ({sides[0].size} and {sides[1].size} runs)"
+    elif fig.key in GROUPS["throughput"]:
         method = "moving-block bootstrap over time bins"
     elif fig.key.startswith("itl_") or all(
-        side.clusters[fig.key.split("_")[0]].n >= _MIN_SLICES for side in sides
+        run.clusters[fig.key.split("_")[0]].n >= _MIN_SLICES for side in sides for run in side.runs
     ):
         method = "cluster bootstrap over time slices"
     elif fig.key.endswith("_mean"):
@@ -914,7 +1019,7 @@ def _relative(
         method = "bootstrap over requests (order statistics)"
     ok = math.isfinite(base) and math.isfinite(new) and base > 0 and new > 0
     change = new / base - 1 if ok else math.nan
-    sd = math.hypot(spreads[0].get(fig.key, math.nan), spreads[1].get(fig.key, math.nan))
+    sd, z = _replicate_interval(sides, fig.key, spreads, level)
     ci = None
     note = None
     if not (n_base and n_new):
@@ -928,7 +1033,7 @@ def _relative(
         ci = (math.expm1(centre - z * sd), math.expm1(centre + z * sd))
     significant = ci is not None and (ci[0] > 0 or ci[1] < 0)
     verdict, threshold, failed, why = _verdict(fig, change, ci, spec, significant)
-    if base > 0 and n_base and not sides[1].summary.ok:
+    if base > 0 and n_base and not sides[1].ok:
         # nothing succeeded in the new run: every figure is as bad as it gets, and a gate on
         # any of them fails (a figure that cannot be computed must never read as a pass)
         verdict, failed = "worse", threshold is not None
@@ -962,10 +1067,14 @@ def _wilson(k: int, n: int, z: float) -> tuple[float, float]:
 
 
 def _error_rate(
-    fig: Figure, sides: tuple[_RunData, _RunData], z: float, spec: CompareSpec
+    fig: Figure, sides: tuple[_Group, _Group], z: float, spec: CompareSpec
 ) -> FigureChange:
-    """Newcombe's hybrid score interval (method 10) for p_new − p_base, in fractions."""
-    (kb, nb), (kn, nn) = ((s.summary.failed, s.summary.measured) for s in sides)
+    """Newcombe's hybrid score interval (method 10) for p_new − p_base, in fractions; the
+    requests of replicates pooled."""
+    (kb, nb), (kn, nn) = (
+        (sum(r.summary.failed for r in s.runs), sum(r.summary.measured for r in s.runs))
+        for s in sides
+    )
     method = "Newcombe hybrid score interval"
     if not (nb and nn):
         threshold = spec.threshold(fig.key)
@@ -985,9 +1094,10 @@ def _error_rate(
 
 @dataclass
 class _Accuracy:
-    correct_base: np.ndarray  # paired questions, 0/1
+    correct_base: np.ndarray  # per paired question: 0/1, or the share right over replicates
     correct_new: np.ndarray
     unpaired: int
+    replicated: bool = False
 
     def change(self, fig: Figure, z: float, level: float, spec: CompareSpec) -> FigureChange:
         from perfbench.compare.answers import mcnemar
@@ -1005,8 +1115,14 @@ class _Accuracy:
         mean = float(d.mean())
         se = float(d.std(ddof=1)) / math.sqrt(n) if n > 1 else 0.0
         ci = (mean - z * se, mean + z * se)
-        test = mcnemar(int(((a == 1) & (b == 0)).sum()), int(((a == 0) & (b == 1)).sum()))
-        significant = test.p_value < 1 - level
+        p_value = None
+        if self.replicated:  # shares, not 0/1: the paired interval decides
+            method = "paired normal interval over questions (replicates averaged)"
+            significant = ci[0] > 0 or ci[1] < 0
+        else:
+            test = mcnemar(int(((a == 1) & (b == 0)).sum()), int(((a == 0) & (b == 1)).sum()))
+            method, p_value = f"McNemar ({test.method}); paired normal interval", test.p_value
+            significant = test.p_value < 1 - level
         verdict, threshold, failed, why = _verdict(fig, mean, ci, spec, significant)
         return FigureChange(
             fig,
@@ -1019,29 +1135,45 @@ class _Accuracy:
             failed,
             n,
             n,
-            f"McNemar ({test.method}); paired normal interval",
-            p_value=test.p_value,
+            method,
+            p_value=p_value,
             note=why or (f"{self.unpaired} unpaired answers left out" if self.unpaired else None),
         )
 
 
-def _accuracy(store: Store, base: Run, new: Run) -> _Accuracy | None:
-    """The paired grades of two graded runs, or None when either was not graded."""
-    if any(store.grade_totals(run.id)[0] == 0 for run in (base, new)):
+def _accuracy(store: Store, bases: Sequence[Run], news: Sequence[Run]) -> _Accuracy | None:
+    """The paired grades of two graded sides, or None when a run was not graded. With
+    replicates, each (question, sample) counts once, as the share of its replicates that got it
+    right: the questions are the independent units, not the replicates' answers."""
+    if any(store.grade_totals(run.id)[0] == 0 for run in (*bases, *news)):
         return None
     from perfbench.compare.answers import answer_rows, pair_answers
 
-    cmp = pair_answers(answer_rows(store, base), answer_rows(store, new))
-    a = np.array([p.correct_a for p in cmp.pairs], dtype=np.float64)
-    b = np.array([p.correct_b for p in cmp.pairs], dtype=np.float64)
-    return _Accuracy(a, b, cmp.unpaired_a + cmp.unpaired_b)
+    if len(bases) == 1 and len(news) == 1:
+        cmp = pair_answers(answer_rows(store, bases[0]), answer_rows(store, news[0]))
+        a = np.array([p.correct_a for p in cmp.pairs], dtype=np.float64)
+        b = np.array([p.correct_b for p in cmp.pairs], dtype=np.float64)
+        return _Accuracy(a, b, cmp.unpaired_a + cmp.unpaired_b)
+
+    def shares(runs: Sequence[Run]) -> dict[tuple[str, int], float]:
+        right: dict[tuple[str, int], list[bool]] = {}
+        for run in runs:
+            for row in answer_rows(store, run):
+                right.setdefault((row.prompt_id, row.sample), []).append(row.correct)
+        return {key: sum(v) / len(v) for key, v in right.items()}
+
+    base, new = shares(bases), shares(news)
+    keys = [k for k in base if k in new]
+    a = np.array([base[k] for k in keys], dtype=np.float64)
+    b = np.array([new[k] for k in keys], dtype=np.float64)
+    return _Accuracy(a, b, len(base) + len(new) - 2 * len(keys), replicated=True)
 
 
 # -- warnings ----------------------------------------------------------------------------------
 
 
 def _warnings(
-    sides: tuple[_RunData, _RunData],
+    sides: tuple[_Group, _Group],
     spec: CompareSpec,
     figures: Sequence[FigureChange],
     ungraded: bool,
@@ -1054,8 +1186,20 @@ def _warnings(
             + "; ".join(forced)
             + "): a change may come from the workload, not the server"
         )
+    if all(side.size == 1 for side in sides):
+        out.append(
+            "one run per side: the intervals cover the noise within each run, not the "
+            "variation from run to run (the machine's state, the server's warm-up); repeat "
+            "each side (`perfbench perf --repeat 3`) for intervals that do"
+        )
+    elif any(side.size == 1 for side in sides):
+        one = "base" if sides[0].size == 1 else "new"
+        out.append(
+            f"the {one} side is one run: its run-to-run variation is taken to be the other "
+            "side's; repeat it too (`--repeat`) to measure its own"
+        )
     shown = [s for s in _STATS if s != "mean" and any(f.key.endswith(s) for f in figures)]
-    for which, side in zip(("base", "new"), sides, strict=True):
+    for which, side in ((w, run) for w, g in zip(("base", "new"), sides) for run in g.runs):
         s, who = side.summary, f"{which} run {side.run.id}"
         if s.status != "completed":
             out.append(f"{who} is {s.status}: its figures cover only what was recorded")

@@ -33,7 +33,7 @@ class Share:
 
     Closed loop (``planned_s`` None): ``slots`` loops over the indices ``start + k`` for every
     ``k`` with ``k mod period`` in ``owned``, in order, stopping before ``end`` (None: until the
-    deadline). Open loop: ``indices[j]`` at ``planned_s[j]`` seconds after the common start,
+    deadline); or over ``indices`` when given (a resumed run's unfinished requests). Open loop: ``indices[j]`` at ``planned_s[j]`` seconds after the common start,
     with ``prompt_slots[j]`` as its prompt for a trace, and at most ``slots`` in flight (0: no
     cap).
     """
@@ -54,6 +54,8 @@ class Share:
 
     def closed_indices(self) -> Iterator[int]:
         """The closed loop's indices, in the order they are sent."""
+        if self.indices is not None:
+            return iter(self.indices.tolist())
         steps = (base + r for base in itertools.count(0, self.period) for r in self.owned)
         indices = (self.start + k for k in steps)
         if self.end is None:
@@ -72,13 +74,19 @@ class Share:
         return full * len(self.owned) + sum(1 for r in self.owned if r < rest)
 
 
-def closed_shares(parallel: int, start: int, end: int | None, workers: int) -> list[Share]:
-    """The closed loop's slots over ``min(workers, parallel)`` workers."""
+def closed_shares(
+    parallel: int, start: int, end: int | None, workers: int, only: np.ndarray | None = None
+) -> list[Share]:
+    """The closed loop's slots over ``min(workers, parallel)`` workers; with ``only``, just
+    those indices, each to the owner of its slot."""
     counts = split(parallel, min(workers, parallel))
     shares, first = [], 0
     for w, count in enumerate(counts):
         owned = tuple(range(first, first + count))
-        shares.append(Share(w, count, start, end, parallel, owned))
+        mine = None
+        if only is not None:
+            mine = only[np.isin((only - start) % parallel, owned)]
+        shares.append(Share(w, count, start, end, parallel, owned, indices=mine))
         first += count
     return shares
 
@@ -89,11 +97,14 @@ def open_shares(
     cap: int | None,
     workers: int,
     prompt_slots: np.ndarray | None = None,
+    indices: np.ndarray | None = None,
 ) -> list[Share]:
-    """The open loop's arrivals, round-robin over ``workers`` (at most ``cap`` of them)."""
+    """The open loop's arrivals, round-robin over ``workers`` (at most ``cap`` of them); arrival
+    ``k`` is request ``start + k``, or ``indices[k]`` when given."""
     n = max(1, min(workers, cap or workers, len(planned_s) or 1))
     caps = split(cap, n) if cap else [0] * n
-    indices = start + np.arange(len(planned_s), dtype=np.int64)
+    if indices is None:
+        indices = start + np.arange(len(planned_s), dtype=np.int64)
     return [
         Share(
             w,

@@ -133,6 +133,19 @@ def _dist(values: np.ndarray) -> Distribution:
     )
 
 
+def _window(sent: np.ndarray, end: np.ndarray, cuts: list[int]) -> float:
+    """Seconds from the first send to the last end; of a resumed run, the sum of that over
+    its segments (cut at each resume), so the time it lay stopped counts for nothing."""
+    if not sent.size:
+        return math.nan
+    segment = np.searchsorted(np.sort(np.asarray(cuts, dtype=np.float64)), sent, side="right")
+    total = 0.0
+    for k in np.unique(segment):
+        mine = segment == k
+        total += float(end[mine].max() - sent[mine].min())
+    return total / 1e9
+
+
 def summarize(store: Store, run: Run) -> Summary:
     """All figures of one run, read back from the store."""
     cols = store.columns(run.id, _COLUMNS, where="AND warmup = 0")
@@ -147,10 +160,8 @@ def summarize(store: Store, run: Run) -> Summary:
 
     sent, end = cols["sent_ns"], cols["end_ns"]
     finished = ~np.isnan(end) & ~np.isnan(sent)
-    if finished.any():
-        window = (np.nanmax(end[finished]) - np.nanmin(sent[finished])) / 1e9
-    else:
-        window = math.nan
+    resumes = [r["at_ns"] for r in run.health.get("resumes") or []]
+    window = _window(sent[finished], end[finished], resumes)
     prompt = np.where(ok, cols["prompt_tokens"], np.nan)
     completion = np.where(ok, cols["completion_tokens"], np.nan)
     out_tokens = float(np.nansum(completion))
@@ -427,6 +438,26 @@ def _warnings(s: Summary, run: Run, all_streamed: bool) -> list[str]:
         out.append(
             f"the run stopped early: {health['stopped']}; requests never attempted have no rows, "
             "and the figures cover what was measured before"
+        )
+    resumes = health.get("resumes") or []
+    if resumes:
+        resent = sum(r.get("resent", 0) for r in resumes)
+        kept: dict[str, int] = {}
+        for r in resumes:
+            for status, n in (r.get("set_aside") or {}).items():
+                kept[status] = kept.get(status, 0) + n
+        earlier = ", ".join(f"{k}: {v}" for k, v in sorted(kept.items())) or "none had rows"
+        shifted = any(r.get("clock") == "shifted" for r in resumes)
+        out.append(
+            f"the run was resumed {len(resumes)} time(s) (--resume): {resent} requests were sent "
+            f"again ({earlier} before; those rows are kept in table resent); throughput adds "
+            "up each segment's own window"
+            + (
+                "; a segment ran on another clock (another boot or host) and its times were "
+                "placed 1 s after the run's last stamp"
+                if shifted
+                else ""
+            )
         )
     gaps = health.get("server_gaps") or []
     if gaps:

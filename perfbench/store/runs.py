@@ -9,7 +9,7 @@ import socket
 import sqlite3
 import sys
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -111,6 +111,10 @@ class Run:
     recorded: int | None
     health: dict[str, Any]
     workers: tuple[dict[str, Any], ...] = ()  # scale-out: each worker, its clock and its share
+    replicate_of: int | None = None  # --repeat: the first replicate's id (its own for the first)
+    replicate: int | None = None  # --repeat: this replicate's number, from 1
+    t0_ns: int | None = None  # the monotonic clock at the run's start (its process's)
+    owner: dict[str, Any] = field(default_factory=dict)  # the process that writes(/wrote) it
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Run:
@@ -138,6 +142,10 @@ class Run:
             recorded=row["recorded"],
             health=js("health"),
             workers=tuple(json.loads(row["workers"])) if row.get("workers") else (),
+            replicate_of=row.get("replicate_of"),
+            replicate=row.get("replicate"),
+            t0_ns=row.get("t0_ns"),
+            owner=js("owner"),
         )
 
     @property
@@ -163,9 +171,24 @@ def append_server_samples(
 
 
 def owner() -> dict[str, Any]:
-    """This process, as a running run's owner: host, pid and the pid's start time (a pid
-    reused by a later process has another start time)."""
-    return {"host": socket.gethostname(), "pid": os.getpid(), "start": _started(os.getpid())}
+    """This process, as a running run's owner: host, pid, the pid's start time (a pid reused
+    by a later process has another start time) and the boot (a resumed run on the same boot
+    shares its monotonic clock)."""
+    return {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "start": _started(os.getpid()),
+        "boot": boot_id(),
+    }
+
+
+def boot_id() -> str | None:
+    """This boot of this machine (Linux), or None."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip() or None
+    except OSError:
+        return None
 
 
 def _started(pid: int) -> int | None:
@@ -305,6 +328,91 @@ class Store:
                 out.extend(named)
         return out
 
+    def replicates(self, run: Run) -> list[Run]:
+        """The replicates of ``run``'s load (``--repeat``) in order; ``[run]`` for a run made once."""
+        if run.replicate_of is None:
+            return [run]
+        rows = self.db.table("runs").rows_where(
+            "replicate_of = ?", [run.replicate_of], order_by="replicate"
+        )
+        return [_read(r) for r in rows]
+
+    def group(self, selector: str) -> list[Run]:
+        """What one side of a comparison stands for: the run an id or a name selects, with all
+        the replicates of its load. A name must select one run, or the replicates of one load."""
+        found = self.find([selector])
+        groups = {r.replicate_of if r.replicate_of is not None else -r.id for r in found}
+        if len(groups) != 1:
+            raise StoreError(
+                f"{selector!r} names {len(found)} runs that are not replicates of one load; "
+                "give a run id (`perfbench runs` lists them)"
+            )
+        return self.replicates(found[0])
+
+    # -- resuming ------------------------------------------------------------------------------
+    def unfinished(self, run_id: int, first: int, count: int) -> np.ndarray:
+        """The measured indices ``first … first + count − 1`` without an ``ok`` row, in order."""
+        done = self.db.conn.execute(
+            "SELECT idx FROM requests WHERE run_id = ? AND warmup = 0 AND status = 'ok' "
+            "AND idx >= ? AND idx < ?",
+            [run_id, first, first + count],
+        ).fetchall()
+        todo = np.ones(count, dtype=bool)
+        todo[np.array([i for (i,) in done], dtype=np.int64) - first] = False
+        return first + np.flatnonzero(todo).astype(np.int64)
+
+    def last_index(self, run_id: int) -> int:
+        """The highest request index a run has a row for (−1: none)."""
+        row = self.db.conn.execute(
+            "SELECT max(idx) FROM requests WHERE run_id = ?", [run_id]
+        ).fetchone()
+        return -1 if row[0] is None else int(row[0])
+
+    def last_end_ns(self, run_id: int) -> int:
+        """The latest time a run's rows hold (ns from its ``t0_ns``; 0: none)."""
+        row = self.db.conn.execute(
+            "SELECT max(max(coalesce(end_ns, 0), coalesce(sent_ns, 0), coalesce(intended_ns, 0))) "
+            "FROM requests WHERE run_id = ?",
+            [run_id],
+        ).fetchone()
+        return int(row[0] or 0)
+
+    def set_aside(self, run_id: int, idxs: Sequence[int], resume: int) -> dict[str, int]:
+        """Keep the rows of requests about to be sent again (a resumed run) in ``resent``, as
+        they were, and drop their chunk rows (a new attempt brings its own); the counts by
+        status. The request rows themselves stay until each new attempt replaces its own."""
+        conn = self.db.conn
+        counts: dict[str, int] = {}
+        wanted = [int(i) for i in idxs]
+        with conn:
+            for lo in range(0, len(wanted), 500):
+                part = wanted[lo : lo + 500]
+                marks = ", ".join("?" * len(part))
+                cur = conn.execute(
+                    f"SELECT * FROM requests WHERE run_id = ? AND idx IN ({marks})", [run_id, *part]
+                )
+                names = [d[0] for d in cur.description]
+                gaps = dict(
+                    conn.execute(
+                        f"SELECT idx, gaps FROM chunks WHERE run_id = ? AND idx IN ({marks})",
+                        [run_id, *part],
+                    ).fetchall()
+                )
+                rows = []
+                for values in cur.fetchall():
+                    row = dict(zip(names, values, strict=True))
+                    counts[row["status"]] = counts.get(row["status"], 0) + 1
+                    rows.append((run_id, row["idx"], resume, json.dumps(row), gaps.get(row["idx"])))
+                conn.executemany(
+                    "INSERT OR REPLACE INTO resent (run_id, idx, resume, row, gaps) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    rows,
+                )
+                conn.execute(
+                    f"DELETE FROM chunks WHERE run_id = ? AND idx IN ({marks})", [run_id, *part]
+                )
+        return counts
+
     def columns(self, run_id: int, names: Sequence[str], where: str = "") -> dict[str, np.ndarray]:
         """Columns of a run's requests as numpy arrays: text columns as str, others float (NULL → NaN)."""
         sql = f"SELECT {', '.join(names)} FROM requests WHERE run_id = ? {where} ORDER BY idx"
@@ -318,9 +426,11 @@ class Store:
                 out[name] = np.array(values, dtype=np.float64)  # None becomes nan
         return out
 
-    def count_by_status(self, run_id: int) -> dict[str, int]:
+    def count_by_status(self, run_id: int, *, warmup: bool = False) -> dict[str, int]:
+        """The measured requests by status (``warmup``: the warm-up's too)."""
+        where = "" if warmup else "AND warmup = 0"
         rows = self.db.conn.execute(
-            "SELECT status, count(*) FROM requests WHERE run_id = ? AND warmup = 0 GROUP BY status",
+            f"SELECT status, count(*) FROM requests WHERE run_id = ? {where} GROUP BY status",
             [run_id],
         ).fetchall()
         return {status: n for status, n in rows}
@@ -509,6 +619,10 @@ class Store:
             [run_id],
         ).fetchall()
         return [Answer(*row) for row in rows]
+
+    def prompt_ids(self, run_id: int) -> set[str]:
+        rows = self.db.conn.execute("SELECT prompt_id FROM prompts WHERE run_id = ?", [run_id])
+        return {r[0] for r in rows}
 
     def prompt_count(self, run_id: int) -> int:
         row = self.db.conn.execute(

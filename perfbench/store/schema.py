@@ -196,6 +196,25 @@ def m008_owner(db: Database) -> None:
     db.table("runs").add_column("owner", str)
 
 
+@migrations()
+def m009_replicates(db: Database) -> None:
+    """``--repeat``: a run's place among the replicates of one load (the first one's id, and
+    its number from 1); NULL for a run made once."""
+    db.table("runs").add_column("replicate_of", int)
+    db.table("runs").add_column("replicate", int)
+
+
+@migrations()
+def m010_resent(db: Database) -> None:
+    """``perf --resume``: the rows of requests a resumed run sent again, kept as they were."""
+    db.table("resent").create(
+        {"run_id": int, "idx": int, "resume": int, "row": str, "gaps": bytes},
+        pk=("run_id", "idx", "resume"),
+        not_null={"run_id", "idx", "resume", "row"},
+        foreign_keys=[("run_id", "runs", "id")],
+    )
+
+
 def open_db(path: str, *, create: bool) -> Database:
     """Open (and migrate) the database; WAL mode so that readers never block the writer."""
     db = Database(path)
