@@ -50,15 +50,34 @@ def _perf(db: Path, *args: str) -> int:
 
 @pytest.fixture(scope="module")
 def db(tmp_path_factory: pytest.TempPathFactory, sim: Any) -> tuple[Path, dict[str, int]]:
-    """Runs 'base' and 'same' against one timed sim, 'slow' against one 30% slower, 'errors'
-    against a failing one, and two graded synthetic_math runs at 90% and 50% accuracy."""
+    """Run 'base' against one timed sim, and the same load as two groups of 3 replicates
+    ('rep_a', 'rep_b'); 'slow' against one 30% slower, 'errors' against a failing one, and two
+    graded synthetic_math runs at 90% and 50% accuracy."""
     path = tmp_path_factory.mktemp("compare") / "perfbench.db"
     timed, slower = sim(*TIMED), sim(*SLOWER)
     failing = sim("--preset", "instant", "--error-rate", "0.3", "--seed", "3")
     load = ("--parallel", "16", "--number", "240", "--warmup", "16")
     ids = {
         "base": _perf(path, "--url", timed, *WORKLOAD, *load),
-        "same": _perf(path, "--url", timed, *WORKLOAD, *load),
+        **{
+            name: _perf(
+                path,
+                "--url",
+                timed,
+                *WORKLOAD,
+                "--parallel",
+                "16",
+                "--number",
+                "120",
+                "--warmup",
+                "16",
+                "--repeat",
+                "3",
+                "--name",
+                name.replace("_", "-"),
+            )  # fmt: skip
+            for name in ("rep_a", "rep_b")
+        },
         "slow": _perf(path, "--url", slower, *WORKLOAD, *load),
         "errors": _perf(
             path,
@@ -99,15 +118,98 @@ def _cmp(db: tuple[Path, dict[str, int]], base: str, new: str, **spec: Any) -> C
 # -- against the simulator -------------------------------------------------------------------
 
 
-def test_same_configuration_shows_no_significant_change(db: Any) -> None:
-    result = _cmp(db, "base", "same", thresholds={"*": 0.10})
+def test_same_configuration_with_replicates_shows_no_significant_change(db: Any) -> None:
+    """Two groups of 3 replicates of one configuration. The interval covers the variation
+    between runs, so machine noise that moves one run's tail by 20% (a single run per side,
+    on a busy machine, flagged an alarm in 6 of 10 identical pairs: docs/compare.md) is not
+    called a change. benchmarks/compare_gate.py measured 0 alarms in 10 such pairs on a busy
+    machine; this test's own false-alarm rate is at most the family-wise 5%, and in practice
+    far lower, since the floor (5%) and the 10% gate stand between noise and a failure."""
+    path, ids = db
+    result = compare(path, "rep-a", "rep-b", CompareSpec(thresholds={"*": 0.10}))
+    assert result.base.replicates == (ids["rep_a"], ids["rep_a"] + 1, ids["rep_a"] + 2)
+    assert result.new.replicates == (ids["rep_b"], ids["rep_b"] + 1, ids["rep_b"] + 2)
     assert [f.key for f in result.figures] == [k for k in FIGURES if k != "accuracy"]
     changed = {f.key: (f.change, f.ci) for f in result.figures if f.verdict != "unchanged"}
     assert not changed, changed
     assert gate_exit_code(result) == 0
-    assert "no significant change in any of the 19 figures" in result.summary()
+    assert (
+        "runs " in result.summary() and "no significant change in any of the 19" in result.summary()
+    )
     assert result.level == pytest.approx(1 - 0.05 / 19)  # Bonferroni over the figures compared
     assert not any(d.startswith("endpoint") for d in result.differences)  # one sim for both
+    assert all(
+        f.method == "Welch t over replicates (3 and 3 runs)"
+        for f in result.figures
+        if f.key != "error_rate"
+    )
+    assert result.figure("error_rate").n_base == 360  # the replicates' requests pooled
+    assert not any("one run per side" in w for w in result.warnings)
+    # any replicate's id stands for its group, and so does a name
+    again = compare(path, str(ids["rep_a"] + 2), str(ids["rep_b"]), CompareSpec())
+    assert again.base.replicates == result.base.replicates
+
+
+def test_replicate_intervals_are_welch_t_intervals_on_the_log_figures(db: Any) -> None:
+    """The figure of a group is the geometric mean of its replicates' report figures; the
+    interval is at least Welch's t interval (scipy) on their logs, and equals it where the
+    variation between runs exceeds the within-run floor."""
+    from scipy import stats
+
+    from perfbench import report
+
+    path, ids = db
+    result = compare(path, "rep-a", "rep-b", CompareSpec())
+    figures = {}
+    for side in ("rep_a", "rep_b"):
+        runs = [str(ids[side] + k) for k in range(3)]
+        figures[side] = report(path, runs).to_dict()["runs"]
+    equal = 0
+    for key in ("ttft_mean", "ttft_p50", "tpot_mean", "e2e_mean", "e2e_p90", "req_per_s"):
+        stat = key.rsplit("_", 1)
+        a, b = (
+            np.log([_figure(s, key, stat) for s in figures[side]]) for side in ("rep_a", "rep_b")
+        )
+        f = result.figure(key)
+        assert f.base == pytest.approx(math.exp(a.mean()), rel=1e-9), key
+        assert f.new == pytest.approx(math.exp(b.mean()), rel=1e-9), key
+        welch = stats.ttest_ind(b, a, equal_var=False).confidence_interval(result.level)
+        lo, hi = math.expm1(welch.low), math.expm1(welch.high)
+        assert f.ci is not None and f.ci[0] <= lo + 1e-9 and f.ci[1] >= hi - 1e-9, (
+            key,
+            f.ci,
+            lo,
+            hi,
+        )
+        equal += f.ci[0] == pytest.approx(lo, rel=1e-6, abs=1e-12)
+    assert equal >= 1  # somewhere the variation between runs is what the interval shows
+
+
+def _figure(summary: dict[str, Any], key: str, stat: list[str]) -> float:
+    if key in ("req_per_s", "output_tok_per_s"):
+        return float(summary[key])
+    name, which = stat
+    dist = summary["distributions"][f"{name}_ms"]
+    return float(dist["mean"] if which == "mean" else dist["values"][which])
+
+
+def test_one_run_per_side_says_its_interval_is_within_run_only(db: Any) -> None:
+    from perfbench.compare.runs import compare_stored
+    from perfbench.store import Store
+
+    path, ids = db
+    store = Store(path)
+    try:
+        single = compare_stored(store, store.run(ids["base"]), store.run(ids["rep_a"]))
+        mixed = compare_stored(
+            store, store.run(ids["base"]), store.replicates(store.run(ids["rep_a"]))
+        )
+    finally:
+        store.close()
+    assert any("one run per side" in w and "--repeat" in w for w in single.warnings)
+    assert single.figure("tpot_mean").method == "cluster bootstrap over time slices"
+    assert any("the base side is one run" in w for w in mixed.warnings)
+    assert mixed.figure("tpot_mean").method == "Welch t over replicates (1 and 3 runs)"
 
 
 def test_a_slower_server_is_worse_and_fails_the_gate(db: Any) -> None:
@@ -176,7 +278,7 @@ def test_accuracy_is_compared_when_both_runs_are_graded(db: Any) -> None:
     assert result.compared == 20
     assert gate_exit_code(result) == 1
     # one graded run: no accuracy row, and a warning that says how to get one
-    partial = _cmp(db, "base", "same", metrics=("accuracy", "ttft"))
+    partial = _cmp(db, "base", "rep_a", metrics=("accuracy", "ttft"))
     assert [f.key for f in partial.figures][:1] == ["ttft_mean"]
     assert any("perfbench grade" in w for w in partial.warnings)
 

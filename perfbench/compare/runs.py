@@ -41,6 +41,12 @@ docs/compare.md states every definition for users; in short:
   - Accuracy: the answers both runs gave to the same (question, sample) are paired; the
     verdict is McNemar's test (:mod:`perfbench.compare.answers`, exact below 25 discordant pairs,
     so ``compare`` and ``compare-answers`` agree), the interval the paired normal interval.
+* **Replicates** (``perf --repeat R``): a side may be several runs of one load. Each figure is
+  then the geometric mean of the replicates' figures, and the interval Welch's t on the logs
+  of their figures (:func:`_replicate_interval`): the variance between runs, floored by the mean
+  within-run bootstrap variance, with the Welch–Satterthwaite degrees of freedom of the
+  replicates' own variances. One run per side is compared as below, and a warning says its
+  interval covers the noise within each run only.
 * **Multiple comparisons.** ``confidence`` (0.95) is family-wise over the ``m`` figures
   compared: each interval is at ``1 − (1 − confidence)/m`` (Bonferroni; 99.74% for 19), so two
   runs of one configuration show no significant change on every figure at least 95% of the
@@ -749,19 +755,20 @@ class _Group:
             return float(values.mean()), n  # a zero figure: no ratio, so no interval either
         return float(np.exp(np.log(values).mean())), n
 
-    def log_variance(self, key: str, spreads: Sequence[Mapping[str, float]]) -> float:
-        """The variance of the log of one run's figure: between replicates (at least the mean
-        within-run bootstrap variance, a floor three replicates can fall below by chance); of a
-        single run, its bootstrap variance. NaN when there is no estimate."""
+    def log_variance(self, key: str, spreads: Sequence[Mapping[str, float]]) -> tuple[float, float]:
+        """The variance of the log of one run's figure, and its estimate from the replicates
+        alone. Of replicates: their variance, floored by the mean within-run bootstrap variance
+        (three replicates can fall below it by chance). Of a single run: its bootstrap variance,
+        twice. NaN when there is no estimate."""
         within = np.array([s.get(key, math.nan) for s in spreads]) ** 2
         if self.size == 1:
-            return float(within[0])
+            return float(within[0]), float(within[0])
         values = np.array([run.point(key)[0] for run in self.runs])
         if not (np.all(np.isfinite(values)) and np.all(values > 0)):
-            return math.nan
+            return math.nan, math.nan
         between = float(np.var(np.log(values), ddof=1))
         floor = float(np.nanmean(within)) if np.isfinite(within).any() else 0.0
-        return max(between, floor)
+        return max(between, floor), between
 
 
 def _replicate_interval(
@@ -773,27 +780,34 @@ def _replicate_interval(
     """(standard error of the log ratio, the critical value at ``level``) for one figure.
 
     One run per side: the two bootstrap standard deviations and a normal quantile. With
-    replicates on a side: the variance of one run's log figure over its replicates (floored by
-    the within-run variance), divided by their number; a side of one run takes the other side's
-    per-run variance when that is larger (the run-to-run variation it cannot measure itself);
-    Student's t with Welch–Satterthwaite degrees of freedom, since three replicates estimate a
-    variance with two.
+    replicates: each side's variance of one run's log figure (floored, see
+    :meth:`_Group.log_variance`) over its number of runs; a side of one run takes the other
+    side's per-run variance when that is larger (the run-to-run variation it cannot measure
+    itself). The critical value is Student's t with the Welch–Satterthwaite degrees of freedom
+    of the replicates' own variances, so the interval is never narrower than Welch's t interval
+    on the logs of the replicates' figures (three replicates estimate a variance with two
+    degrees of freedom: the t quantile, not the floor, pays for that).
     """
-    per_run = [side.log_variance(key, sp) for side, sp in zip(sides, spreads, strict=True)]
-    dfs = [float(side.size - 1) if side.size > 1 else math.inf for side in sides]
+    estimates = [side.log_variance(key, sp) for side, sp in zip(sides, spreads, strict=True)]
+    used, raw = [e[0] for e in estimates], [e[1] for e in estimates]
     if all(side.size == 1 for side in sides):
-        return math.sqrt(per_run[0] + per_run[1]), NormalDist().inv_cdf(1 - (1 - level) / 2)
+        return math.sqrt(used[0] + used[1]), NormalDist().inv_cdf(1 - (1 - level) / 2)
+    dfs = [float(side.size - 1) for side in sides]
     for i, j in ((0, 1), (1, 0)):
         if sides[i].size == 1:
-            per_run[i] = max(per_run[i], per_run[j]) if math.isfinite(per_run[i]) else per_run[j]
-            dfs[i] = dfs[j]
-    var = [v / side.size for v, side in zip(per_run, sides, strict=True)]
+            used[i] = max(used[i], used[j]) if math.isfinite(used[i]) else used[j]
+            raw[i], dfs[i] = raw[j], dfs[j]
+    var = [v / side.size for v, side in zip(used, sides, strict=True)]
     total = var[0] + var[1]
     if not math.isfinite(total):
         return math.nan, math.nan
     if total == 0:
         return 0.0, math.inf
-    df = total**2 / sum(v * v / d for v, d in zip(var, dfs, strict=True) if v > 0)
+    own = [v / side.size for v, side in zip(raw, sides, strict=True)]
+    if sum(own) > 0:
+        df = sum(own) ** 2 / sum(v * v / d for v, d in zip(own, dfs, strict=True) if v > 0)
+    else:  # identical replicates: the floor alone, with the replicates' degrees of freedom
+        df = sum(dfs) if sides[0].size > 1 and sides[1].size > 1 else max(dfs)
     from scipy.stats import t as student
 
     return math.sqrt(total), float(student.ppf(1 - (1 - level) / 2, df))

@@ -248,6 +248,11 @@ class Fleet:
                 w.in_flight.pop(row[1], None)
             if self._writer is not None and drained.rows:
                 self._writer.add_rows(drained.rows)
+            # a row for each request still in flight (a kill -9 of this process keeps them);
+            # one that started and ended within the shipment needs none
+            still = [i for i in drained.started if i in w.in_flight]
+            if self._writer is not None and still:
+                self._writer.add_for(index, [self._in_flight(i, now) for i in still])
             if self._stats is not None:
                 _count(self._stats, drained)
             if self._watch is not None and drained.rows and self._loop is not None:
@@ -324,6 +329,18 @@ class Fleet:
                     break
                 records.append(self._lost(int(share.indices[j]), planned, due))
         return records, len(records) - due_before
+
+    def _in_flight(self, index: int, seen: int) -> RequestRecord:
+        prompt_id, dataset = self._prompt_of(index)
+        return RequestRecord(
+            index=index,
+            warmup=self._warmup,
+            prompt_id=prompt_id,
+            dataset=dataset,
+            status="in_flight",
+            intended_ns=seen,
+            error="in flight when the run's process ended without recording it (killed?)",
+        )
 
     def _lost(self, index: int, intended: int, error: str) -> RequestRecord:
         prompt_id, dataset = self._prompt_of(index)
