@@ -401,6 +401,10 @@ def _one_server(base: PerfSpec) -> Iterator[PerfSpec]:
 class _Sweeper:
     def __init__(self, base: PerfSpec, spec: SweepSpec, observer: Observer | None) -> None:
         self.base, self.spec, self.observer = base, spec, observer
+        if base.repeat != 1 or base.resume is not None:
+            raise ConfigError(
+                "a sweep measures each level once: repeat and resume are `perfbench perf`'s"
+            )
         assert base.name is not None
         self.result = SweepResult(base.name, str(base.db_path), spec)
         self._seen: dict[float, Level] = {}
