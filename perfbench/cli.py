@@ -813,24 +813,11 @@ def _live(ns: argparse.Namespace) -> Any:
 #: flags a resumed run may take anew (where the server is, its secrets, how to report);
 #: everything that shapes the workload or the load comes from the run's own command
 _RESUME_FLAGS = {
-    "--resume",
-    "--db",
-    "--outputs-dir",
-    "--url",
-    "--api-key",
-    "--header",
-    "-H",
-    "--quiet",
-    "--json",
-    "--csv",
-    "--workers",
-    "--ray",
-    "--on-worker-loss",
-    "--wait-for-server",
-    "--max-error-rate",
-    "--connect-timeout",
-    "--read-timeout",
-}
+    "--resume", "--db", "--outputs-dir", "--url", "--api-key", "--header", "-H", "--quiet",
+    "--json", "--csv", "--workers", "--ray", "--on-worker-loss", "--wait-for-server",
+    "--max-error-rate", "--connect-timeout", "--read-timeout", "--server-metrics-url",
+    "--judge-url", "--judge-api-key",
+}  # fmt: skip
 
 
 def _resumed(ns: argparse.Namespace, argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
@@ -869,38 +856,22 @@ def _resumed(ns: argparse.Namespace, argv: Sequence[str]) -> tuple[argparse.Name
             f"the command of run {ns.resume} cannot be read back ({run.command}): resume it "
             "from Python with PerfSpec(resume=ID)"
         ) from None
-    for name in (
-        "db",
-        "outputs_dir",
-        "url",
-        "api_key",
-        "header",
-        "quiet",
-        "json",
-        "csv",
-        "workers",
-        "ray",
-        "on_worker_loss",
-        "wait_for_server",
-        "max_error_rate",
-        "connect_timeout",
-        "read_timeout",
-    ):
-        flag = "--" + name.replace("_", "-")
+    for flag in _RESUME_FLAGS - {"--resume", "-H"}:
+        name = flag[2:].replace("-", "_")
         if flag in given or (name == "header" and "-H" in given) or name in ("db", "outputs_dir"):
             setattr(old, name, getattr(ns, name))
-    if old.api_key == "<redacted>":
-        old.api_key = None
-        if not os.environ.get("OPENAI_API_KEY"):
-            raise UsageError(
-                f"run {ns.resume} was sent with an API key, which perfbench never stores: pass "
-                "--api-key again (or set OPENAI_API_KEY)"
-            )
+    secret = f"run {ns.resume} was sent with a secret, which perfbench never stores"
+    for name, env in (("api_key", "OPENAI_API_KEY"), ("judge_api_key", "PERFBENCH_JUDGE_API_KEY")):
+        if getattr(old, name, None) == "<redacted>":
+            setattr(old, name, None)
+            if not os.environ.get(env):
+                flag = "--" + name.replace("_", "-")
+                raise UsageError(f"{secret}: pass {flag} again (or set {env})")
+    for name in ("url", "server_metrics_url", "judge_url"):
+        if "<redacted>" in (getattr(old, name, None) or ""):
+            raise UsageError(f"{secret} (a password in it): pass --{name.replace('_', '-')} again")
     if any("<redacted>" in h for h in old.header or []):
-        raise UsageError(
-            f"run {ns.resume} was sent with a secret header, which perfbench never stores: "
-            "pass its --header again"
-        )
+        raise UsageError(f"{secret} (a header): pass its --header again")
     old.resume, old.repeat = ns.resume, 1
     return old, old_argv
 

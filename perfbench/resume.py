@@ -57,6 +57,18 @@ class Resume:
         }
 
 
+def claim(store: Store, run_id: int) -> tuple[Run, Any]:
+    """Take the run for this process (marked running, this process its owner) in one
+    conditional write, so that two resumes of one run cannot both go ahead; the run, and the
+    token :meth:`Store.release` needs to give it back. One line (StoreError) if it cannot be
+    resumed."""
+    run = check(store, run_id)
+    token = store.claim(run_id)
+    if token is None:
+        raise StoreError(f"run {run_id} was just taken by another process: it is being resumed")
+    return run, token
+
+
 def check(store: Store, run_id: int) -> Run:
     """The run to resume, or one line (StoreError, exit 2) saying why it cannot be."""
     run = store.run(run_id)
@@ -75,6 +87,20 @@ def check(store: Store, run_id: int) -> Run:
     return run
 
 
+def differences(run: Run, load: LoadSpec) -> list[str]:
+    """The load fields in which ``load`` (its number resolved) is not the run's."""
+    mine = {k: v for k, v in asdict(load).items() if v is not None}
+    theirs = {k: v for k, v in asdict(run.load).items() if v is not None and k != "planned"}
+    return sorted(k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k))
+
+
+def refuse_load(run: Run, differ: list[str]) -> ConfigError:
+    return ConfigError(
+        f"run {run.id} was not made with this load ({', '.join(differ)} differ): resume it "
+        "with its own flags (`perfbench perf --resume ID` reads them from the run)"
+    )
+
+
 def plan(
     store: Store, run: Run, load: LoadSpec, planned: int | None, prompt_ids: set[str]
 ) -> Resume:
@@ -82,14 +108,9 @@ def plan(
     over prompts with ``prompt_ids``; ConfigError when this load or these prompts are not the
     run's."""
     stored = run.load
-    mine = {k: v for k, v in asdict(load).items() if v is not None}
-    theirs = {k: v for k, v in asdict(stored).items() if v is not None and k != "planned"}
-    if mine != theirs:
-        differ = sorted(k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k))
-        raise ConfigError(
-            f"run {run.id} was not made with this load ({', '.join(differ)} differ): resume "
-            "it with its own flags (`perfbench perf --resume ID` reads them from the run)"
-        )
+    differ = differences(run, load)
+    if differ:
+        raise refuse_load(run, differ)
     if stored.trace or stored.ramp_from is not None:
         what = "replays a trace" if stored.trace else "ramps its rate"
         raise ConfigError(
@@ -123,7 +144,8 @@ def plan(
     return Resume(
         run,
         todo,
-        warm_start=store.last_index(run.id) + 1,
+        # after every index the run has or plans: the warm-up's rows must not be replaced
+        warm_start=max(store.last_index(run.id) + 1, load.warmup + planned),
         number=len(run.health.get("resumes", [])) + 1,
         same_clock=same,
     )

@@ -184,6 +184,8 @@ class _Batch:
         self.failure: str | None = None  # why the batch stopped early (a worker lost), if it did
         self.lost: list[str] = []  # one line per worker lost
         self._halt: str | None = None  # why the run had to stop (not a signal), if it did
+        self._claimed: Any = None  # a resumed run's former (status, owner)
+        self._resume_sent = False  # whether a resumed run got as far as sending
 
     async def main(self) -> BatchResult:
         spec = self.spec
@@ -201,6 +203,19 @@ class _Batch:
         if spec.resume is not None:
             resumed, load = self._resumable(prompts)
             spec = self.spec = dataclasses.replace(spec, loads=(load,))
+            try:
+                return await self._batch(prompts, resumed)
+            finally:
+                if not self._resume_sent:  # nothing sent: the run is given back as it was
+                    store = Store(spec.db_path)
+                    try:
+                        store.release(resumed.id, self._claimed)
+                    finally:
+                        store.close()
+        return await self._batch(prompts, None)
+
+    async def _batch(self, prompts: list[Prompt], resumed: Run | None) -> BatchResult:
+        spec = self.spec
         # the workers first: a Ray cluster that cannot be used is found before anything is
         # recorded or sent
         fleet = await self._fleet(embedded=spec.client.url is None)
@@ -262,27 +277,27 @@ class _Batch:
             store.close()
 
     def _resumable(self, prompts: list[Prompt]) -> tuple[Run, LoadSpec]:
-        """The run ``spec.resume`` names, checked before anything starts (one line if not),
-        and which of the spec's loads is its."""
+        """The run ``spec.resume`` names, checked and claimed before anything starts (one line
+        if it cannot be), and which of the spec's loads is its."""
         from perfbench import resume
 
         spec = self.spec
+        assert spec.resume is not None
         if spec.repeat != 1:
             raise ConfigError("--resume continues one run: drop --repeat")
         if not Path(spec.db_path).exists():
             raise StoreError(f"no database at {spec.db_path}: --resume needs the run's --db")
         store = Store(spec.db_path)
         try:
-            run = resume.check(store, spec.resume)  # type: ignore[arg-type]
+            run = resume.check(store, spec.resume)
+            differ = [resume.differences(run, _resolve_number(x, prompts)) for x in spec.loads]
+            if all(differ):
+                raise resume.refuse_load(run, min(differ, key=len))
+            run, token = resume.claim(store, spec.resume)
         finally:
             store.close()
-        for load in spec.loads:
-            resolved = _resolve_number(load, prompts)
-            if dataclasses.asdict(resolved) == {
-                k: v for k, v in dataclasses.asdict(run.load).items() if k != "planned"
-            }:
-                return run, load
-        return run, spec.loads[0]  # resume.plan says how it differs
+        self._claimed = token
+        return run, spec.loads[differ.index([])]
 
     async def _fleet(self, embedded: bool) -> Fleet | None:
         """The run's workers, when the load is spread over several (``--workers``, ``--ray``)."""
@@ -389,9 +404,15 @@ class _Batch:
                 "sim_args": list(spec.embedded_args) if embedded else None,
             }
             if again is not None:
+                self._resume_sent = True
                 run_id, t0 = again.run.id, again.t0(store, self.clock())
+                # the time it ran before (a killed run never wrote it: its last stamp)
+                before_s = again.run.duration_s or store.last_end_ns(run_id) / 1e9
                 set_aside = store.set_aside(run_id, again.todo.tolist(), again.number)
-                store.update_run(run_id, status="running", ended_at=None, owner=owner())
+                dropped = store.drop_warmup_in_flight(run_id, again.number)
+                if dropped:
+                    set_aside["warmup in_flight"] = dropped
+                store.update_run(run_id, ended_at=None)
             else:
                 t0 = self.clock()
                 run_id = store.create_run(
@@ -483,7 +504,9 @@ class _Batch:
                             run_id,
                             status=status,
                             ended_at=now_iso(),
-                            duration_s=(self.clock() - t0) / 1e9,
+                            duration_s=(self.clock() - t0) / 1e9
+                            if again is None
+                            else float(before_s) + (self.clock() - t0 - segment_ns) / 1e9,
                             scheduled=scheduled,
                             recorded=recorded,
                             health=health,

@@ -146,6 +146,19 @@ def _window(sent: np.ndarray, end: np.ndarray, cuts: list[int]) -> float:
     return total / 1e9
 
 
+def _rate(times: np.ndarray, cuts: list[int]) -> float | None:
+    """Arrivals per second: (n − 1) over the span from the first to the last; of a resumed
+    run, summed over its segments, so the stop counts for nothing. None with too few."""
+    times = np.sort(times[~np.isnan(times)])
+    segment = np.searchsorted(np.sort(np.asarray(cuts, dtype=np.float64)), times, side="right")
+    gaps = span = 0.0
+    for k in np.unique(segment):
+        mine = times[segment == k]
+        gaps += mine.size - 1
+        span += float(mine[-1] - mine[0])
+    return gaps / (span / 1e9) if gaps > 0 and span > 0 else None
+
+
 def summarize(store: Store, run: Run) -> Summary:
     """All figures of one run, read back from the store."""
     cols = store.columns(run.id, _COLUMNS, where="AND warmup = 0")
@@ -195,12 +208,8 @@ def summarize(store: Store, run: Run) -> Summary:
             dists[key] = _dist(
                 np.where(ok, cols[key], np.nan) if key != "schedule_lag_ms" else cols[key]
             )
-        intended = np.sort(cols["intended_ns"])
-        sent_sorted = np.sort(sent[~np.isnan(sent)])
-        if intended.size > 1 and intended[-1] > intended[0]:
-            planned_rate = (intended.size - 1) / ((intended[-1] - intended[0]) / 1e9)
-        if sent_sorted.size > 1 and sent_sorted[-1] > sent_sorted[0]:
-            achieved_rate = (sent_sorted.size - 1) / ((sent_sorted[-1] - sent_sorted[0]) / 1e9)
+        planned_rate = _rate(cols["intended_ns"], resumes)
+        achieved_rate = _rate(sent[~np.isnan(sent)], resumes)
 
     chunks = np.where(ok, cols["n_chunks"], np.nan)
     streamed_ok = ok & (cols["streamed"] == 1)

@@ -361,6 +361,60 @@ class Store:
         todo[np.array([i for (i,) in done], dtype=np.int64) - first] = False
         return first + np.flatnonzero(todo).astype(np.int64)
 
+    def claim(self, run_id: int) -> tuple[str, str | None] | None:
+        """Mark the run running with this process as its owner, unless a live process owns it
+        (checked and written in one transaction, so two claimants cannot both succeed); the
+        row's former (status, owner), or None when a live process holds it."""
+        conn = self.db.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            row = conn.execute("SELECT * FROM runs WHERE id = ?", [run_id]).fetchone()
+            names = [d[0] for d in conn.execute("SELECT * FROM runs LIMIT 0").description]
+            current = dict(zip(names, row, strict=True)) if row is not None else None
+            if current is None or _read(current).status == "running":
+                conn.execute("ROLLBACK")
+                return None
+            conn.execute(
+                "UPDATE runs SET status = 'running', owner = ? WHERE id = ?",
+                [json.dumps(owner()), run_id],
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return current["status"], current["owner"]
+
+    def release(self, run_id: int, token: tuple[str, str | None]) -> None:
+        """Give a claimed run back as it was (a resume that failed before it sent anything)."""
+        with self.db.conn:
+            self.db.conn.execute(
+                "UPDATE runs SET status = ?, owner = ? WHERE id = ?", [*token, run_id]
+            )
+
+    def drop_warmup_in_flight(self, run_id: int, resume: int) -> int:
+        """A resumed run's warm-up rows still ``in_flight`` (its process was killed during the
+        warm-up) go to ``resent`` and leave ``requests``: the warm-up is sent again, at other
+        indices. How many."""
+        idxs = [
+            i
+            for (i,) in self.db.conn.execute(
+                "SELECT idx FROM requests WHERE run_id = ? AND warmup = 1 AND status = 'in_flight'",
+                [run_id],
+            )
+        ]
+        if idxs:
+            self.set_aside(run_id, idxs, resume)
+            with self.db.conn:
+                for lo in range(0, len(idxs), 500):
+                    part = idxs[lo : lo + 500]
+                    marks = ", ".join("?" * len(part))
+                    self.db.conn.execute(
+                        f"DELETE FROM requests WHERE run_id = ? AND idx IN ({marks})",
+                        [run_id, *part],
+                    )
+        return len(idxs)
+
     def last_index(self, run_id: int) -> int:
         """The highest request index a run has a row for (−1: none)."""
         row = self.db.conn.execute(
