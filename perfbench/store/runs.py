@@ -468,17 +468,37 @@ class Store:
         return counts
 
     def columns(self, run_id: int, names: Sequence[str], where: str = "") -> dict[str, np.ndarray]:
-        """Columns of a run's requests as numpy arrays: text columns as str, others float (NULL → NaN)."""
-        sql = f"SELECT {', '.join(names)} FROM requests WHERE run_id = ? {where} ORDER BY idx"
-        rows = self.db.conn.execute(sql, [run_id]).fetchall()
-        out: dict[str, np.ndarray] = {}
-        for i, name in enumerate(names):
-            values = [row[i] for row in rows]
-            if REQUEST_COLUMNS.get(name) is str:
-                out[name] = np.array(["" if v is None else v for v in values], dtype=str)
-            else:
-                out[name] = np.array(values, dtype=np.float64)  # None becomes nan
-        return out
+        """Columns of a run's requests as numpy arrays: numbers as float (NULL → NaN), text as
+        object arrays of shared strings ("" for NULL). Read from one snapshot in slices into
+        arrays sized up front: a million rows as Python tuples would take about a gigabyte."""
+        conn = self.db.conn
+        text = [REQUEST_COLUMNS.get(name) is str for name in names]
+        own = not conn.in_transaction
+        if own:
+            conn.execute("BEGIN")  # one snapshot for the count and the rows (WAL)
+        try:
+            (n,) = conn.execute(
+                f"SELECT count(*) FROM requests WHERE run_id = ? {where}", [run_id]
+            ).fetchone()
+            out = [np.empty(n, dtype=object) if t else np.empty(n) for t in text]
+            shared: dict[str, str] = {}
+            cursor = conn.execute(
+                f"SELECT {', '.join(names)} FROM requests WHERE run_id = ? {where} ORDER BY idx",
+                [run_id],
+            )
+            at = 0
+            while rows := cursor.fetchmany(10_000):
+                end = at + len(rows)
+                for i, column in enumerate(zip(*rows, strict=True)):
+                    if text[i]:
+                        out[i][at:end] = [shared.setdefault(v, v) if v else "" for v in column]
+                    else:
+                        out[i][at:end] = np.array(column, dtype=np.float64)  # None → nan
+                at = end
+        finally:
+            if own:
+                conn.execute("COMMIT")
+        return dict(zip(names, out, strict=True))
 
     def count_by_status(self, run_id: int, *, warmup: bool = False) -> dict[str, int]:
         """The measured requests by status (``warmup``: the warm-up's too)."""
