@@ -158,10 +158,23 @@ class Execution:
         self.scheduled = 0
         self.skipped = 0  # open loop: arrivals that fell due while the server was away
         self.gate: asyncio.Event | None = None  # closed: no request starts (the server is suspect)
+        # true while the records' writer is too far behind: no request starts (memory stays
+        # bounded, and the report says the client limited the run)
+        self.hold: Callable[[], bool] | None = None
+        self.held_ns = 0  # time spent waiting for the writer
+        self.holds = 0
         stats.started_ns = clock()
 
     def _gate_closed(self) -> bool:
         return self.gate is not None and not self.gate.is_set()
+
+    async def _wait_for_writer(self) -> None:
+        assert self.hold is not None
+        before = self.clock()
+        self.holds += 1
+        while self.hold():
+            await asyncio.sleep(0.005)
+        self.held_ns += self.clock() - before
 
     async def _through_gate(self) -> int:
         """Wait while the gate is closed; how long the wait was (ns)."""
@@ -209,6 +222,8 @@ class Execution:
             while True:
                 if self._gate_closed():
                     await self._through_gate()
+                if self.hold is not None and self.hold():
+                    await self._wait_for_writer()
                 now = clock()
                 if deadline is not None and now >= deadline:
                     return
@@ -259,6 +274,8 @@ class Execution:
                 if intended < skip_before:
                     self.skipped += 1
                     continue
+                if self.hold is not None and self.hold():
+                    await self._wait_for_writer()  # its schedule lag shows the wait
                 slot = None if prompt_slots is None else prompt_slots[k]
                 req = self.templates.request(indices[k], intended, False, slot)
                 self._start(req)

@@ -61,6 +61,9 @@ if TYPE_CHECKING:
 __all__ = ["BatchResult", "LiveStats", "Observer", "RunResult", "run"]
 
 Clock = Callable[[], int]
+#: records queued for the writer beyond which no request starts until it catches up: a client
+#: faster than its database would otherwise grow without bound (about 1 KB a record)
+WRITER_BACKLOG = 20_000
 EXIT_SIGNALS = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
@@ -655,6 +658,7 @@ class _InProcess:
 
         self.execution = Execution(client, templates, sink, stats, clock)
         self.execution.gate = watch.gate
+        self.execution.hold = lambda: writer.backlog() > WRITER_BACKLOG
         # a row when each request starts, replaced by its end: a kill -9 keeps those in flight
         self.execution.on_start = lambda req: writer.add(started(req))
         self.clock = clock
@@ -690,8 +694,15 @@ class _InProcess:
     async def end(self) -> dict[str, Any]:
         if self._lag_task is not None:
             self._lag_task.cancel()
-        skipped = {"skipped": self.execution.skipped} if self.execution.skipped else {}
-        return {"loop_lag_ms": self.lag.stats(), **skipped}
+        out: dict[str, Any] = {"loop_lag_ms": self.lag.stats()}
+        if self.execution.skipped:
+            out["skipped"] = self.execution.skipped
+        if self.execution.holds:
+            out["writer_waits"] = {
+                "count": self.execution.holds,
+                "seconds": round(self.execution.held_ns / 1e9, 3),
+            }
+        return out
 
 
 class _Scaled:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 
@@ -89,3 +90,62 @@ def test_stall_shorter_than_read_timeout_shows_as_an_itl_gap(sim, tmp_path):
     s = result.runs[0].summary
     assert s.ok == 3
     assert s.distributions["itl_ms"].values["p99.9"] >= 290
+
+
+def test_a_writer_that_falls_behind_holds_sending_back(sim, tmp_path, monkeypatch):
+    """While the database is locked by another process's transaction the writer cannot insert:
+    once more than WRITER_BACKLOG records wait, no request starts until it catches up, so the
+    client's memory stays bounded, and the run says the client limited it."""
+    import sqlite3
+    import threading
+    import time
+
+    from perfbench import report, runner
+
+    limit = 200
+    monkeypatch.setattr(runner, "WRITER_BACKLOG", limit)
+    url = sim(*FAST)
+    db = tmp_path / "w.db"
+    _run(url, db, number=3)  # the database exists, so that it can be locked
+    window: list[int] = []
+
+    def lock_for_two_seconds() -> None:
+        conn = sqlite3.connect(db, check_same_thread=False, timeout=30)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # until the second run has written some rows
+            n = conn.execute("SELECT count(*) FROM requests WHERE run_id = 2").fetchone()[0]
+            if n >= 50:
+                break
+            time.sleep(0.01)
+        conn.execute("BEGIN IMMEDIATE")
+        window.append(time.perf_counter_ns())
+        time.sleep(2.0)
+        window.append(time.perf_counter_ns())
+        conn.execute("COMMIT")
+        conn.close()
+
+    locker = threading.Thread(target=lock_for_two_seconds)
+    locker.start()
+    spec = PerfSpec(
+        client=ClientSpec(url=url, max_tokens=16, min_tokens=16),
+        loads=(LoadSpec(parallel=32, number=4_000),),
+        db_path=db,
+    )
+    result = run(spec)
+    locker.join(timeout=60)
+    (r,) = result.runs
+    assert r.status == "completed" and r.summary.ok == 4_000
+    ((health, t0),) = rows(db, "SELECT health, t0_ns FROM runs WHERE id = 2")
+    waits = json.loads(health)["writer_waits"]
+    assert waits["count"] >= 1 and waits["seconds"] >= 0.5, waits
+    # no request started while the backlog was over the limit: during the lock, at most the
+    # limit's worth (and those in flight) went out after the writer stopped
+    lo, hi = window[0] - t0, window[1] - t0
+    during = rows(
+        db,
+        "SELECT count(*) FROM requests WHERE run_id = 2 AND sent_ns > ? AND sent_ns < ?",
+        (lo + 500_000_000, hi),
+    )[0][0]
+    assert during <= limit + 32, during
+    warnings = report(db, ["2"]).to_dict()["runs"][0]["warnings"]
+    assert any("database writer fell behind" in w for w in warnings), warnings

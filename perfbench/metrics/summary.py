@@ -457,6 +457,13 @@ def _warnings(s: Summary, run: Run, all_streamed: bool) -> list[str]:
             f"the run stopped early: {health['stopped']}; requests never attempted have no rows, "
             "and the figures cover what was measured before"
         )
+    waits = health.get("writer_waits")
+    if waits:
+        out.append(
+            f"the database writer fell behind: sending paused {waits['count']} time(s), "
+            f"{waits['seconds']:.1f} s in all, until it caught up, so this client, not the "
+            "server, limited the run; spread the load over processes (--workers)"
+        )
     resumes = health.get("resumes") or []
     if resumes:
         resent = sum(r.get("resent", 0) for r in resumes)

@@ -156,6 +156,10 @@ class RecordWriter:
     def add(self, record: RequestRecord) -> None:
         self._queue.put(record)
 
+    def backlog(self) -> int:
+        """Items queued and not yet written (records, or shipments of a worker's rows)."""
+        return self._queue.qsize()
+
     def add_for(self, worker: int, records: list[RequestRecord]) -> None:
         """Records made here on a worker's behalf (stamps on this clock), naming that worker."""
         self._queue.put(encode(records, self.run_id, self.t0_ns, worker=worker))
