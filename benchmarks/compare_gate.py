@@ -69,7 +69,9 @@ def _verdicts(store: Store, base: list[int], new: list[int]) -> dict[str, Any]:
             [store.run(i) for i in n],
             CompareSpec(thresholds={"*": 0.10}),
         )
-        flagged = [f"{f.key} {f.change:+.1%}" for f in result.figures if f.verdict in ("worse", "better")]
+        flagged = [
+            f"{f.key} {f.change:+.1%}" for f in result.figures if f.verdict in ("worse", "better")
+        ]
         out[label] = {"alarms": flagged, "gate_failed": bool(result.gate_failures)}
     return out
 

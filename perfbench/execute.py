@@ -161,20 +161,26 @@ class Execution:
         # true while the records' writer is too far behind: no request starts (memory stays
         # bounded, and the report says the client limited the run)
         self.hold: Callable[[], bool] | None = None
-        self.held_ns = 0  # time spent waiting for the writer
-        self.holds = 0
+        self.held_ns = 0  # wall time spent waiting for the writer
+        self.holds = 0  # times it fell behind
+        self._held_since: int | None = None
         stats.started_ns = clock()
 
     def _gate_closed(self) -> bool:
         return self.gate is not None and not self.gate.is_set()
 
     async def _wait_for_writer(self) -> None:
+        """Wait while the writer is behind; every request about to start waits alike, and the
+        wait counts once, in wall time, however many wait together."""
         assert self.hold is not None
-        before = self.clock()
-        self.holds += 1
+        if self._held_since is None:
+            self._held_since = self.clock()
+            self.holds += 1
         while self.hold():
             await asyncio.sleep(0.005)
-        self.held_ns += self.clock() - before
+        if self._held_since is not None:
+            self.held_ns += self.clock() - self._held_since
+            self._held_since = None
 
     async def _through_gate(self) -> int:
         """Wait while the gate is closed; how long the wait was (ns)."""

@@ -47,6 +47,7 @@ request records. Memory is bounded by the flush period: at most ``FLUSH_S`` seco
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import re
 import time
@@ -197,6 +198,7 @@ class Scraper:
         self.headers = dict(headers or {})
         self.scrapes = 0
         self.errors = 0
+        self.lost = 0  # samples the sink could not store
         self.last_error: str | None = None
         self._session: aiohttp.ClientSession | None = None
         self._t0 = 0
@@ -317,12 +319,21 @@ class Scraper:
         batch, self._buffer = self._buffer, []
         task = asyncio.create_task(asyncio.to_thread(self._sink, batch))
         self._flushes.add(task)
-        task.add_done_callback(self._flushes.discard)
+        task.add_done_callback(functools.partial(self._flushed, len(batch)))
+
+    def _flushed(self, size: int, task: asyncio.Task[None]) -> None:
+        """A batch written, or lost (the database was busy past its timeout): counted, so that
+        the run says so, never dropped in silence."""
+        self._flushes.discard(task)
+        if task.cancelled() or task.exception() is None:
+            return
+        self.lost += size
+        self.last_error = f"{size} samples could not be stored ({task.exception()})"
 
     async def stop(self, last: bool = True) -> int | None:
         """Stop scraping; with ``last``, take one more sample first (right after the last
-        request). Returns that sample's time. Everything sampled reaches the sink before this
-        returns; a sink error is raised here."""
+        request). Returns that sample's time. Everything sampled has reached the sink (or is
+        counted in ``lost``) when this returns."""
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -330,10 +341,7 @@ class Scraper:
         t = await self.sample() if last else None
         self._flush(self.clock())
         if self._flushes:
-            results = await asyncio.gather(*self._flushes, return_exceptions=True)
-            for r in results:
-                if isinstance(r, BaseException):
-                    raise r
+            await asyncio.gather(*self._flushes, return_exceptions=True)  # counted in lost
         return t
 
 
@@ -409,6 +417,8 @@ class RunMetrics:
         s = self._scraper
         if s is not None:
             out.update(scrapes=s.scrapes, errors=s.errors, last_error=s.last_error)
+            if s.lost:
+                out["lost_samples"] = s.lost
         return out
 
     async def start(self, t0_ns: int, sink: Sink) -> None:
