@@ -7,6 +7,7 @@ import shlex
 import signal
 import socket
 import subprocess
+import sys
 import time
 
 import pytest
@@ -276,3 +277,28 @@ def test_help_is_quick():
     proc = perfbench("--help")
     assert proc.returncode == 0 and "perf" in proc.stdout
     assert time.monotonic() - start < 5
+
+
+def test_report_and_compare_are_callable_whatever_was_imported_first():
+    """`from perfbench import report, compare` (README) must give callables even when the
+    subpackages of the same names were imported before (Python binds the package attribute to
+    the subpackage then)."""
+    code = (
+        "import perfbench.report.progress, perfbench.compare.answers\n"
+        "from perfbench import compare, report\n"
+        "import sys\n"
+        "try:\n"
+        "    report(sys.argv[1], [])\n"
+        "except Exception as exc:\n"
+        "    print(type(exc).__name__, exc)\n"
+        "print(callable(report), callable(compare))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, "/nonexistent/perfbench.db"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "True True"
+    assert "StoreError" in done.stdout  # it ran the report function, which found no database

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shlex
 import socket
 import threading
 import traceback
@@ -282,7 +283,8 @@ def test_perf_grade_think_with_a_judge_from_the_cli(server, tmp_path):
     dump = "\n".join(str(r) for t in ("runs", "requests", "grades", "thinking")
                      for r in rows(db, f"SELECT * FROM {t}"))  # fmt: skip
     assert KEY not in dump and KEY not in done.stdout and KEY not in done.stderr
-    assert "--judge-api-key <redacted>" in rows(db, "SELECT command FROM runs")[0][0]
+    words = shlex.split(rows(db, "SELECT command FROM runs")[0][0])
+    assert words[words.index("--judge-api-key") + 1] == "<redacted>"
 
 
 def test_a_dead_judge_stops_perf_grade_before_the_run(tmp_path):
