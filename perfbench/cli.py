@@ -227,7 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     plan.add_argument("--dataset", help="the eval's dataset (its row count and measured lengths)")
     plan.add_argument("--dataset-path", help="the file the dataset reads")
-    plan.add_argument("--n", type=_positive_int, default=1, help="samples per prompt")
+    plan.add_argument(
+        "--samples", "--n", dest="n", type=_positive_int, default=1, help="samples per prompt"
+    )
     plan.add_argument(
         "--prompts", type=_positive_int, help="prompts in the eval (default: the dataset's rows)"
     )
@@ -328,17 +330,18 @@ def _perf_arguments(perf: argparse.ArgumentParser, *, grading: bool = True) -> N
     g.add_argument("--model", help="model name (default: the first one the server lists)")
     g.add_argument(
         "--api",
-        choices=("openai-chat", "openai-completions"),
+        choices=("openai-chat", "openai-completions", "openai"),
         default=None,
-        help="endpoint kind (default: from --url, else openai-chat)",
+        help="endpoint kind (default, and openai: from --url, else openai-chat)",
     )
     g.add_argument("--api-key", help="bearer token (default: $OPENAI_API_KEY); never stored")
     g.add_argument(
         "--header",
-        action="append",
+        action="extend",
+        nargs="+",
         default=[],
         metavar="K:V",
-        help="extra HTTP header (repeatable)",
+        help="extra HTTP headers, K:V or K=V (repeatable)",
     )
     g.add_argument(
         "--connect-timeout", type=float, default=10.0, help="seconds (default: %(default)s)"
@@ -527,7 +530,13 @@ def _perf_arguments(perf: argparse.ArgumentParser, *, grading: bool = True) -> N
     )
     g.add_argument("--shuffle", action="store_true", help="a seeded shuffle of the dataset's rows")
     g.add_argument(
-        "--n", type=_positive_int, default=1, help="samples per prompt, sent as repeated requests"
+        "--samples",
+        "--n",
+        dest="n",
+        type=_positive_int,
+        default=1,
+        metavar="K",
+        help="samples per prompt, sent as repeated requests (-n is --number, as in evalscope)",
     )
     g.add_argument(
         "--mix",
@@ -553,6 +562,11 @@ def _perf_arguments(perf: argparse.ArgumentParser, *, grading: bool = True) -> N
         g = perf.add_argument_group("grading (eval datasets)")
         g.add_argument("--grade", action="store_true", help="grade the answers when each run ends")
         _grade_arguments(g)
+
+    if grading:
+        from perfbench import compat
+
+        compat.add_arguments(perf)
 
     g = perf.add_argument_group("output")
     g.add_argument("--name", help="label the runs, to find them again by name")
@@ -872,17 +886,28 @@ def _resumed(ns: argparse.Namespace, argv: Sequence[str]) -> tuple[argparse.Name
             raise UsageError(f"{secret} (a password in it): pass --{name.replace('_', '-')} again")
     if any("<redacted>" in h for h in old.header or []):
         raise UsageError(f"{secret} (a header): pass its --header again")
+    from perfbench import compat
+
+    compat.fold(old, old_argv)  # the notes were printed when the run was made
     old.resume, old.repeat = ns.resume, 1
     return old, old_argv
 
 
 def cmd_perf(ns: argparse.Namespace, argv: Sequence[str]) -> int:
+    from perfbench import compat
     from perfbench.runner import run
 
     if ns.resume is not None:
         ns, argv = _resumed(ns, argv)
+    else:
+        compat.print_notes(compat.fold(ns, argv), PROG)
     spec = _perf_spec(ns, argv, _loads(ns, ns.parallel, ns.rate, ns.number))
-    result = run(spec, observer=_live(ns))
+    observer = _live(ns)
+    if ns.x_log_every:
+        from perfbench.report.progress import LineObserver
+
+        observer = LineObserver(ns.x_log_every, PROG)
+    result = run(spec, observer=observer)
     _emit(result, ns)
     for line in [*result.lost, *result.too_many_errors()]:
         print(f"{PROG}: {line}", file=sys.stderr)

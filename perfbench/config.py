@@ -132,10 +132,13 @@ class ClientSpec:
 
 
 def parse_headers(items: Sequence[str]) -> tuple[tuple[str, str], ...]:
-    """``K:V`` strings (``--header``) as (name, value) pairs, both stripped."""
+    """``K:V`` (or ``K=V``, as evalscope and vLLM write them) strings (``--header``) as (name,
+    value) pairs, both stripped."""
+    from perfbench.redact import split_header
+
     headers = []
     for item in items:
-        key, sep, value = item.partition(":")
+        key, sep, value = split_header(item)
         if not sep or not key.strip():
             raise ConfigError(f"--header {item!r} is not K:V, e.g. --header 'X-Team: search'")
         headers.append((key.strip(), value.strip()))

@@ -21,15 +21,19 @@ def redact_argv(argv: list[str]) -> list[str]:
     out: list[str] = []
     pending = ""  # what the next argument is the value of: "key", "header" or nothing
     for arg in argv:
-        if pending:
-            out.append("<redacted>" if pending == "key" else _redact_header(arg))
+        if pending == "header" and not arg.startswith("-"):
+            out.append(_redact_header(arg))  # headers take several values (K:V or K=V each)
+            continue
+        if pending == "key":
+            out.append("<redacted>")
             pending = ""
             continue
+        pending = ""
         flag, eq, value = arg.partition("=")
         if _secret_flag(flag):
             out.append(f"{flag}=<redacted>" if eq else flag)
             pending = "" if eq else "key"
-        elif flag in ("--header", "-H"):
+        elif flag in HEADER_FLAGS:
             out.append(f"{flag}={_redact_header(value)}" if eq else flag)
             pending = "" if eq else "header"
         elif "://" in arg and "@" in arg:
@@ -45,8 +49,18 @@ def secret_name(name: str) -> bool:
     return any(word in lowered for word in SECRET_WORDS)
 
 
+HEADER_FLAGS = ("--header", "-H", "--headers")  # --headers: evalscope's K=V form
+
+
+def split_header(value: str) -> tuple[str, str, str]:
+    """``K:V`` or ``K=V`` (evalscope, vLLM): split at whichever comes first."""
+    colon, equals = value.find(":"), value.find("=")
+    at = min(i for i in (colon, equals, len(value)) if i >= 0)
+    return value[:at], value[at : at + 1], value[at + 1 :]
+
+
 def _redact_header(value: str) -> str:
-    name, sep, _ = value.partition(":")
+    name, sep, _ = split_header(value)
     if secret_name(name):
         return f"{name}{sep}<redacted>"
     return value

@@ -359,7 +359,7 @@ def test_parquet_without_pyarrow_says_to_install_it(
     path.write_bytes(b"PAR1")
     message = error("gsm8k", path)
     assert message == (
-        f"{path} is Parquet, and reading Parquet needs pyarrow: pip install pyarrow "
+        f"{path} is Parquet, and reading Parquet needs pyarrow: pip install 'perfbench[parquet]' "
         "(or give the dataset as JSON Lines)"
     )
 

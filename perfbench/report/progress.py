@@ -94,3 +94,49 @@ class ProgressObserver:
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
+
+
+class LineObserver:
+    """A progress line on stderr every ``every`` finished requests (evalscope's
+    ``--log-every-n-query``), for logs rather than terminals; read off the loop, as above."""
+
+    def __init__(self, every: int, prog: str = "perfbench") -> None:
+        self.every, self.prog = every, prog
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def begin(self, stats: LiveStats) -> None:
+        self._stop.clear()
+
+        def follow() -> None:
+            logged = 0
+            while not self._stop.wait(0.1):
+                done = stats.completed + stats.failed
+                if done // self.every > logged // self.every:
+                    logged = done
+                    self._line(stats, done)
+            done = stats.completed + stats.failed
+            if done > logged:  # the last line: where the run ended
+                self._line(stats, done)
+
+        self._thread = threading.Thread(target=follow, name="perfbench-log", daemon=True)
+        self._thread.start()
+
+    def _line(self, stats: LiveStats, done: int) -> None:
+        import sys
+
+        elapsed = (time.perf_counter_ns() - stats.started_ns) / 1e9 if stats.started_ns else 0
+        total = f"/{stats.total}" if stats.total else ""
+        rate = f", {done / elapsed:.1f} req/s" if elapsed > 0 else ""
+        print(
+            f"{self.prog}: {stats.label}: {done}{total} requests (ok {stats.completed}, failed "
+            f"{stats.failed}){rate}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def end(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None

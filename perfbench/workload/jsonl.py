@@ -110,7 +110,7 @@ def _parquet_rows(path: Path) -> Iterator[Row]:
         parquet = importlib.import_module("pyarrow.parquet")
     except ImportError:
         raise DatasetError(
-            f"{path} is Parquet, and reading Parquet needs pyarrow: pip install pyarrow "
+            f"{path} is Parquet, and reading Parquet needs pyarrow: pip install 'perfbench[parquet]' "
             "(or give the dataset as JSON Lines)"
         ) from None
     try:

@@ -1,0 +1,238 @@
+"""The flags of ``evalscope perf`` and ``vllm bench serve``, under their own names, folded into
+perfbench's own after parsing, so that a pasted command runs as written (docs/drop-in.md).
+
+Each flag keeps its tool's meaning: ``-n`` is EvalScope's ``--number``; ``--num-prompts`` and
+``--request-rate`` are vLLM's; ``--headers K=V`` and ``--header K=V`` are both tools' header
+forms; ``--backend openai`` is vLLM's completions API. A flag and its alias given with different
+values is a usage error (one line); a flag that has no meaning here is a one-line note, and the
+run goes on. The folding is one function, :func:`fold`, over the parsed namespace.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from perfbench.errors import UsageError
+
+#: flags accepted for a pasted command that change nothing here, and why
+NO_MEANING = {
+    # evalscope perf
+    "--wandb-api-key": "results go to perfbench's database, not to Weights & Biases",
+    "--swanlab-api-key": "results go to perfbench's database, not to SwanLab",
+    "--swanlab-host": "results go to perfbench's database, not to SwanLab",
+    "--visualizer": "results go to perfbench's database; `perfbench report --html` draws them",
+    "--debug": "every request's status and error message are in the database already",
+    "--no-test-connection": "perfbench always checks the server before a run (under a second)",
+    "--total-timeout": "a stalled stream fails on --read-timeout; a long one is not cut short",
+    "--open-loop": "--rate makes an open loop already",
+    "--enable-progress-tracker": "the progress bar shows on a terminal (--quiet hides it)",
+    "--no-timestamp": "runs are found by id or --name in the database",
+    "--db-commit-interval": "rows are written every half second",
+    "--queue-size-multiplier": "perfbench holds no request queue of its own",
+    "--in-flight-task-multiplier": "perfbench holds no request queue of its own",
+    # vllm bench serve
+    "--tokenizer-mode": "--tokenizer loads a tokenizer as transformers does (mode auto)",
+    "--trust-remote-code": "only the tokenizer is loaded, from its files",
+    "--disable-tqdm": "the progress bar shows only on a terminal (--quiet hides it)",
+    "--profile": "perfbench does not drive the server's profiler",
+    "--request-id-prefix": "requests are told apart by their index in the database",
+    "--ready-check-timeout-sec": "the pre-run check fails in under a second; --wait-for-server "
+    "waits for a server that goes away mid-run",
+}
+
+#: vLLM's backends → perfbench's --api (None: from the URL)
+BACKENDS = {
+    "openai": "openai-completions",
+    "vllm": "openai-completions",
+    "openai-chat": "openai-chat",
+}
+
+
+def add_arguments(perf: argparse.ArgumentParser) -> None:
+    """The other tools' flags, in a group of their own (their dests start with ``x_``)."""
+    g = perf.add_argument_group(
+        "from evalscope perf and vllm bench serve (their meaning; docs/drop-in.md)"
+    )
+    g.add_argument("-n", dest="x_number", type=_count, nargs="+", help="evalscope: --number")
+    g.add_argument("--num-prompts", dest="x_num_prompts", type=_count, help="vllm: --number")
+    g.add_argument("--request-rate", dest="x_request_rate", type=float, help="vllm: --rate")
+    g.add_argument(
+        "--headers", dest="x_headers", nargs="+", metavar="K=V", help="evalscope: --header K:V"
+    )
+    g.add_argument("--backend", dest="x_backend", choices=sorted(BACKENDS), help="vllm: --api")
+    g.add_argument("--base-url", dest="x_base_url", help="vllm: the server root (--url)")
+    g.add_argument("--host", dest="x_host", help="vllm: with --port and --endpoint, the --url")
+    g.add_argument("--port", dest="x_port", type=int, help="vllm: see --host")
+    g.add_argument("--endpoint", dest="x_endpoint", help="vllm: see --host (/v1/completions)")
+    g.add_argument("--served-model-name", dest="x_served_model", help="vllm: --model")
+    g.add_argument("--dataset-name", dest="x_dataset_name", help="vllm: --dataset")
+    g.add_argument("--random-input-len", dest="x_random_input_len", type=int)
+    g.add_argument("--random-output-len", dest="x_random_output_len", type=int)
+    g.add_argument("--random-range-ratio", dest="x_random_range_ratio", type=float)
+    g.add_argument("--random-prefix-len", dest="x_random_prefix_len", type=int)
+    g.add_argument("--ignore-eos", dest="x_ignore_eos", action="store_true", help="vllm")
+    g.add_argument("--num-warmups", dest="x_num_warmups", type=int, help="vllm: --warmup")
+    g.add_argument(
+        "--warmup-num", dest="x_warmup_num", type=float, help="evalscope: a count, or a share"
+    )
+    g.add_argument("--extra-args", dest="x_extra_args", help="evalscope: --extra-body")
+    g.add_argument("--prefix-length", dest="x_prefix_length", type=int, help="evalscope")
+    g.add_argument("--min-prompt-length", dest="x_min_prompt", type=int, help="evalscope")
+    g.add_argument("--max-prompt-length", dest="x_max_prompt", type=int, help="evalscope")
+    g.add_argument(
+        "--log-every-n-query", dest="x_log_every", type=int, help="evalscope: a progress line"
+    )
+    for flag in ("--frequency-penalty", "--presence-penalty", "--repetition-penalty", "--min-p"):
+        g.add_argument(flag, dest="x_body_" + flag[2:].replace("-", "_"), type=float)
+    g.add_argument("--logprobs", dest="x_body_logprobs", nargs="?", const=True, type=int)
+    g.add_argument("--n-choices", dest="x_body_n", type=int, help="evalscope: n")
+    g.add_argument("--stop", dest="x_body_stop", nargs="*")
+    g.add_argument("--stop-token-ids", dest="x_body_stop_token_ids", nargs="*", type=int)
+    for flag in NO_MEANING:
+        g.add_argument(flag, dest="x_none_" + flag[2:].replace("-", "_"), nargs="?", const=True)
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} must be at least 1")
+    return value
+
+
+def fold(ns: argparse.Namespace, argv: Sequence[str]) -> list[str]:
+    """Fold the other tools' flags into perfbench's own, in place; the notes to print (one line
+    each) for flags that change nothing here. UsageError when a flag and its alias disagree."""
+    given = {a.split("=", 1)[0] for a in argv if a.startswith("-")}
+    notes = [
+        f"note: {flag} has no meaning here ({why}); ignored"
+        for flag, why in NO_MEANING.items()
+        if flag in given
+    ]
+
+    def take(ours: str, flag: str, theirs: Any, their_flag: str) -> None:
+        current = getattr(ns, ours)
+        if theirs is None:
+            return
+        if flag in given and current != theirs:
+            raise UsageError(
+                f"{flag} {_show(current)} and {their_flag} {_show(theirs)} disagree: give one"
+            )
+        setattr(ns, ours, theirs)
+
+    take("number", "--number", ns.x_number, "-n")
+    if ns.x_num_prompts is not None:
+        take(
+            "number", "--number" if "-n" not in given else "-n", [ns.x_num_prompts], "--num-prompts"
+        )
+    if ns.x_request_rate is not None:
+        take("rate", "--rate", [ns.x_request_rate], "--request-rate")
+    if ns.rate and all(r < 0 for r in ns.rate):  # evalscope: -1 is no pacing (a closed loop)
+        ns.rate = None
+    if ns.x_headers:
+        ns.header = [*ns.header, *ns.x_headers]
+    if ns.x_backend is not None:
+        take("api", "--api", BACKENDS[ns.x_backend], "--backend")
+    if ns.api == "openai":  # evalscope: the OpenAI protocol, whichever endpoint --url names
+        ns.api = None
+    _url(ns, given, take)
+    if ns.x_served_model is not None:
+        take("model", "--model", ns.x_served_model, "--served-model-name")
+    if ns.x_dataset_name is not None:
+        take("dataset", "--dataset", ns.x_dataset_name, "--dataset-name")
+    for ours, theirs in (
+        ("input_len", "random_input_len"),
+        ("output_len", "random_output_len"),
+        ("range_ratio", "random_range_ratio"),
+        ("prefix_len", "random_prefix_len"),
+    ):
+        value = getattr(ns, "x_" + theirs)
+        if value is not None:
+            take(ours, "--" + ours.replace("_", "-"), value, "--" + theirs.replace("_", "-"))
+    if ns.x_prefix_length is not None:
+        take("prefix_len", "--prefix-len", ns.x_prefix_length, "--prefix-length")
+    if ns.x_min_prompt is not None or ns.x_max_prompt is not None:
+        _prompt_lengths(ns, take)
+    if ns.x_num_warmups is not None:
+        take("warmup", "--warmup", ns.x_num_warmups, "--num-warmups")
+    if ns.x_warmup_num is not None:
+        share = ns.x_warmup_num
+        if 0 < share < 1:  # a share of the first --number
+            share = max(1, int(share * (ns.number or [0])[0]))
+        take("warmup", "--warmup", int(share), "--warmup-num")
+    body = _body(ns)
+    if body:
+        extra = json.loads(ns.extra_body) if ns.extra_body else {}
+        ns.extra_body = json.dumps({**body, **extra})
+    return notes
+
+
+def _url(ns: argparse.Namespace, given: set[str], take: Any) -> None:
+    """vLLM's --base-url / --host / --port / --endpoint → one --url."""
+    if ns.x_base_url is None and ns.x_host is None and ns.x_port is None and ns.x_endpoint is None:
+        return
+    endpoint = ns.x_endpoint or "/v1/completions"
+    if not endpoint.startswith("/"):
+        endpoint = "/" + endpoint
+    if ns.x_base_url is not None:
+        root = ns.x_base_url.rstrip("/")
+    else:
+        host = ns.x_host or "127.0.0.1"
+        host = f"[{host}]" if ":" in host and not host.startswith("[") else host
+        root = f"http://{host}:{ns.x_port or 8000}"
+    take("url", "--url", root + endpoint, "--base-url/--host/--port/--endpoint")
+
+
+def _prompt_lengths(ns: argparse.Namespace, take: Any) -> None:
+    """evalscope's --min/--max-prompt-length: for the random dataset, lengths uniform between
+    them (perfbench's --input-len at the midpoint, ±--range-ratio); a filter elsewhere, which
+    perfbench has not got."""
+    if ns.dataset != "random":
+        raise UsageError(
+            "--min-prompt-length/--max-prompt-length filter a dataset's prompts by length, which "
+            "perfbench does not do; with --dataset random they set the prompt lengths"
+        )
+    lo = ns.x_min_prompt if ns.x_min_prompt is not None else ns.x_max_prompt
+    hi = ns.x_max_prompt if ns.x_max_prompt is not None else ns.x_min_prompt
+    if not 0 < lo <= hi:
+        raise UsageError(
+            f"--min-prompt-length {lo} and --max-prompt-length {hi}: give 0 < min ≤ max"
+        )
+    take("input_len", "--input-len", round((lo + hi) / 2), "--min/--max-prompt-length")
+    take("range_ratio", "--range-ratio", (hi - lo) / (hi + lo), "--min/--max-prompt-length")
+
+
+def _body(ns: argparse.Namespace) -> dict[str, Any]:
+    """Sampling fields both tools send in the request body."""
+    out: dict[str, Any] = {}
+    for key, value in vars(ns).items():
+        if key.startswith("x_body_") and value is not None and value != []:
+            out[key[len("x_body_") :]] = value
+    if ns.x_ignore_eos:
+        out["ignore_eos"] = True
+    if ns.x_extra_args:
+        try:
+            extra = json.loads(ns.x_extra_args)
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"--extra-args is not JSON ({exc.msg}): give an object") from None
+        if not isinstance(extra, dict):
+            raise UsageError("--extra-args must be a JSON object, e.g. '{\"ignore_eos\": true}'")
+        out.update(extra)
+    return out
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, list):
+        return " ".join(map(str, value))
+    return str(value)
+
+
+def print_notes(notes: Sequence[str], prog: str) -> None:
+    for line in notes:
+        print(f"{prog}: {line}", file=sys.stderr)
