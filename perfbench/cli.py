@@ -909,6 +909,11 @@ def cmd_perf(ns: argparse.Namespace, argv: Sequence[str]) -> int:
         observer = LineObserver(ns.x_log_every, PROG)
     result = run(spec, observer=observer)
     _emit(result, ns)
+    if ns.x_result is not None and result.runs:
+        from perfbench.report import vllm
+
+        for path in vllm.save(spec.db_path, [r.run_id for r in result.runs], ns.x_result):
+            print(f"{PROG}: wrote {path} (vllm bench serve's result file)", file=sys.stderr)
     for line in [*result.lost, *result.too_many_errors()]:
         print(f"{PROG}: {line}", file=sys.stderr)
     if result.failure is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -94,6 +95,17 @@ def add_arguments(perf: argparse.ArgumentParser) -> None:
     g.add_argument("--stop-token-ids", dest="x_body_stop_token_ids", nargs="*", type=int)
     for flag in NO_MEANING:
         g.add_argument(flag, dest="x_none_" + flag[2:].replace("-", "_"), nargs="?", const=True)
+    r = perf.add_argument_group("vllm bench serve's result file (docs/drop-in.md)")
+    r.add_argument("--save-result", dest="x_save", action="store_true", help="write it")
+    r.add_argument("--save-detailed", dest="x_detailed", action="store_true")
+    r.add_argument("--append-result", dest="x_append", action="store_true", help="JSON Lines")
+    r.add_argument("--result-dir", dest="x_result_dir", help="(default: the current folder)")
+    r.add_argument("--result-filename", dest="x_result_filename")
+    r.add_argument("--label", dest="x_label", help="the file name's prefix (default: backend)")
+    r.add_argument("--metadata", dest="x_metadata", nargs="*", default=[], metavar="K=V")
+    r.add_argument("--percentile-metrics", dest="x_metrics", default="ttft,tpot,itl")
+    r.add_argument("--metric-percentiles", dest="x_percentiles", default="99")
+    r.add_argument("--goodput", dest="x_goodput", nargs="+", default=[], metavar="KEY:MS")
 
 
 def _count(text: str) -> int:
@@ -135,6 +147,8 @@ def fold(ns: argparse.Namespace, argv: Sequence[str]) -> list[str]:
         take("rate", "--rate", [ns.x_request_rate], "--request-rate")
     if ns.rate and all(r < 0 for r in ns.rate):  # evalscope: -1 is no pacing (a closed loop)
         ns.rate = None
+    if ns.max_concurrency is not None and not ns.rate and not ns.parallel:
+        ns.rate = [math.inf]  # vLLM: --max-concurrency alone sends at once, C at a time
     if ns.x_headers:
         ns.header = [*ns.header, *ns.x_headers]
     if ns.x_backend is not None:
@@ -170,7 +184,31 @@ def fold(ns: argparse.Namespace, argv: Sequence[str]) -> list[str]:
     if body:
         extra = json.loads(ns.extra_body) if ns.extra_body else {}
         ns.extra_body = json.dumps({**body, **extra})
+    ns.x_result = _result_options(ns)
     return notes
+
+
+def _result_options(ns: argparse.Namespace) -> dict[str, Any] | None:
+    """vLLM's result-file flags, checked before the run (None: no file asked for)."""
+    from perfbench.report import vllm
+
+    options = {
+        "metrics": vllm.parse_metrics(ns.x_metrics),
+        "percentiles": vllm.parse_percentiles(ns.x_percentiles),
+        "goodput": vllm.parse_goodput(ns.x_goodput),
+        "detailed": ns.x_detailed,
+        "label": ns.x_label,
+        "metadata": {},
+    }
+    for item in ns.x_metadata:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--metadata {item!r} is not KEY=VALUE")
+        options["metadata"][key.strip()] = value.strip()
+    if not (ns.x_save or ns.x_append):
+        return None
+    options.update(directory=ns.x_result_dir, filename=ns.x_result_filename, append=ns.x_append)
+    return options
 
 
 def _url(ns: argparse.Namespace, given: set[str], take: Any) -> None:

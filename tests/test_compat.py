@@ -6,6 +6,9 @@ import json
 import shlex
 from typing import Any
 
+import numpy as np
+import pytest
+
 from tests.conftest import perfbench, rows
 
 FAST = ("--preset", "instant", "--seed", "5")
@@ -148,3 +151,69 @@ def test_aliases_that_disagree_and_bad_values_are_one_line(tmp_path):
     assert not (tmp_path / "perfbench.db").exists()  # nothing was recorded
     same = perfbench("perf", "--number", "3", "-n", "3", "--outputs-dir", str(tmp_path), "--quiet")
     assert same.returncode == 0, same.stderr
+
+
+# The keys `vllm bench serve --save-result --save-detailed` writes for a chat run with
+# --percentile-metrics ttft,tpot,itl,e2el --metric-percentiles 50,99.9 and --goodput, in its
+# order: main_async's header, --metadata, the traffic, then benchmark()'s result
+# (vllm-project/vllm, vllm/benchmarks/serve.py at def9ce85ba1079af970a58ed3d42dd861ae35d58).
+VLLM_KEYS = [
+    "date", "endpoint_type", "backend", "label", "model_id", "tokenizer_id", "num_prompts",
+    "team", "request_rate", "burstiness", "max_concurrency", "duration", "completed", "failed",
+    "total_input_tokens", "total_output_tokens", "request_throughput", "request_goodput",
+    "output_throughput", "total_token_throughput", "input_lens", "output_lens", "ttfts", "itls",
+    "generated_texts", "errors", "max_output_tokens_per_s", "max_concurrent_requests",
+    *(
+        f"{stat}_{m}_ms"
+        for m in ("ttft", "tpot", "itl", "e2el")
+        for stat in ("mean", "median", "std", "p50", "p99.9")
+    ),
+]  # fmt: skip
+
+
+def test_save_result_writes_vllms_file_key_for_key_with_true_figures(sim, tmp_path):
+    """Against a simulator whose every stream is 50 ms + 31 × 5 ms, 8 at a time."""
+    url = sim("--ttft-ms", "50", "--itl-ms", "5", "--itl-ms-per-seq", "0",
+              "--prefill-us-per-token", "0", "--seed", "2")  # fmt: skip
+    out = tmp_path / "results"
+    done = perfbench(
+        "perf", "--base-url", url, "--endpoint", "/v1/chat/completions", "--backend",
+        "openai-chat", "--dataset-name", "random", "--random-input-len", "32",
+        "--random-output-len", "32", "--max-concurrency", "8", "--num-prompts", "80",
+        "--save-result", "--save-detailed", "--result-dir", str(out), "--metadata", "team=search",
+        "--percentile-metrics", "ttft,tpot,itl,e2el", "--metric-percentiles", "50,99.9",
+        "--goodput", "ttft:200", "e2el:1", "--db", str(tmp_path / "r.db"), "--quiet",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    (path,) = out.glob("*.json")
+    assert path.name.startswith("openai-chat-infqps-concurrency8-perfbench-sim-")
+    data = json.loads(path.read_text())
+    assert list(data) == VLLM_KEYS
+    assert data["completed"] == 80 and data["failed"] == 0 and data["team"] == "search"
+    assert data["request_rate"] == "inf" and data["max_concurrency"] == 8
+    assert data["total_output_tokens"] == 80 * 32 and data["output_lens"] == [32] * 80
+    # the timing is known: TTFT 50 ms, TPOT 5 ms, E2E 50 + 31 × 5 = 205 ms (client overhead on
+    # top, a few ms at most on a busy machine)
+    assert 45 <= data["median_ttft_ms"] < 60 and 45 <= data["mean_ttft_ms"] < 65
+    assert 4.9 <= data["median_tpot_ms"] < 5.6 and 4.9 <= data["mean_itl_ms"] < 5.6
+    assert 200 <= data["median_e2el_ms"] < 230
+    assert data["std_ttft_ms"] >= 0 and data["p99.9_e2el_ms"] >= data["p50_e2el_ms"]
+    assert data["request_goodput"] == 0  # no request ends within 1 ms
+    assert data["request_throughput"] == pytest.approx(80 / data["duration"])
+    assert all(len(gaps) == 31 for gaps in data["itls"])  # 32 chunks: 31 gaps, in seconds
+    assert 0.004 < float(np.median(np.concatenate(data["itls"]))) < 0.006
+    assert all(0.045 <= t < 0.07 for t in data["ttfts"]), data["ttfts"]
+    assert data["errors"] == [""] * 80 and all(data["generated_texts"])
+
+
+def test_result_flags_with_bad_values_are_one_line(tmp_path):
+    for args, says in [
+        (["--goodput", "ttft=5"], "--goodput"),
+        (["--percentile-metrics", "ttft,foo"], "--percentile-metrics"),
+        (["--metric-percentiles", "100"], "--metric-percentiles"),
+        (["--metadata", "novalue"], "--metadata"),
+    ]:
+        done = perfbench("perf", "--save-result", *args, "--outputs-dir", str(tmp_path))
+        assert done.returncode == 2 and done.stderr.count("\n") == 1, (args, done.stderr)
+        assert says in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "perfbench.db").exists()

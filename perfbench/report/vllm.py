@@ -1,0 +1,268 @@
+"""A run as the JSON file ``vllm bench serve --save-result`` writes, so that the scripts and
+dashboards that read those files keep working (docs/drop-in.md, "Result files").
+
+Keys, units and definitions follow vLLM's ``vllm/benchmarks/serve.py`` (``calculate_metrics``,
+``benchmark``, ``main_async``): statistics in milliseconds named ``mean_/median_/std_/p<P>_<m>_ms``
+(``p99.9`` for 99.9), the standard deviation over the population, percentiles by linear
+interpolation, 0 for a metric with no sample; TPOT over requests with more than one output
+token; ITL over every gap between token-carrying chunks of every request, pooled; the detailed
+arrays (``--save-detailed``) in seconds. The figures are perfbench's own measurements of the
+same quantities (docs/metrics.md): where the two tools differ in what they stamp, the file says
+what perfbench measured.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from perfbench.errors import UsageError
+from perfbench.store.runs import Run, Store
+
+METRICS = ("ttft", "tpot", "itl", "e2el")
+DETAILED = ("input_lens", "output_lens", "ttfts", "itls", "generated_texts", "errors")
+_COLUMNS = (
+    "idx", "status", "error", "prompt_tokens", "completion_tokens", "ttft_ms", "tpot_ms",
+    "e2e_ms", "sent_ns", "first_token_ns", "end_ns",
+)  # fmt: skip
+
+
+def parse_metrics(text: str) -> tuple[str, ...]:
+    """``--percentile-metrics ttft,tpot,itl,e2el``."""
+    names = tuple(m.strip() for m in text.split(",") if m.strip())
+    bad = [m for m in names if m not in METRICS]
+    if bad or not names:
+        raise UsageError(
+            f"--percentile-metrics {text!r}: choose from {', '.join(METRICS)}, comma-separated"
+        )
+    return names
+
+
+def parse_percentiles(text: str) -> tuple[float, ...]:
+    """``--metric-percentiles 50,90,99,99.9``."""
+    try:
+        values = tuple(float(p) for p in text.split(",") if p.strip())
+    except ValueError:
+        values = ()
+    if not values or not all(0 < p < 100 for p in values):
+        raise UsageError(
+            f"--metric-percentiles {text!r}: give percentiles between 0 and 100, e.g. 50,90,99"
+        )
+    return values
+
+
+def parse_goodput(items: Sequence[str]) -> dict[str, float]:
+    """``--goodput ttft:500 tpot:50`` (milliseconds): the SLOs a good request meets."""
+    out: dict[str, float] = {}
+    for item in items:
+        key, sep, value = item.partition(":")
+        try:
+            ms = float(value)
+        except ValueError:
+            ms = -1.0
+        if not sep or key not in ("ttft", "tpot", "e2el") or not ms >= 0:
+            raise UsageError(
+                f"--goodput {item!r} is not KEY:MS with KEY ttft, tpot or e2el, e.g. ttft:500"
+            )
+        out[key] = ms
+    return out
+
+
+def result(
+    store: Store,
+    run: Run,
+    *,
+    label: str | None = None,
+    metrics: Sequence[str] = ("ttft", "tpot", "itl"),
+    percentiles: Sequence[float] = (99.0,),
+    goodput: Mapping[str, float] | None = None,
+    detailed: bool = False,
+    metadata: Mapping[str, str] | None = None,
+    date: str | None = None,
+) -> dict[str, Any]:
+    """The run as vLLM's result JSON (a dict; :func:`write` writes it)."""
+    cols = store.columns(run.id, _COLUMNS, where="AND warmup = 0")
+    ok = cols["status"] == "ok"
+    measured = int(ok.size)
+    completed = int(ok.sum())
+    from perfbench.metrics.summary import summarize
+
+    summary = summarize(store, run)
+    duration = summary.duration_s if math.isfinite(summary.duration_s) else 0.0
+    prompt = np.nan_to_num(cols["prompt_tokens"])
+    output = np.nan_to_num(cols["completion_tokens"])
+    total_in, total_out = int(prompt[ok].sum()), int(output[ok].sum())
+    gaps = dict(_gaps(store, run))
+
+    def per_s(x: float) -> float:
+        return x / duration if duration > 0 else 0.0
+
+    backend = "openai-chat" if run.client.get("api") == "openai-chat" else "openai"
+    load = run.load
+    rate: float | str = "inf"
+    if load.rate is not None and not math.isinf(load.rate):
+        rate = float(load.rate)
+    out: dict[str, Any] = {
+        "date": date or datetime.now().strftime("%Y%m%d-%H%M%S"),
+        "endpoint_type": backend,
+        "backend": backend,
+        "label": label,
+        "model_id": run.model,
+        "tokenizer_id": run.workload.get("tokenizer") or run.model,
+        "num_prompts": load.planned if load.planned is not None else measured,
+        **dict(metadata or {}),
+        "request_rate": rate,
+        "burstiness": load.burstiness,
+        "max_concurrency": load.max_concurrency if load.open_loop else load.parallel,
+        "duration": duration,
+        "completed": completed,
+        "failed": measured - completed,
+        "total_input_tokens": total_in,
+        "total_output_tokens": total_out,
+        "request_throughput": per_s(completed),
+        "request_goodput": per_s(_good(cols, ok, output, goodput)) if goodput else None,
+        "output_throughput": per_s(total_out),
+        "total_token_throughput": per_s(total_in + total_out),
+    }
+    if detailed:
+        texts = store.columns(run.id, ("output_text",), where="AND warmup = 0")["output_text"]
+        out["input_lens"] = [int(x) for x in prompt]
+        out["output_lens"] = [int(x) if good else 0 for x, good in zip(output, ok, strict=True)]
+        out["ttfts"] = [
+            float(t) / 1e3 if good and math.isfinite(t) else 0.0
+            for t, good in zip(cols["ttft_ms"], ok, strict=True)
+        ]
+        out["itls"] = [
+            (gaps.get(int(i), np.empty(0)) / 1e9).tolist() if good else []
+            for i, good in zip(cols["idx"], ok, strict=True)
+        ]
+        out["generated_texts"] = [str(t) for t in texts]
+        out["errors"] = ["" if good else str(e) for e, good in zip(cols["error"], ok, strict=True)]
+    peak_tokens, peak_requests = _peaks(cols, ok, gaps)
+    out["max_output_tokens_per_s"] = peak_tokens
+    out["max_concurrent_requests"] = peak_requests
+    values = {
+        "ttft": cols["ttft_ms"][ok],
+        "tpot": cols["tpot_ms"][ok & (output > 1)],
+        "itl": np.concatenate(list(gaps.values())) / 1e6 if gaps else np.empty(0),
+        "e2el": cols["e2e_ms"][ok],
+    }
+    for name in metrics:
+        v = values[name]
+        v = v[np.isfinite(v)]
+        out[f"mean_{name}_ms"] = float(v.mean()) if v.size else 0.0
+        out[f"median_{name}_ms"] = float(np.median(v)) if v.size else 0.0
+        out[f"std_{name}_ms"] = float(v.std()) if v.size else 0.0
+        for p in percentiles:
+            word = str(int(p)) if int(p) == p else str(p)
+            out[f"p{word}_{name}_ms"] = float(np.percentile(v, p)) if v.size else 0.0
+    return out
+
+
+def _gaps(store: Store, run: Run) -> Any:
+    idx, _, _ = store.streamed_requests(run.id)
+    for i, g in zip(idx.tolist(), store.gaps_of(run.id, idx.tolist()), strict=True):
+        yield i, g.astype(np.float64)
+
+
+def _good(
+    cols: Mapping[str, np.ndarray], ok: np.ndarray, output: np.ndarray, slo: Mapping[str, float]
+) -> int:
+    """Successful requests that meet every SLO; a TPOT of one output token counts as 0."""
+    good = ok.copy()
+    tpot = np.where(output > 1, cols["tpot_ms"], 0.0)
+    for key, column in (("ttft", cols["ttft_ms"]), ("tpot", tpot), ("e2el", cols["e2e_ms"])):
+        if key in slo:
+            good &= np.nan_to_num(column, nan=math.inf) <= slo[key]
+    return int(good.sum())
+
+
+def _peaks(
+    cols: Mapping[str, np.ndarray], ok: np.ndarray, gaps: Mapping[int, np.ndarray]
+) -> tuple[float, int]:
+    """The most token-carrying chunks that arrived in one second (counted from the first send,
+    as vLLM counts them) and the most requests in flight during one such second."""
+    sent, end = cols["sent_ns"], cols["end_ns"]
+    have = np.isfinite(sent) & np.isfinite(end)
+    if not have.any():
+        return 0.0, 0
+    start = float(sent[have].min())
+    counts: dict[int, int] = {}
+    first = dict(
+        zip(cols["idx"].astype(int).tolist(), cols["first_token_ns"].tolist(), strict=True)
+    )
+    for i in cols["idx"][ok].astype(int).tolist():
+        t0 = first.get(i)
+        if t0 is None or not math.isfinite(t0):
+            continue
+        stamps = t0 + np.concatenate([[0.0], np.cumsum(gaps.get(i, np.empty(0)))])
+        for b, c in zip(
+            *np.unique(((stamps - start) // 1e9).astype(int), return_counts=True), strict=True
+        ):
+            counts[int(b)] = counts.get(int(b), 0) + int(c)
+    s, e = np.sort(sent[have] - start), np.sort(end[have] - start)
+    seconds = np.arange(0, int(e[-1] // 1e9) + 1) * 1e9
+    active = np.searchsorted(s, seconds + 1e9, side="left") - np.searchsorted(
+        e, seconds, side="left"
+    )
+    return float(max(counts.values(), default=0)), int(active.max(initial=0))
+
+
+def file_name(data: Mapping[str, Any]) -> str:
+    """vLLM's default: ``{label or backend}-{rate}qps[-concurrency{N}]-{model}-{date}.json``."""
+    rate = data["request_rate"]
+    rate_text = "inf" if rate == "inf" else str(float(rate))
+    concurrency = (
+        f"-concurrency{data['max_concurrency']}" if data.get("max_concurrency") is not None else ""
+    )
+    model = str(data.get("model_id") or "model").split("/")[-1]
+    return f"{data.get('label') or data['backend']}-{rate_text}qps{concurrency}-{model}-{data['date']}.json"
+
+
+def save(db_path: str | Path, run_ids: Sequence[int], options: Mapping[str, Any]) -> list[Path]:
+    """Write each run's result file (``--save-result``); the paths written."""
+    store = Store(db_path)
+    written: list[Path] = []
+    try:
+        folder = Path(options.get("directory") or ".")
+        for run_id in run_ids:
+            data = result(
+                store,
+                store.run(run_id),
+                label=options.get("label"),
+                metrics=options["metrics"],
+                percentiles=options["percentiles"],
+                goodput=options["goodput"] or None,
+                detailed=options["detailed"],
+                metadata=options["metadata"],
+            )
+            name = options.get("filename") or file_name(data)
+            path = folder / name
+            # several runs into one named file, or the same name twice: one line each
+            append = bool(options.get("append")) or path in written
+            try:
+                write(path, data, append=append)
+            except OSError as exc:
+                raise UsageError(f"cannot write the result file {path} ({exc.strerror})") from None
+            if path not in written:
+                written.append(path)
+    finally:
+        store.close()
+    return written
+
+
+def write(path: Path, data: Mapping[str, Any], *, append: bool) -> None:
+    """One JSON document, or a line appended (``--append-result``: JSON Lines)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if append:
+        lead = "\n" if path.exists() and path.stat().st_size else ""
+        with path.open("a") as f:
+            f.write(lead + json.dumps(data))
+    else:
+        path.write_text(json.dumps(data))
