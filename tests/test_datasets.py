@@ -756,7 +756,7 @@ def test_modelscope_without_its_package_says_to_install_it(monkeypatch: pytest.M
     monkeypatch.setitem(sys.modules, "modelscope.hub.snapshot_download", None)
     with pytest.raises(
         DatasetError,
-        match=r"^PERFBENCH_HUB=modelscope needs the modelscope package: pip install modelscope",
+        match=r"^PERFBENCH_HUB=modelscope needs the modelscope package: pip install 'perfbench\[modelscope\]'",
     ):
         hub.fetch(perfbench.workload.evals.MATH_500)
 

@@ -132,7 +132,7 @@ def _from_modelscope(repo_id: str, patterns: tuple[str, ...]) -> Path:
         module = importlib.import_module("modelscope.hub.snapshot_download")
     except ImportError as exc:
         raise DatasetError(
-            f"{HUB_ENV}=modelscope needs the modelscope package: pip install modelscope "
+            f"{HUB_ENV}=modelscope needs the modelscope package: pip install 'perfbench[modelscope]' "
             "(or unset it to use the Hugging Face Hub, or give --dataset-path FILE)"
         ) from exc
     try:
