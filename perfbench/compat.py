@@ -58,53 +58,97 @@ def add_arguments(perf: argparse.ArgumentParser) -> None:
     g = perf.add_argument_group(
         "from evalscope perf and vllm bench serve (their meaning; docs/drop-in.md)"
     )
-    g.add_argument("-n", dest="x_number", type=_count, nargs="+", help="evalscope: --number")
-    g.add_argument("--num-prompts", dest="x_num_prompts", type=_count, help="vllm: --number")
-    g.add_argument("--request-rate", dest="x_request_rate", type=float, help="vllm: --rate")
+    g.add_argument(
+        "-n", dest="x_number", metavar="N", type=_count, nargs="+", help="evalscope: --number"
+    )
+    g.add_argument(
+        "--num-prompts", dest="x_num_prompts", metavar="N", type=_count, help="vllm: --number"
+    )
+    g.add_argument(
+        "--request-rate", dest="x_request_rate", metavar="R", type=float, help="vllm: --rate"
+    )
     g.add_argument(
         "--headers", dest="x_headers", nargs="+", metavar="K=V", help="evalscope: --header K:V"
     )
     g.add_argument("--backend", dest="x_backend", choices=sorted(BACKENDS), help="vllm: --api")
-    g.add_argument("--base-url", dest="x_base_url", help="vllm: the server root (--url)")
-    g.add_argument("--host", dest="x_host", help="vllm: with --port and --endpoint, the --url")
-    g.add_argument("--port", dest="x_port", type=int, help="vllm: see --host")
-    g.add_argument("--endpoint", dest="x_endpoint", help="vllm: see --host (/v1/completions)")
-    g.add_argument("--served-model-name", dest="x_served_model", help="vllm: --model")
-    g.add_argument("--dataset-name", dest="x_dataset_name", help="vllm: --dataset")
-    g.add_argument("--random-input-len", dest="x_random_input_len", type=int)
-    g.add_argument("--random-output-len", dest="x_random_output_len", type=int)
-    g.add_argument("--random-range-ratio", dest="x_random_range_ratio", type=float)
-    g.add_argument("--random-prefix-len", dest="x_random_prefix_len", type=int)
-    g.add_argument("--ignore-eos", dest="x_ignore_eos", action="store_true", help="vllm")
-    g.add_argument("--num-warmups", dest="x_num_warmups", type=int, help="vllm: --warmup")
     g.add_argument(
-        "--warmup-num", dest="x_warmup_num", type=float, help="evalscope: a count, or a share"
+        "--base-url", dest="x_base_url", metavar="URL", help="vllm: the server root (--url)"
     )
-    g.add_argument("--extra-args", dest="x_extra_args", help="evalscope: --extra-body")
-    g.add_argument("--prefix-length", dest="x_prefix_length", type=int, help="evalscope")
-    g.add_argument("--min-prompt-length", dest="x_min_prompt", type=int, help="evalscope")
-    g.add_argument("--max-prompt-length", dest="x_max_prompt", type=int, help="evalscope")
     g.add_argument(
-        "--log-every-n-query", dest="x_log_every", type=int, help="evalscope: a progress line"
+        "--host", dest="x_host", metavar="HOST", help="vllm: with --port and --endpoint, the --url"
+    )
+    g.add_argument("--port", dest="x_port", metavar="PORT", type=int, help="vllm: see --host")
+    g.add_argument(
+        "--endpoint", dest="x_endpoint", metavar="PATH", help="vllm: see --host (/v1/completions)"
+    )
+    g.add_argument(
+        "--served-model-name", dest="x_served_model", metavar="NAME", help="vllm: --model"
+    )
+    g.add_argument("--dataset-name", dest="x_dataset_name", metavar="NAME", help="vllm: --dataset")
+    g.add_argument("--random-input-len", dest="x_random_input_len", metavar="TOKENS", type=int)
+    g.add_argument("--random-output-len", dest="x_random_output_len", metavar="TOKENS", type=int)
+    g.add_argument("--random-range-ratio", dest="x_random_range_ratio", metavar="RATIO", type=float)
+    g.add_argument("--random-prefix-len", dest="x_random_prefix_len", metavar="TOKENS", type=int)
+    g.add_argument("--ignore-eos", dest="x_ignore_eos", action="store_true", help="vllm")
+    g.add_argument(
+        "--num-warmups", dest="x_num_warmups", metavar="N", type=int, help="vllm: --warmup"
+    )
+    g.add_argument(
+        "--warmup-num",
+        dest="x_warmup_num",
+        type=float,
+        metavar="X",
+        help="evalscope: a count, or a share",
+    )
+    g.add_argument(
+        "--extra-args", dest="x_extra_args", metavar="JSON", help="evalscope: --extra-body"
+    )
+    g.add_argument(
+        "--prefix-length", dest="x_prefix_length", metavar="TOKENS", type=int, help="evalscope"
+    )
+    g.add_argument(
+        "--min-prompt-length", dest="x_min_prompt", metavar="TOKENS", type=int, help="evalscope"
+    )
+    g.add_argument(
+        "--max-prompt-length", dest="x_max_prompt", metavar="TOKENS", type=int, help="evalscope"
+    )
+    g.add_argument(
+        "--log-every-n-query",
+        dest="x_log_every",
+        type=int,
+        metavar="N",
+        help="evalscope: a progress line",
     )
     for flag in ("--frequency-penalty", "--presence-penalty", "--repetition-penalty", "--min-p"):
-        g.add_argument(flag, dest="x_body_" + flag[2:].replace("-", "_"), type=float)
-    g.add_argument("--logprobs", dest="x_body_logprobs", nargs="?", const=True, type=int)
-    g.add_argument("--n-choices", dest="x_body_n", type=int, help="evalscope: n")
-    g.add_argument("--stop", dest="x_body_stop", nargs="*")
-    g.add_argument("--stop-token-ids", dest="x_body_stop_token_ids", nargs="*", type=int)
+        g.add_argument(flag, dest="x_body_" + flag[2:].replace("-", "_"), type=float, metavar="X")
+    g.add_argument(
+        "--logprobs", dest="x_body_logprobs", metavar="N", nargs="?", const=True, type=int
+    )
+    g.add_argument("--n-choices", dest="x_body_n", metavar="N", type=int, help="evalscope: n")
+    g.add_argument("--stop", dest="x_body_stop", metavar="TEXT", nargs="*")
+    g.add_argument(
+        "--stop-token-ids", dest="x_body_stop_token_ids", metavar="ID", nargs="*", type=int
+    )
     for flag in NO_MEANING:
-        g.add_argument(flag, dest="x_none_" + flag[2:].replace("-", "_"), nargs="?", const=True)
+        g.add_argument(
+            flag, dest="x_none_" + flag[2:].replace("-", "_"), nargs="?", const=True, metavar="…"
+        )
     r = perf.add_argument_group("vllm bench serve's result file (docs/drop-in.md)")
     r.add_argument("--save-result", dest="x_save", action="store_true", help="write it")
     r.add_argument("--save-detailed", dest="x_detailed", action="store_true")
     r.add_argument("--append-result", dest="x_append", action="store_true", help="JSON Lines")
-    r.add_argument("--result-dir", dest="x_result_dir", help="(default: the current folder)")
-    r.add_argument("--result-filename", dest="x_result_filename")
-    r.add_argument("--label", dest="x_label", help="the file name's prefix (default: backend)")
+    r.add_argument(
+        "--result-dir", dest="x_result_dir", metavar="DIR", help="(default: the current folder)"
+    )
+    r.add_argument("--result-filename", dest="x_result_filename", metavar="FILE")
+    r.add_argument(
+        "--label", dest="x_label", metavar="LABEL", help="the file name's prefix (default: backend)"
+    )
     r.add_argument("--metadata", dest="x_metadata", nargs="*", default=[], metavar="K=V")
-    r.add_argument("--percentile-metrics", dest="x_metrics", default="ttft,tpot,itl")
-    r.add_argument("--metric-percentiles", dest="x_percentiles", default="99")
+    r.add_argument(
+        "--percentile-metrics", dest="x_metrics", metavar="LIST", default="ttft,tpot,itl"
+    )
+    r.add_argument("--metric-percentiles", dest="x_percentiles", metavar="LIST", default="99")
     r.add_argument("--goodput", dest="x_goodput", nargs="+", default=[], metavar="KEY:MS")
 
 
