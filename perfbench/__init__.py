@@ -73,6 +73,22 @@ _EXPORTS = {
 
 __all__ = [*_EXPORTS, "__version__"]
 
+
+def _callable_package(package: str, module: str, name: str) -> None:
+    """Make ``package`` callable as its function ``module.name``: ``from perfbench import
+    report`` gives the subpackage ``perfbench.report`` instead of the function once that
+    subpackage was imported (Python binds a package's attribute to each subpackage it imports,
+    and this module's lazy ``__getattr__`` is then never asked), so both must work."""
+    import sys
+    import types
+
+    class _Callable(types.ModuleType):
+        def __call__(self, *args: Any, **kwargs: Any) -> Any:
+            return getattr(import_module(module), name)(*args, **kwargs)
+
+    sys.modules[package].__class__ = _Callable
+
+
 if TYPE_CHECKING:
     from perfbench.capacity.plan import Plan, PlanSpec, plan
     from perfbench.capacity.slo import parse_slos

@@ -153,6 +153,8 @@ def add_arguments(perf: argparse.ArgumentParser) -> None:
 
 
 def _count(text: str) -> int:
+    """A whole number of requests, 1 or more (cli.py's own check; this module cannot import
+    cli.py, which imports it)."""
     try:
         value = int(text)
     except ValueError:

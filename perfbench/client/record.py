@@ -30,6 +30,10 @@ a request in flight when the run's process was killed.
 """
 
 
+#: the error an ``in_flight`` row carries: it is only read when its end was never written
+IN_FLIGHT = "in flight when the run's process ended without recording it (killed?)"
+
+
 def started(req: RequestSpec) -> RequestRecord:
     """The row a request gets when it starts, replaced by its record when it ends: after a
     ``kill -9`` the requests in flight are still in the database, as ``in_flight``."""
@@ -40,7 +44,7 @@ def started(req: RequestSpec) -> RequestRecord:
         status="in_flight",
         intended_ns=req.intended_ns,
         dataset=req.dataset,
-        error="in flight when the run's process ended without recording it (killed?)",
+        error=IN_FLIGHT,
     )
 
 

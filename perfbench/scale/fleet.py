@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from perfbench.client import RequestRecord
+from perfbench.client.record import IN_FLIGHT
 from perfbench.errors import WorkerError
 from perfbench.execute import LiveStats, tell
 from perfbench.load.partition import Share
@@ -252,7 +253,9 @@ class Fleet:
             # one that started and ended within the shipment needs none
             still = [i for i in drained.started if i in w.in_flight]
             if self._writer is not None and still:
-                self._writer.add_for(index, [self._in_flight(i, now) for i in still])
+                self._writer.add_for(
+                    index, [self._record(i, "in_flight", now, IN_FLIGHT) for i in still]
+                )
             if self._stats is not None:
                 _count(self._stats, drained)
             if self._watch is not None and drained.rows and self._loop is not None:
@@ -306,7 +309,9 @@ class Fleet:
         """Rows for its requests in flight and for those due but not seen starting (counted)."""
         now = self.clock()
         error = f"worker {w.handle.index} was lost ({reason}) with this request in flight"
-        records = [self._lost(i, seen, error) for i, seen in sorted(w.in_flight.items())]
+        records = [
+            self._record(i, "worker_lost", seen, error) for i, seen in sorted(w.in_flight.items())
+        ]
         w.in_flight.clear()
         due_before = len(records)
         share, order = w.share, w.order
@@ -327,29 +332,18 @@ class Fleet:
                 planned = start + int(share.planned_s[j] * 1e9)
                 if planned > now:
                     break
-                records.append(self._lost(int(share.indices[j]), planned, due))
+                records.append(self._record(int(share.indices[j]), "worker_lost", planned, due))
         return records, len(records) - due_before
 
-    def _in_flight(self, index: int, seen: int) -> RequestRecord:
+    def _record(self, index: int, status: str, intended: int, error: str) -> RequestRecord:
+        """A row written here on a worker's behalf: a request still in flight, or lost."""
         prompt_id, dataset = self._prompt_of(index)
         return RequestRecord(
             index=index,
             warmup=self._warmup,
             prompt_id=prompt_id,
             dataset=dataset,
-            status="in_flight",
-            intended_ns=seen,
-            error="in flight when the run's process ended without recording it (killed?)",
-        )
-
-    def _lost(self, index: int, intended: int, error: str) -> RequestRecord:
-        prompt_id, dataset = self._prompt_of(index)
-        return RequestRecord(
-            index=index,
-            warmup=self._warmup,
-            prompt_id=prompt_id,
-            dataset=dataset,
-            status="worker_lost",
+            status=status,
             intended_ns=intended,
             error=error,
         )
