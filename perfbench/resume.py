@@ -57,16 +57,15 @@ class Resume:
         }
 
 
-def claim(store: Store, run_id: int) -> tuple[Run, Any]:
-    """Take the run for this process (marked running, this process its owner) in one
-    conditional write, so that two resumes of one run cannot both go ahead; the run, and the
-    token :meth:`Store.release` needs to give it back. One line (StoreError) if it cannot be
-    resumed."""
-    run = check(store, run_id)
-    token = store.claim(run_id)
+def claim(store: Store, run: Run) -> Any:
+    """Take ``run`` (checked by :func:`check`) for this process: marked running, this process
+    its owner, in one conditional write, so that two resumes of one run cannot both go ahead.
+    The token :meth:`Store.release` needs to give it back; one line (StoreError) if another
+    process took it first."""
+    token = store.claim(run.id)
     if token is None:
-        raise StoreError(f"run {run_id} was just taken by another process: it is being resumed")
-    return run, token
+        raise StoreError(f"run {run.id} was just taken by another process: it is being resumed")
+    return token
 
 
 def check(store: Store, run_id: int) -> Run:

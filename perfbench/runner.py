@@ -296,7 +296,7 @@ class _Batch:
             differ = [resume.differences(run, _resolve_number(x, prompts)) for x in spec.loads]
             if all(differ):
                 raise resume.refuse_load(run, min(differ, key=len))
-            run, token = resume.claim(store, spec.resume)
+            token = resume.claim(store, run)
         finally:
             store.close()
         self._claimed = token

@@ -368,8 +368,9 @@ class Store:
         conn = self.db.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
-            row = conn.execute("SELECT * FROM runs WHERE id = ?", [run_id]).fetchone()
-            names = [d[0] for d in conn.execute("SELECT * FROM runs LIMIT 0").description]
+            cursor = conn.execute("SELECT * FROM runs WHERE id = ?", [run_id])
+            row = cursor.fetchone()
+            names = [d[0] for d in cursor.description]
             current = dict(zip(names, row, strict=True)) if row is not None else None
             if current is None or _read(current).status == "running":
                 conn.execute("ROLLBACK")

@@ -129,7 +129,8 @@ def encode(
 #: rows per INSERT statement. ``executemany`` enters SQLite once per row, releasing and
 #: re-taking the GIL each time, and beside a busy event loop each re-take waits for it: it
 #: inserted about 1,500 rows/s there against 200,000/s alone. One statement of 200 rows takes
-#: the GIL once for all of them (about 28,000 rows/s beside the loop).
+#: the GIL once for all of them (about 28,000 rows/s beside the loop; these three figures were
+#: measured by hand while diagnosing; benchmarks/million.py shows the effect on a whole run).
 ROWS_PER_STATEMENT = 200
 
 
