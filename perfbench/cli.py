@@ -564,9 +564,9 @@ def _perf_arguments(perf: argparse.ArgumentParser, *, grading: bool = True) -> N
         _grade_arguments(g)
 
     if grading:
-        from perfbench import compat
+        from perfbench.interop import flags as other_tools
 
-        compat.add_arguments(perf)
+        other_tools.add_arguments(perf)
 
     g = perf.add_argument_group("output")
     g.add_argument("--name", help="label the runs, to find them again by name")
@@ -886,21 +886,21 @@ def _resumed(ns: argparse.Namespace, argv: Sequence[str]) -> tuple[argparse.Name
             raise UsageError(f"{secret} (a password in it): pass --{name.replace('_', '-')} again")
     if any("<redacted>" in h for h in old.header or []):
         raise UsageError(f"{secret} (a header): pass its --header again")
-    from perfbench import compat
+    from perfbench.interop import flags as other_tools
 
-    compat.fold(old, old_argv)  # the notes were printed when the run was made
+    other_tools.fold(old, old_argv)  # the notes were printed when the run was made
     old.resume, old.repeat = ns.resume, 1
     return old, old_argv
 
 
 def cmd_perf(ns: argparse.Namespace, argv: Sequence[str]) -> int:
-    from perfbench import compat
+    from perfbench.interop import flags as other_tools
     from perfbench.runner import run
 
     if ns.resume is not None:
         ns, argv = _resumed(ns, argv)
     else:
-        compat.print_notes(compat.fold(ns, argv), PROG)
+        other_tools.print_notes(other_tools.fold(ns, argv), PROG)
     spec = _perf_spec(ns, argv, _loads(ns, ns.parallel, ns.rate, ns.number))
     observer = _live(ns)
     if ns.x_log_every:
@@ -910,7 +910,7 @@ def cmd_perf(ns: argparse.Namespace, argv: Sequence[str]) -> int:
     result = run(spec, observer=observer)
     _emit(result, ns)
     if ns.x_result is not None and result.runs:
-        from perfbench.report import vllm
+        from perfbench.interop import vllm
 
         for path in vllm.save(spec.db_path, [r.run_id for r in result.runs], ns.x_result):
             print(f"{PROG}: wrote {path} (vllm bench serve's result file)", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""Commands pasted from evalscope perf and vllm bench serve run as written (perfbench.compat)."""
+"""Commands pasted from evalscope perf and vllm bench serve run as written (perfbench.interop.flags)."""
 
 from __future__ import annotations
 

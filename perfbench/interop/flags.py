@@ -236,7 +236,7 @@ def fold(ns: argparse.Namespace, argv: Sequence[str]) -> list[str]:
 
 def _result_options(ns: argparse.Namespace) -> dict[str, Any] | None:
     """vLLM's result-file flags, checked before the run (None: no file asked for)."""
-    from perfbench.report import vllm
+    from perfbench.interop import vllm
 
     options = {
         "metrics": vllm.parse_metrics(ns.x_metrics),
