@@ -18,6 +18,7 @@ command                library call                    returns
 ``compare-answers``    ``compare_answers(db, a, b)``   :class:`AnswersResult`
 ``perfbench report``   ``report(db, runs)``            :class:`Report`
 ``perfbench runs``     ``runs(db)``                    :class:`RunList`
+``perfbench import``   ``import_results(db, files)``   :class:`ImportResult`
 ``perfbench datasets`` ``datasets()``                  :class:`DatasetList`
 =====================  ==============================  ====================================
 
@@ -53,6 +54,8 @@ _EXPORTS = {
     "report": "perfbench.report.report",
     "Report": "perfbench.report.report",
     "runs": "perfbench.report.runs",
+    "import_results": "perfbench.interop.imports",
+    "ImportResult": "perfbench.interop.imports",
     "RunList": "perfbench.report.runs",
     "datasets": "perfbench.workload.catalog",
     "DatasetList": "perfbench.workload.catalog",

@@ -313,6 +313,30 @@ def build_parser() -> argparse.ArgumentParser:
     _output_options(datasets, "dataset")
     datasets.set_defaults(func=cmd_datasets)
 
+    imp = sub.add_parser(
+        "import",
+        help="import result files of vllm bench serve, evalscope perf, GuideLLM or AIPerf",
+        description="Read other tools' result files into the database as runs of their own "
+        "(marked with their source), for `report` and `compare` beside perfbench's runs. "
+        "Every file is checked before anything is written; a file imported before is left alone.",
+    )
+    imp.add_argument(
+        "files",
+        nargs="+",
+        metavar="FILE",
+        help="vLLM's --save-result JSON (or JSON Lines), EvalScope's output folder or its "
+        "benchmark_summary.json, GuideLLM's benchmarks.json, AIPerf's profile_export_aiperf.json",
+    )
+    imp.add_argument(
+        "--tool",
+        choices=("vllm", "evalscope", "guidellm", "aiperf"),
+        help="which tool wrote the files (default: told by their keys)",
+    )
+    imp.add_argument("--name", help="the runs' name (default: TOOL:FILE)")
+    _output_options(imp, "run")
+    _db_options(imp)
+    imp.set_defaults(func=cmd_import)
+
     runs = sub.add_parser("runs", help="list the runs in the database")
     _output_options(runs, "run")
     _db_options(runs)
@@ -1024,6 +1048,13 @@ def cmd_report(ns: argparse.Namespace, argv: Sequence[str]) -> int:
     from perfbench.report.report import report
 
     _emit(report(_db_path(ns), ns.runs, name=ns.name, errors=ns.errors, html=ns.html), ns)
+    return 0
+
+
+def cmd_import(ns: argparse.Namespace, argv: Sequence[str]) -> int:
+    from perfbench.interop.imports import import_results
+
+    _emit(import_results(_db_path(ns), ns.files, tool=ns.tool, name=ns.name), ns)
     return 0
 
 

@@ -15,6 +15,7 @@ STATUSES = (
     "stream_error",
     "cancelled",
     "worker_lost",
+    "unclassified",
     "in_flight",
 )
 """Every request ends in exactly one of these.
@@ -25,6 +26,8 @@ before the response was complete. malformed: a body or event that is not the exp
 stream_error: the server sent an error event inside a 200 stream. cancelled: the run stopped
 (Ctrl-C, SIGTERM, end of --duration) while the request was waiting or in flight.
 worker_lost: the worker process (or Ray actor or node) that sent it died with it in flight.
+unclassified: a failure imported from another tool's result file (``perfbench import``) that
+does not say which kind it was; its message is kept.
 in_flight: the row written when the request started, which its end replaces; one that stays is
 a request in flight when the run's process was killed.
 """

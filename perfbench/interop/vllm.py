@@ -13,8 +13,10 @@ what perfbench measured.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -23,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from perfbench.errors import UsageError
+from perfbench.interop.foreign import Imported, Request, need, number
 from perfbench.store.runs import Run, Store
 
 METRICS = ("ttft", "tpot", "itl", "e2el")
@@ -266,3 +269,120 @@ def write(path: Path, data: Mapping[str, Any], *, append: bool) -> None:
             f.write(lead + json.dumps(data))
     else:
         path.write_text(json.dumps(data))
+
+
+# -- reading (perfbench import) -------------------------------------------------------------
+
+_FIGURES = {"ttft": "ttft_ms", "tpot": "tpot_ms", "itl": "itl_ms", "e2el": "e2e_ms"}
+_SCALARS = {
+    "duration": "duration_s",
+    "request_throughput": "req_per_s",
+    "output_throughput": "output_tok_per_s",
+    "total_token_throughput": "total_tok_per_s",
+}
+_REQUIRED = ("completed", "duration", "request_throughput", "output_throughput")
+
+
+def read(path: Path, data: Any) -> list[Imported]:
+    """A ``vllm bench serve --save-result`` file (one JSON document, or JSON Lines from
+    ``--append-result``): a run per document. With ``--save-detailed`` its per-request arrays
+    become requests; without, its own summary is all there is."""
+    docs = data if isinstance(data, list) else [data]
+    out = []
+    for n, doc in enumerate(docs, 1):
+        if not isinstance(doc, dict):
+            raise UsageError(f"{path}: line {n} is not a vllm bench serve result")
+        need(doc, _REQUIRED, path, "vllm bench serve result")
+        part = doc.get("label") or doc.get("backend") or "run"
+        if len(docs) > 1:
+            part = f"line {n}: {part}"
+        out.append(_run(path, doc, str(part)))
+    return out
+
+
+def _run(path: Path, doc: Mapping[str, Any], part: str) -> Imported:
+    figures: dict[str, Any] = {
+        ours: number(doc.get(theirs)) for theirs, ours in _SCALARS.items() if theirs in doc
+    }
+    completed, failed = doc.get("completed"), doc.get("failed")
+    if isinstance(completed, int):
+        figures["ok"], figures["failed"] = completed, failed if isinstance(failed, int) else 0
+    for theirs, ours in _FIGURES.items():
+        dist: dict[str, Any] = {}
+        for key, value in doc.items():
+            m = re.fullmatch(rf"(mean|median|p[\d.]+)_{theirs}_ms", key)
+            if m and number(value) is not None:
+                label = {"mean": "mean", "median": "p50"}.get(m[1], m[1])
+                dist[label] = number(value)
+        if dist:
+            figures[ours] = dist
+    rate = doc.get("request_rate")
+    load = {
+        "number": doc.get("num_prompts"),
+        "rate": math.inf if rate in ("inf", None) else number(rate),
+        "burstiness": number(doc.get("burstiness")) or 1.0,
+        "max_concurrency": doc.get("max_concurrency"),
+    }
+    return Imported(
+        tool="vllm",
+        version=doc.get("vllm_version") if isinstance(doc.get("vllm_version"), str) else None,
+        part=part,
+        model=doc.get("model_id"),
+        endpoint=doc.get("base_url") or doc.get("endpoint"),
+        load=load,
+        native={k: v for k, v in doc.items() if k not in DETAILED and k != "start_times"},
+        figures=figures,
+        requests=_requests(path, doc),
+        started_at=_date(doc.get("date")),
+        notes=(
+            "vLLM counts input tokens with its own tokenizer and starts TTFT at the first "
+            "chunk, an empty one included",
+        ),
+    )
+
+
+def _requests(path: Path, doc: Mapping[str, Any]) -> tuple[Request, ...]:
+    """``--save-detailed``'s arrays, one entry per request (ttfts and itls in seconds); none
+    without them. A request's end is its last token (vLLM writes no per-request latency)."""
+    arrays = ("ttfts", "itls", "input_lens", "output_lens")
+    if not all(isinstance(doc.get(k), list) for k in arrays):
+        return ()
+    n = len(doc["ttfts"])
+    errors = doc.get("errors") if isinstance(doc.get("errors"), list) else [""] * n
+    texts = doc.get("generated_texts") if isinstance(doc.get("generated_texts"), list) else []
+    starts = doc.get("start_times") if isinstance(doc.get("start_times"), list) else None
+    lengths = {k: len(doc[k]) for k in arrays} | {"errors": len(errors)}
+    if starts is not None:
+        lengths["start_times"] = len(starts)
+    if any(v != n for v in lengths.values()):
+        raise UsageError(
+            f"{path}: the per-request arrays differ in length ({lengths}); a truncated file?"
+        )
+    out = []
+    for i in range(n):
+        ok = not errors[i]
+        ttft = number(doc["ttfts"][i]) if ok else None
+        gaps = [number(g) or 0.0 for g in doc["itls"][i]] if ok else []
+        chunks = list(itertools.accumulate(gaps, initial=ttft)) if ttft is not None else []
+        out.append(
+            Request(
+                ok=ok,
+                error=str(errors[i]) or None,
+                start_s=number(starts[i]) if starts is not None else None,
+                ttft_s=ttft,
+                latency_s=chunks[-1] if chunks else None,
+                chunks_s=chunks,
+                prompt_tokens=int(doc["input_lens"][i]),
+                output_tokens=int(doc["output_lens"][i]) if ok else None,
+                text=str(texts[i]) if i < len(texts) and texts[i] is not None else "",
+            )
+        )
+    return tuple(out)
+
+
+def _date(text: Any) -> str | None:
+    """vLLM's ``%Y%m%d-%H%M%S`` (local time, no zone) as ISO 8601."""
+    try:
+        return datetime.strptime(str(text), "%Y%m%d-%H%M%S").isoformat()
+    except ValueError:
+        return None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -282,7 +283,57 @@ def summarize(store: Store, run: Run) -> Summary:
     summary.warnings = _warnings(
         summary, run, bool(np.all(cols["streamed"][ok] == 1)) if n_ok else True
     )
+    if run.source:
+        summary.warnings.insert(0, _imported(summary, run.source))
     return summary
+
+
+_FILE_FIGURES = ("duration_s", "req_per_s", "output_tok_per_s", "total_tok_per_s")
+
+
+def _imported(s: Summary, source: dict[str, Any]) -> str:
+    """A run imported from another tool's file (``perfbench import``): what its requests do not
+    give (a window, when they have no send times; everything, when the file is a summary) is
+    the file's own figure, under perfbench's name where the two define it alike. Returns the
+    line that says which."""
+    figures = source.get("figures") or {}
+    had_rows = s.measured > 0
+    taken: list[str] = []
+    for key in _FILE_FIGURES:
+        theirs = figures.get(key)
+        if not math.isfinite(getattr(s, key)) and isinstance(theirs, int | float):
+            setattr(s, key, float(theirs))
+            taken.append(key)
+    for key, dist in list(s.distributions.items()):
+        theirs = figures.get(key)
+        if not had_rows and isinstance(theirs, dict) and theirs:
+            values = {k: float(v) for k, v in theirs.items() if k.startswith("p") and v is not None}
+            s.distributions[key] = Distribution(
+                n=int(theirs.get("n") or 0), mean=float(theirs.get("mean", math.nan)), values=values
+            )
+            taken.append(key)
+    d = s.distributions
+    s.mean_ttft_ms, s.mean_tpot_ms = d["ttft_ms"].mean, d["tpot_ms"].mean
+    s.mean_itl_ms, s.mean_e2e_ms = d["itl_ms"].mean, d["e2e_ms"].mean
+    if not s.measured and isinstance(figures.get("ok"), int):
+        s.ok, s.failed = figures["ok"], int(figures.get("failed") or 0)
+        s.measured = s.scheduled = s.ok + s.failed
+    tool = f"{source.get('tool')} {source.get('version') or ''}".strip()
+    where = f"imported from {tool} ({Path(str(source.get('file'))).name}, {source.get('part')})"
+    if not taken:
+        how = "every figure recomputed from its requests under perfbench's definitions"
+    elif had_rows:
+        how = (
+            "figures recomputed from its requests under perfbench's definitions, but the file "
+            "gives no send times, so the window and the throughputs are its own"
+        )
+    else:
+        how = (
+            "the file holds no per-request data: these are its own summary figures, under "
+            "perfbench's names where the two tools define them alike (docs/drop-in.md)"
+        )
+    notes = "; ".join(source.get("notes") or [])
+    return f"{where}: {how}" + (f"; {notes}" if notes else "")
 
 
 def _workers(run: Run, cols: dict[str, np.ndarray]) -> list[dict[str, Any]]:
@@ -527,7 +578,9 @@ def _warnings(s: Summary, run: Run, all_streamed: bool) -> list[str]:
             f"the prompts, over {inputs['n']} requests, more than a chat template adds: input "
             "lengths are not what the workload meant; is --tokenizer the served model's?"
         )
-    estimated = {k: v for k, v in s.token_sources.items() if k not in ("usage", "tokenizer")}
+    estimated = {
+        k: v for k, v in s.token_sources.items() if k not in ("usage", "tokenizer", "imported")
+    }
     if estimated:
         n = sum(estimated.values())
         how = " and ".join(

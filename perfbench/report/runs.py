@@ -48,6 +48,9 @@ class RunInfo:
             "scheduled": r.scheduled,
             "recorded": r.recorded,
             "requests": self.requests,
+            "source": {k: r.source.get(k) for k in ("tool", "version", "file", "part")}
+            if r.source
+            else None,
         }
 
 
@@ -73,10 +76,11 @@ class RunList:
             r = info.run
             load = r.load
             shape = f"rate {load.rate}" if load.rate is not None else f"parallel {load.parallel}"
+            status = f"imported ({r.source['tool']})" if r.source else r.status
             table.add_row(
                 str(r.id),
                 Text(r.name or ""),
-                r.status,
+                status,
                 r.started_at[:16].replace("T", " "),
                 Text(r.model or ""),
                 shape,

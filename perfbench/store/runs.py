@@ -18,7 +18,7 @@ import numpy as np
 
 from perfbench.errors import StoreError
 from perfbench.store.schema import REQUEST_COLUMNS, open_db
-from perfbench.store.writer import decode_gaps
+from perfbench.store.writer import Rows, decode_gaps, insert_rows
 
 
 @dataclass(frozen=True)
@@ -115,6 +115,7 @@ class Run:
     replicate: int | None = None  # --repeat: this replicate's number, from 1
     t0_ns: int | None = None  # the monotonic clock at the run's start (its process's)
     owner: dict[str, Any] = field(default_factory=dict)  # the process that writes(/wrote) it
+    source: dict[str, Any] = field(default_factory=dict)  # imported: the tool, file, its figures
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Run:
@@ -146,6 +147,7 @@ class Run:
             replicate=row.get("replicate"),
             t0_ns=row.get("t0_ns"),
             owner=js("owner"),
+            source=js("source"),
         )
 
     @property
@@ -286,6 +288,11 @@ class Store:
             )
         with self.db.conn:
             self.db.table("prompts").insert_all(rows, batch_size=80, replace=True)
+
+    def put_rows(self, rows: Rows) -> None:
+        """Encoded ``requests``/``chunks`` rows (an imported run's), in one transaction."""
+        with self.db.conn:
+            insert_rows(self.db.conn, rows)
 
     def update_run(self, run_id: int, **fields: Any) -> None:
         row = {k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in fields.items()}

@@ -215,6 +215,13 @@ def m010_resent(db: Database) -> None:
     )
 
 
+@migrations()
+def m011_source(db: Database) -> None:
+    """``perfbench import``: where a run imported from another tool's result file came from,
+    and that file's own figures; NULL for a run perfbench made."""
+    db.table("runs").add_column("source", str)
+
+
 def open_db(path: str, *, create: bool) -> Database:
     """Open (and migrate) the database; WAL mode so that readers never block the writer."""
     db = Database(path)

@@ -155,6 +155,12 @@ def _insert(conn: Any, sql: str, rows: list[tuple[Any, ...]]) -> None:
         )
 
 
+def insert_rows(conn: Any, rows: Rows) -> None:
+    """Encoded rows into ``requests`` and ``chunks`` (the caller holds the transaction)."""
+    _insert(conn, _INSERT_REQUESTS, rows.requests)
+    _insert(conn, _INSERT_CHUNKS, rows.chunks)
+
+
 class RecordWriter:
     """Writes one run's records from a background thread; ``add`` is safe on the event loop."""
 
@@ -259,6 +265,5 @@ class RecordWriter:
             conn = db.conn
             with conn:
                 for rows in shipped:
-                    _insert(conn, _INSERT_REQUESTS, rows.requests)
-                    _insert(conn, _INSERT_CHUNKS, rows.chunks)
+                    insert_rows(conn, rows)
             self.written += sum(rows.final for rows in shipped)
