@@ -938,6 +938,17 @@ def cmd_perf(ns: argparse.Namespace, argv: Sequence[str]) -> int:
 
         for path in vllm.save(spec.db_path, [r.run_id for r in result.runs], ns.x_result):
             print(f"{PROG}: wrote {path} (vllm bench serve's result file)", file=sys.stderr)
+    if ns.x_evalscope and result.runs:
+        from perfbench.interop import evalscope
+
+        folder = evalscope.save(
+            spec.db_path,
+            [r.run_id for r in result.runs],
+            ns.outputs_dir,
+            name=ns.name,
+            timestamp=not ns.x_no_timestamp,
+        )
+        print(f"{PROG}: wrote {folder} (evalscope perf's output folder)", file=sys.stderr)
     for line in [*result.lost, *result.too_many_errors()]:
         print(f"{PROG}: {line}", file=sys.stderr)
     if result.failure is not None:

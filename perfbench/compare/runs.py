@@ -584,11 +584,22 @@ def workload_differences(base: Run, new: Run) -> tuple[list[str], list[str]]:
     shown: list[str] = []
     if mode(base) != mode(new):
         refused.append(f"load {mode(base)} loop ≠ {mode(new)} loop")
+    unknown = 0
     for group, out in ((_MUST_MATCH, refused), (_MAY_DIFFER, shown)):
         for where, name, flag in group:
             a, b = get(base, where, name), get(new, where, name)
-            if a != b:
+            if a == b:
+                continue
+            if where != "run" and ((a is None and base.source) or (b is None and new.source)):
+                unknown += 1  # an imported run's settings are its tool's, kept in runs.source
+            else:
                 out.append(_differ(flag, a, b))
+    for run in (base, new):
+        if run.source and unknown:
+            shown.append(
+                f"run {run.id} was imported from {run.source.get('tool')}: its workload and "
+                "settings are that tool's own (runs.source), not compared flag by flag"
+            )
     return refused, shown
 
 
@@ -828,7 +839,7 @@ def _slice_clusters(values: np.ndarray, sent: np.ndarray, spec: CompareSpec) -> 
     ``itl_max_gaps`` of them (every s-th request in time order beyond that)."""
     if values.size == 0:
         return _Clusters(0, np.empty(0), np.empty(0, dtype=np.int64))
-    slices, owner = time_slices(sent, float(sent.min()), float(sent.max()))
+    slices, owner = _slices(sent)
     stride = max(1, math.ceil(values.size / spec.itl_max_gaps))
     by_time = np.argsort(sent, kind="stable")[::stride]
     values, owner = values[by_time], owner[by_time]
@@ -850,7 +861,7 @@ def _read_gaps(
     idx, per, sent = store.streamed_requests(run.id)
     if not idx.size:
         return _Clusters(0, np.empty(0), np.empty(0, dtype=np.int64)), None
-    slices, slice_of = time_slices(sent, float(sent.min()), float(sent.max()))
+    slices, slice_of = _slices(sent)
     total = int(per.sum())
     notes = []
     if idx.size > spec.itl_max_requests:
@@ -886,6 +897,14 @@ def _bins(cols: dict[str, np.ndarray], ok: np.ndarray) -> dict[str, np.ndarray]:
     reqs = np.bincount(where, minlength=k).astype(np.float64)
     width = window / k
     return {"output_tok_per_s": tokens / width, "req_per_s": reqs / width}
+
+
+def _slices(sent: np.ndarray) -> tuple[int, np.ndarray]:
+    """:func:`time_slices` of the sends; each request a unit of its own when the sends are not
+    known (a run imported from a file without them)."""
+    if np.isfinite(sent).all():
+        return time_slices(sent, float(sent.min()), float(sent.max()))
+    return sent.size, np.arange(sent.size, dtype=np.int64)
 
 
 def time_slices(t: np.ndarray, lo: float, hi: float) -> tuple[int, np.ndarray]:
@@ -1217,6 +1236,17 @@ def _warnings(
         s, who = side.summary, f"{which} run {side.run.id}"
         if s.status != "completed":
             out.append(f"{who} is {s.status}: its figures cover only what was recorded")
+        source = side.run.source
+        if source and not s.measured:
+            out.append(
+                f"{who} was imported from {source.get('tool')}'s summary alone: its figures "
+                "have no requests behind them, so no interval and no verdict"
+            )
+        elif source and not source.get("timed"):
+            out.append(
+                f"{who} was imported from a {source.get('tool')} file without send times: its "
+                "intervals resample requests, not time slices, and may be too narrow"
+            )
         if s.failed:
             detail = ", ".join(f"{k} {v}" for k, v in sorted(s.errors.items()))
             out.append(

@@ -75,6 +75,9 @@ def read(path: Path, data: Any) -> list[Imported]:
             requests=_requests(path.parent / JSONL),
             started_at=data.get("start_time"),
             streamed=bool(endpoint.get("streaming", False)),
+            api={"chat": "openai-chat", "completions": "openai-completions"}.get(
+                str(endpoint.get("type"))
+            ),
             notes=(
                 "AIPerf ends a request at its last content chunk and calls perfbench's TPOT "
                 "its inter-token latency",

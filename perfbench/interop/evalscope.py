@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from perfbench.errors import UsageError
-from perfbench.interop.foreign import Imported, Request, load, number
+from perfbench.interop.foreign import Imported, Request, api_of, load, number
 from perfbench.store.runs import Run, Store
 
 SUMMARY, PERCENTILE, ARGS, DATA = (
@@ -125,8 +125,10 @@ def result(store: Store, run: Run) -> tuple[dict[str, Any], list[dict[str, Any]]
     }
     rows = [
         {"Percentiles": label}
-        | {name: round(nearest_rank(values.astype(np.float64), label), 4)
-           for name, values in columns.items()}  # fmt: skip
+        | {
+            name: round(nearest_rank(values.astype(np.float64), label), 4)
+            for name, values in columns.items()
+        }  # fmt: skip
         for label in ROWS
     ]
     return data, rows
@@ -170,7 +172,9 @@ def save(
                 _dump(level / PERCENTILE, rows)
                 _dump(level / ARGS, _args(run, level))
             except OSError as exc:
-                raise UsageError(f"cannot write EvalScope's files in {level} ({exc.strerror})") from None
+                raise UsageError(
+                    f"cannot write EvalScope's files in {level} ({exc.strerror})"
+                ) from None
     finally:
         store.close()
     return top
@@ -274,6 +278,7 @@ def _level(folder: Path) -> Imported:
         requests=_requests(db, old) if db.is_file() else (),
         started_at=_started(folder),
         streamed=bool(args.get("stream", True)),
+        api=api_of(args.get("url")),
         notes=(
             (
                 "EvalScope 0.x stamps every server event, the empty role chunk and the usage "
@@ -306,7 +311,9 @@ def _rows(rows: Any, folder: Path) -> dict[str, dict[str, float]]:
     return out
 
 
-def _figures(summary: Mapping[str, Any], rows: Mapping[str, Mapping[str, float]], old: bool) -> dict[str, Any]:
+def _figures(
+    summary: Mapping[str, Any], rows: Mapping[str, Mapping[str, float]], old: bool
+) -> dict[str, Any]:
     def get(*keys: str) -> float | None:
         for key in keys:
             if number(summary.get(key)) is not None:

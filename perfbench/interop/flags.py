@@ -31,7 +31,6 @@ NO_MEANING = {
     "--total-timeout": "a stalled stream fails on --read-timeout; a long one is not cut short",
     "--open-loop": "--rate makes an open loop already",
     "--enable-progress-tracker": "the progress bar shows on a terminal (--quiet hides it)",
-    "--no-timestamp": "runs are found by id or --name in the database",
     "--db-commit-interval": "rows are written every half second",
     "--queue-size-multiplier": "perfbench holds no request queue of its own",
     "--in-flight-task-multiplier": "perfbench holds no request queue of its own",
@@ -133,6 +132,20 @@ def add_arguments(perf: argparse.ArgumentParser) -> None:
         g.add_argument(
             flag, dest="x_none_" + flag[2:].replace("-", "_"), nargs="?", const=True, metavar="…"
         )
+    e = perf.add_argument_group("evalscope perf's output folder (docs/drop-in.md)")
+    e.add_argument(
+        "--evalscope-outputs",
+        dest="x_evalscope",
+        action="store_true",
+        help="also write EvalScope's output folder under --outputs-dir: "
+        "<time>/<name>/parallel_<P>_number_<N>/benchmark_summary.json, benchmark_percentile.json",
+    )
+    e.add_argument(
+        "--no-timestamp",
+        dest="x_no_timestamp",
+        action="store_true",
+        help="evalscope: no <time> folder level",
+    )
     r = perf.add_argument_group("vllm bench serve's result file (docs/drop-in.md)")
     r.add_argument("--save-result", dest="x_save", action="store_true", help="write it")
     r.add_argument("--save-detailed", dest="x_detailed", action="store_true")

@@ -50,6 +50,7 @@ class Imported:
     requests: tuple[Request, ...] = ()
     started_at: str | None = None
     streamed: bool = True
+    api: str | None = None  # openai-chat or openai-completions, where the file says
     notes: tuple[str, ...] = field(default=())  # where its definitions differ from perfbench's
 
 
@@ -110,13 +111,25 @@ def status_of(error: str | None, http_status: int | None = None) -> str:
     return "unclassified"
 
 
+def api_of(url: Any) -> str | None:
+    """openai-chat or openai-completions, by the endpoint a URL or path names."""
+    text = str(url or "")
+    if text.rstrip("/").endswith("/chat/completions"):
+        return "openai-chat"
+    if text.rstrip("/").endswith("/completions"):
+        return "openai-completions"
+    return None
+
+
 def http_code(text: str | None) -> int | None:
     """The HTTP status a failure message names ("Server error '500 Internal…'"), if any."""
     m = re.search(r"\b([45]\d\d)\b", text or "")
     return int(m[1]) if m else None
 
 
-def distribution(summary: Any, scale: float = 1.0, names: dict[str, str] | None = None) -> dict:
+def distribution(
+    summary: Any, scale: float = 1.0, names: dict[str, str] | None = None
+) -> dict[str, float]:
     """A tool's summary of one figure ({mean/avg, pNN, count}) under perfbench's labels
     (``mean``, ``p50``, ..., ``n``), times ``scale``; the percentiles perfbench reports only."""
     if not isinstance(summary, dict):

@@ -21,6 +21,7 @@ from perfbench.errors import UsageError
 from perfbench.interop.foreign import (
     Imported,
     Request,
+    api_of,
     distribution,
     http_code,
     need,
@@ -100,12 +101,15 @@ def _run(path: Path, bench: dict[str, Any], version: str | None) -> Imported:
         model=backend.get("model"),
         endpoint=target + str(backend.get("request_format") or "") if target else None,
         load=load,
-        native={k: bench.get(k) for k in ("config", "metrics", "start_time", "end_time",
-                                          "duration", "warnings")},  # fmt: skip
+        native={
+            k: bench.get(k)
+            for k in ("config", "metrics", "start_time", "end_time", "duration", "warnings")
+        },  # fmt: skip
         figures=figures,
         requests=tuple(requests),
         started_at=datetime.fromtimestamp(lo, timezone.utc).isoformat() if lo else None,
         streamed=bool(backend.get("stream", True)),
+        api=api_of(backend.get("request_format")),
         notes=(
             "GuideLLM's own TPOT includes the TTFT and its ITL is perfbench's TPOT weighted by "
             "tokens; its file has no per-chunk times, so the chunk-gap ITL is empty",

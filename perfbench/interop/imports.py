@@ -17,12 +17,9 @@ database untouched.
 from __future__ import annotations
 
 import hashlib
-import json
-import math
-import re
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -124,15 +121,15 @@ def import_results(
     skipped: list[str] = []
     try:
         seen = {
-            (r.source.get("sha256"), r.source.get("part")): r.id
-            for r in store.runs()
-            if r.source
+            (r.source.get("sha256"), r.source.get("part")): r.id for r in store.runs() if r.source
         }
         batch = uuid.uuid4().hex[:12]
         for path, digest, runs in parsed:
             for imp in runs:
                 if (digest, imp.part) in seen:
-                    skipped.append(f"{path.name} ({imp.part}): already run {seen[digest, imp.part]}")
+                    skipped.append(
+                        f"{path.name} ({imp.part}): already run {seen[digest, imp.part]}"
+                    )
                     continue
                 run_id = _write(store, imp, path, digest, name=name, batch=batch)
                 written.append(
@@ -261,7 +258,7 @@ def _write(
         endpoint=imp.endpoint,
         model=imp.model,
         load={**imp.load, "planned": imp.load.get("number")},
-        client={"api": "openai-chat", "stream": imp.streamed},
+        client={"api": imp.api, "stream": imp.streamed},
         workload={},
         server={},
         host={},

@@ -316,13 +316,13 @@ def _run(path: Path, doc: Mapping[str, Any], part: str) -> Imported:
                 dist[label] = number(value)
         if dist:
             figures[ours] = dist
-    rate = doc.get("request_rate")
-    load = {
-        "number": doc.get("num_prompts"),
-        "rate": math.inf if rate in ("inf", None) else number(rate),
-        "burstiness": number(doc.get("burstiness")) or 1.0,
-        "max_concurrency": doc.get("max_concurrency"),
-    }
+    rate = math.inf if doc.get("request_rate") in ("inf", None) else number(doc["request_rate"])
+    cap = doc.get("max_concurrency")
+    load: dict[str, Any] = {"number": doc.get("num_prompts")}
+    if rate == math.inf and isinstance(cap, int):
+        load["parallel"] = cap  # everything at once, C at a time: a closed loop of C
+    else:
+        load.update(rate=rate, max_concurrency=cap, burstiness=number(doc.get("burstiness")) or 1.0)
     return Imported(
         tool="vllm",
         version=doc.get("vllm_version") if isinstance(doc.get("vllm_version"), str) else None,
@@ -334,6 +334,7 @@ def _run(path: Path, doc: Mapping[str, Any], part: str) -> Imported:
         figures=figures,
         requests=_requests(path, doc),
         started_at=_date(doc.get("date")),
+        api="openai-chat" if doc.get("backend") == "openai-chat" else "openai-completions",
         notes=(
             "vLLM counts input tokens with its own tokenizer and starts TTFT at the first "
             "chunk, an empty one included",
@@ -348,9 +349,14 @@ def _requests(path: Path, doc: Mapping[str, Any]) -> tuple[Request, ...]:
     if not all(isinstance(doc.get(k), list) for k in arrays):
         return ()
     n = len(doc["ttfts"])
-    errors = doc.get("errors") if isinstance(doc.get("errors"), list) else [""] * n
-    texts = doc.get("generated_texts") if isinstance(doc.get("generated_texts"), list) else []
-    starts = doc.get("start_times") if isinstance(doc.get("start_times"), list) else None
+
+    def listed(key: str) -> list[Any] | None:
+        value = doc.get(key)
+        return value if isinstance(value, list) else None
+
+    errors = listed("errors") or [""] * n
+    texts = listed("generated_texts") or []
+    starts = listed("start_times")
     lengths = {k: len(doc[k]) for k in arrays} | {"errors": len(errors)}
     if starts is not None:
         lengths["start_times"] = len(starts)

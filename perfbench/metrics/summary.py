@@ -304,7 +304,7 @@ def _imported(s: Summary, source: dict[str, Any]) -> str:
         if not math.isfinite(getattr(s, key)) and isinstance(theirs, int | float):
             setattr(s, key, float(theirs))
             taken.append(key)
-    for key, dist in list(s.distributions.items()):
+    for key in list(s.distributions):
         theirs = figures.get(key)
         if not had_rows and isinstance(theirs, dict) and theirs:
             values = {k: float(v) for k, v in theirs.items() if k.startswith("p") and v is not None}
