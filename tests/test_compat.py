@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 import shlex
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -153,22 +155,10 @@ def test_aliases_that_disagree_and_bad_values_are_one_line(tmp_path):
     assert same.returncode == 0, same.stderr
 
 
-# The keys `vllm bench serve --save-result --save-detailed` writes for a chat run with
-# --percentile-metrics ttft,tpot,itl,e2el --metric-percentiles 50,99.9 and --goodput, in its
-# order: main_async's header, --metadata, the traffic, then benchmark()'s result
-# (vllm-project/vllm, vllm/benchmarks/serve.py at def9ce85ba1079af970a58ed3d42dd861ae35d58).
-VLLM_KEYS = [
-    "date", "endpoint_type", "backend", "label", "model_id", "tokenizer_id", "num_prompts",
-    "team", "request_rate", "burstiness", "max_concurrency", "duration", "completed", "failed",
-    "total_input_tokens", "total_output_tokens", "request_throughput", "request_goodput",
-    "output_throughput", "total_token_throughput", "input_lens", "output_lens", "ttfts", "itls",
-    "generated_texts", "errors", "max_output_tokens_per_s", "max_concurrent_requests",
-    *(
-        f"{stat}_{m}_ms"
-        for m in ("ttft", "tpot", "itl", "e2el")
-        for stat in ("mean", "median", "std", "p50", "p99.9")
-    ),
-]  # fmt: skip
+# A file `vllm bench serve --save-result --save-detailed` 0.33.0 wrote (tests/fixtures/vllm/
+# README.md), with --metadata gpu=none --percentile-metrics ttft,tpot,itl,e2el
+# --metric-percentiles 50,90,99 and --goodput
+VLLM_FILE = next((Path(__file__).parent / "fixtures" / "vllm").glob("openai-chat-*.json"))
 
 
 def test_save_result_writes_vllms_file_key_for_key_with_true_figures(sim, tmp_path):
@@ -180,16 +170,18 @@ def test_save_result_writes_vllms_file_key_for_key_with_true_figures(sim, tmp_pa
         "perf", "--base-url", url, "--endpoint", "/v1/chat/completions", "--backend",
         "openai-chat", "--dataset-name", "random", "--random-input-len", "32",
         "--random-output-len", "32", "--max-concurrency", "8", "--num-prompts", "80",
-        "--save-result", "--save-detailed", "--result-dir", str(out), "--metadata", "team=search",
-        "--percentile-metrics", "ttft,tpot,itl,e2el", "--metric-percentiles", "50,99.9",
+        "--save-result", "--save-detailed", "--result-dir", str(out), "--metadata", "gpu=none",
+        "--percentile-metrics", "ttft,tpot,itl,e2el", "--metric-percentiles", "50,90,99",
         "--goodput", "ttft:200", "e2el:1", "--db", str(tmp_path / "r.db"), "--quiet",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     (path,) = out.glob("*.json")
     assert path.name.startswith("openai-chat-infqps-concurrency8-perfbench-sim-")
     data = json.loads(path.read_text())
-    assert list(data) == VLLM_KEYS
-    assert data["completed"] == 80 and data["failed"] == 0 and data["team"] == "search"
+    real = json.loads(VLLM_FILE.read_text())
+    assert list(data) == list(real)  # every key, in vLLM's order
+    assert {k: type(v) for k, v in data.items()} == {k: type(v) for k, v in real.items()}
+    assert data["completed"] == 80 and data["failed"] == 0 and data["gpu"] == "none"
     assert data["request_rate"] == "inf" and data["max_concurrency"] == 8
     assert data["total_output_tokens"] == 80 * 32 and data["output_lens"] == [32] * 80
     # the timing is known: TTFT 50 ms, TPOT 5 ms, E2E 50 + 31 × 5 = 205 ms (client overhead on
@@ -197,7 +189,10 @@ def test_save_result_writes_vllms_file_key_for_key_with_true_figures(sim, tmp_pa
     assert 45 <= data["median_ttft_ms"] < 60 and 45 <= data["mean_ttft_ms"] < 65
     assert 4.9 <= data["median_tpot_ms"] < 5.6 and 4.9 <= data["mean_itl_ms"] < 5.6
     assert 200 <= data["median_e2el_ms"] < 230
-    assert data["std_ttft_ms"] >= 0 and data["p99.9_e2el_ms"] >= data["p50_e2el_ms"]
+    assert data["std_ttft_ms"] >= 0 and data["p99_e2el_ms"] >= data["p50_e2el_ms"]
+    assert data["median_ttft_ms"] == data["p50_ttft_ms"]
+    assert all(0.2 <= x < 0.23 for x in data["latencies"]) and len(data["start_times"]) == 80
+    assert max(data["start_times"]) - min(data["start_times"]) < data["duration"]
     assert data["request_goodput"] == 0  # no request ends within 1 ms
     assert data["request_throughput"] == pytest.approx(80 / data["duration"])
     assert all(len(gaps) == 31 for gaps in data["itls"])  # 32 chunks: 31 gaps, in seconds
@@ -217,3 +212,82 @@ def test_result_flags_with_bad_values_are_one_line(tmp_path):
         assert done.returncode == 2 and done.stderr.count("\n") == 1, (args, done.stderr)
         assert says in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "perfbench.db").exists()
+
+
+# -- evalscope perf's output folder ------------------------------------------------------------
+
+FIXTURE_LEVEL = next(
+    (Path(__file__).parent / "fixtures" / "evalscope" / "1.14.1" / "run5-errors").glob(
+        "*/*/parallel_2_number_12"
+    )
+)
+
+
+def test_evalscope_outputs_match_the_real_files_key_for_key_with_true_figures(sim, tmp_path):
+    """Against a simulator whose every stream is 50 ms + 31 × 5 ms; the layout, keys, key
+    order, value types and row labels are those of a folder EvalScope 1.14.1 wrote."""
+    url = sim("--ttft-ms", "50", "--itl-ms", "5", "--itl-ms-per-seq", "0",
+              "--prefill-us-per-token", "0", "--seed", "3")  # fmt: skip
+    done = perfbench(
+        "perf", "--url", f"{url}/v1/chat/completions", "--parallel", "2", "4", "--number", "12",
+        "40", "--dataset", "random", "--input-len", "32", "--output-len", "32",
+        "--outputs-dir", str(tmp_path), "--evalscope-outputs", "--quiet",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    (top,) = tmp_path.glob("2*/perfbench-sim")
+    assert sorted(p.name for p in top.iterdir()) == ["parallel_2_number_12", "parallel_4_number_40"]
+    real = {name: json.loads((FIXTURE_LEVEL / name).read_text())
+            for name in ("benchmark_summary.json", "benchmark_percentile.json")}  # fmt: skip
+    level = top / "parallel_4_number_40"
+    summary = json.loads((level / "benchmark_summary.json").read_text())
+    rows_ = json.loads((level / "benchmark_percentile.json").read_text())
+    assert list(summary) == list(real["benchmark_summary.json"])
+    assert {k: type(v) for k, v in summary.items()} == {
+        k: type(v) for k, v in real["benchmark_summary.json"].items()
+    }
+    assert [r["Percentiles"] for r in rows_] == [
+        r["Percentiles"] for r in real["benchmark_percentile.json"]
+    ]
+    assert [list(r) for r in rows_] == [list(r) for r in real["benchmark_percentile.json"]]
+    # the timing is known (client overhead on top: a few ms at most on a busy machine)
+    assert summary["Total Requests"] == summary["Success Requests"] == 40
+    assert summary["Concurrency"] == 4 and summary["Request Rate (req/s)"] == -1.0
+    assert 50 <= summary["Avg TTFT (ms)"] < 65 and 4.9 <= summary["Avg TPOT (ms)"] < 5.6
+    assert 0.2 <= summary["Avg Latency (s)"] < 0.23 and summary["Avg Output Tokens"] == 32
+    assert summary["Req Throughput (req/s)"] == pytest.approx(
+        40 / summary["Test Duration (s)"], rel=1e-3
+    )
+    # percentiles by nearest rank, data[ceil(n p / 100) - 1], from the database's own rows
+    (run,) = rows(tmp_path / "perfbench.db", "SELECT max(id) FROM runs")[0]
+    e2e = np.sort([r[0] for r in rows(tmp_path / "perfbench.db",
+                  f"SELECT e2e_ms FROM requests WHERE run_id = {run} AND warmup = 0")])  # fmt: skip
+    by = {r["Percentiles"]: r for r in rows_}
+    for label, p in (("10%", 10), ("50%", 50), ("99%", 99)):
+        assert by[label]["Latency (s)"] == round(e2e[math.ceil(40 * p / 100) - 1] / 1e3, 4)
+    assert by["min"]["Latency (s)"] == round(e2e[0] / 1e3, 4)
+    assert by["max"]["Latency (s)"] == round(e2e[-1] / 1e3, 4)
+    args = json.loads((level / "benchmark_args.json").read_text())
+    assert (args["parallel"], args["number"], args["model"]) == (4, 40, "perfbench-sim")
+
+
+def test_evalscope_outputs_open_loop_no_timestamp_and_import_back(sim, tmp_path):
+    url = sim("--preset", "instant", "--seed", "8")
+    done = perfbench(
+        "perf", "--url", url, "--rate", "50", "--number", "30", "--name", "nightly/a",
+        "--outputs-dir", str(tmp_path), "--evalscope-outputs", "--no-timestamp", "--quiet",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    level = tmp_path / "nightly_a" / "rate_50.0_number_30"
+    summary = json.loads((level / "benchmark_summary.json").read_text())
+    assert summary["Concurrency"] == -1 and summary["Request Rate (req/s)"] == 50.0
+    back = perfbench(
+        "import", str(tmp_path / "nightly_a"), "--db", str(tmp_path / "b.db"), "--json"
+    )
+    assert back.returncode == 0, back.stderr
+    (imported,) = json.loads(back.stdout)["runs"]
+    assert imported["figures"] == "its summary" and imported["part"] == "rate_50.0_number_30"
+    report = perfbench("report", str(imported["run"]), "--db", str(tmp_path / "b.db"), "--json")
+    (s,) = json.loads(report.stdout)["runs"]
+    assert s["ok"] == 30 and s["rate"] == 50.0
+    assert s["mean_ttft_ms"] == summary["Avg TTFT (ms)"]
+    assert s["duration_s"] == summary["Test Duration (s)"]

@@ -104,18 +104,18 @@ def import_results(
         raise UsageError(f"--tool {tool!r}: choose from {', '.join(TOOLS)}")
     parsed: list[tuple[Path, str, list[Imported]]] = []
     for raw in paths:
-        path, which = _resolve(Path(raw), tool)
-        data = None if which == "evalscope" else load(path)
-        which = which or detect(data)
-        if which is None:
-            raise UsageError(
-                f"{path}: not a result file of {', '.join(TOOLS)} that perfbench knows; "
-                "give --tool if it is one"
-            )
-        runs = readers[which](path, data)
-        if not runs:
-            raise UsageError(f"{path}: the {which} file holds no run")
-        parsed.append((path, _digest(path), runs))
+        for path, which in _resolve(Path(raw), tool):
+            data = None if which == "evalscope" else load(path)
+            which = which or detect(data)
+            if which is None:
+                raise UsageError(
+                    f"{path}: not a result file of {', '.join(TOOLS)} that perfbench knows; "
+                    "give --tool if it is one"
+                )
+            runs = readers[which](path, data)
+            if not runs:
+                raise UsageError(f"{path}: the {which} file holds no run")
+            parsed.append((path, _digest(path), runs))
     store = Store(db, create=True)
     written: list[dict[str, Any]] = []
     skipped: list[str] = []
@@ -147,24 +147,29 @@ def import_results(
     return ImportResult(tuple(written), tuple(skipped))
 
 
-def _resolve(path: Path, tool: str | None) -> tuple[Path, str | None]:
-    """The file to read, and the tool when the path tells it: a folder is AIPerf's artifact
-    folder, GuideLLM's output folder or an EvalScope output folder."""
+def _resolve(path: Path, tool: str | None) -> list[tuple[Path, str | None]]:
+    """The files to read, each with its tool where the path tells it: a folder is AIPerf's
+    artifact folder, GuideLLM's output folder, an EvalScope output folder, or a folder of
+    vLLM's result files (``--result-dir``)."""
     if not path.exists():
         raise UsageError(f"{path}: no such file or folder")
-    if path.is_dir():
-        for name, which in ((aiperf.EXPORT, "aiperf"), ("benchmarks.json", "guidellm")):
-            if (path / name).is_file() and tool in (None, which):
-                return path / name, which
-        if tool in (None, "evalscope") and evalscope.levels(path):
-            return path, "evalscope"
-        raise UsageError(
-            f"{path}: a folder without a result file perfbench knows (AIPerf's {aiperf.EXPORT}, "
-            f"GuideLLM's benchmarks.json, EvalScope's {evalscope.SUMMARY}); give the file"
-        )
-    if path.name == evalscope.SUMMARY and tool in (None, "evalscope"):
-        return path, "evalscope"
-    return path, tool
+    if path.is_file():
+        if path.name == evalscope.SUMMARY and tool in (None, "evalscope"):
+            return [(path, "evalscope")]
+        return [(path, tool)]
+    for name, which in ((aiperf.EXPORT, "aiperf"), ("benchmarks.json", "guidellm")):
+        if (path / name).is_file() and tool in (None, which):
+            return [(path / name, which)]
+    if tool in (None, "evalscope") and evalscope.levels(path):
+        return [(path, "evalscope")]
+    files = sorted(path.glob("*.json")) if tool in (None, "vllm") else []
+    if files:
+        return [(f, "vllm") for f in files]
+    raise UsageError(
+        f"{path}: a folder without a result file perfbench knows (AIPerf's {aiperf.EXPORT}, "
+        f"GuideLLM's benchmarks.json, EvalScope's {evalscope.SUMMARY}, vLLM's *.json); "
+        "give the file"
+    )
 
 
 def _digest(path: Path) -> str:

@@ -29,10 +29,9 @@ from perfbench.interop.foreign import Imported, Request, need, number
 from perfbench.store.runs import Run, Store
 
 METRICS = ("ttft", "tpot", "itl", "e2el")
-DETAILED = ("input_lens", "output_lens", "ttfts", "itls", "generated_texts", "errors")
 _COLUMNS = (
     "idx", "status", "error", "prompt_tokens", "completion_tokens", "ttft_ms", "tpot_ms",
-    "e2e_ms", "sent_ns", "first_token_ns", "end_ns",
+    "e2e_ms", "sent_ns", "first_token_ns", "end_ns", "schedule_lag_ms",
 )  # fmt: skip
 
 
@@ -133,23 +132,35 @@ def result(
         "output_throughput": per_s(total_out),
         "total_token_throughput": per_s(total_in + total_out),
     }
+
+    def seconds(ms: np.ndarray) -> list[float]:  # a failed request's 0, as vLLM writes it
+        return [float(t) / 1e3 if good and math.isfinite(t) else 0.0 for t, good in zip(ms, ok)]
+
+    latencies = seconds(cols["e2e_ms"])
+    queue_times = [float(x) / 1e3 if math.isfinite(x) else 0.0 for x in cols["schedule_lag_ms"]]
     if detailed:
         texts = store.columns(run.id, ("output_text",), where="AND warmup = 0")["output_text"]
+        t0 = run.t0_ns or 0
         out["input_lens"] = [int(x) for x in prompt]
         out["output_lens"] = [int(x) if good else 0 for x, good in zip(output, ok, strict=True)]
-        out["ttfts"] = [
-            float(t) / 1e3 if good and math.isfinite(t) else 0.0
-            for t, good in zip(cols["ttft_ms"], ok, strict=True)
-        ]
+        out["ttfts"] = seconds(cols["ttft_ms"])
         out["itls"] = [
             (gaps.get(int(i), np.empty(0)) / 1e9).tolist() if good else []
             for i, good in zip(cols["idx"], ok, strict=True)
         ]
+        out["latencies"] = latencies
+        out["start_times"] = [  # the send, on this host's monotonic clock, as vLLM's are
+            (t0 + float(t)) / 1e9 if math.isfinite(t) else 0.0 for t in cols["sent_ns"]
+        ]
+        out["queue_times"] = queue_times
         out["generated_texts"] = [str(t) for t in texts]
         out["errors"] = ["" if good else str(e) for e, good in zip(cols["error"], ok, strict=True)]
+    else:  # vLLM keeps these two without --save-detailed
+        out["latencies"], out["queue_times"] = latencies, queue_times
     peak_tokens, peak_requests = _peaks(cols, ok, gaps)
     out["max_output_tokens_per_s"] = peak_tokens
     out["max_concurrent_requests"] = peak_requests
+    out["rtfx"] = 0.0  # vLLM's real-time factor of speech models; 0 for text
     values = {
         "ttft": cols["ttft_ms"][ok],
         "tpot": cols["tpot_ms"][ok & (output > 1)],
@@ -319,7 +330,13 @@ def _run(path: Path, doc: Mapping[str, Any], part: str) -> Imported:
     rate = math.inf if doc.get("request_rate") in ("inf", None) else number(doc["request_rate"])
     cap = doc.get("max_concurrency")
     load: dict[str, Any] = {"number": doc.get("num_prompts")}
-    if rate == math.inf and isinstance(cap, int):
+    if doc.get("ramp_up_strategy"):
+        load.update(
+            ramp_from=number(doc.get("ramp_up_start_rps")),
+            ramp_to=number(doc.get("ramp_up_end_rps")),
+            max_concurrency=cap,
+        )
+    elif rate == math.inf and isinstance(cap, int):
         load["parallel"] = cap  # everything at once, C at a time: a closed loop of C
     else:
         load.update(rate=rate, max_concurrency=cap, burstiness=number(doc.get("burstiness")) or 1.0)
@@ -330,7 +347,7 @@ def _run(path: Path, doc: Mapping[str, Any], part: str) -> Imported:
         model=doc.get("model_id"),
         endpoint=doc.get("base_url") or doc.get("endpoint"),
         load=load,
-        native={k: v for k, v in doc.items() if k not in DETAILED and k != "start_times"},
+        native={k: v for k, v in doc.items() if not isinstance(v, list)},
         figures=figures,
         requests=_requests(path, doc),
         started_at=_date(doc.get("date")),
@@ -343,8 +360,9 @@ def _run(path: Path, doc: Mapping[str, Any], part: str) -> Imported:
 
 
 def _requests(path: Path, doc: Mapping[str, Any]) -> tuple[Request, ...]:
-    """``--save-detailed``'s arrays, one entry per request (ttfts and itls in seconds); none
-    without them. A request's end is its last token (vLLM writes no per-request latency)."""
+    """``--save-detailed``'s arrays, one entry per request (ttfts, itls, latencies in seconds;
+    start_times on the sending host's monotonic clock); none without them. Where a file has no
+    ``latencies`` (vLLM before they were written), a request ends at its last token."""
     arrays = ("ttfts", "itls", "input_lens", "output_lens")
     if not all(isinstance(doc.get(k), list) for k in arrays):
         return ()
@@ -357,9 +375,11 @@ def _requests(path: Path, doc: Mapping[str, Any]) -> tuple[Request, ...]:
     errors = listed("errors") or [""] * n
     texts = listed("generated_texts") or []
     starts = listed("start_times")
+    latencies = listed("latencies")
     lengths = {k: len(doc[k]) for k in arrays} | {"errors": len(errors)}
-    if starts is not None:
-        lengths["start_times"] = len(starts)
+    for key, values in (("start_times", starts), ("latencies", latencies)):
+        if values is not None:
+            lengths[key] = len(values)
     if any(v != n for v in lengths.values()):
         raise UsageError(
             f"{path}: the per-request arrays differ in length ({lengths}); a truncated file?"
@@ -370,13 +390,14 @@ def _requests(path: Path, doc: Mapping[str, Any]) -> tuple[Request, ...]:
         ttft = number(doc["ttfts"][i]) if ok else None
         gaps = [number(g) or 0.0 for g in doc["itls"][i]] if ok else []
         chunks = list(itertools.accumulate(gaps, initial=ttft)) if ttft is not None else []
+        end = chunks[-1] if chunks else None  # before vLLM wrote latencies: the last token
         out.append(
             Request(
                 ok=ok,
                 error=str(errors[i]) or None,
                 start_s=number(starts[i]) if starts is not None else None,
                 ttft_s=ttft,
-                latency_s=chunks[-1] if chunks else None,
+                latency_s=number(latencies[i]) if latencies is not None and ok else end,
                 chunks_s=chunks,
                 prompt_tokens=int(doc["input_lens"][i]),
                 output_tokens=int(doc["output_lens"][i]) if ok else None,

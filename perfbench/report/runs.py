@@ -74,8 +74,7 @@ class RunList:
             table.add_column(col)
         for info in self.runs:
             r = info.run
-            load = r.load
-            shape = f"rate {load.rate}" if load.rate is not None else f"parallel {load.parallel}"
+            shape = r.load.label
             status = f"imported ({r.source['tool']})" if r.source else r.status
             table.add_row(
                 str(r.id),
@@ -94,8 +93,16 @@ def runs(db_path: str | Path) -> RunList:
     """Every run in the database, oldest first, with its requests counted by status."""
     store = Store(db_path)
     try:
-        return RunList(
-            str(db_path), tuple(RunInfo(r, store.count_by_status(r.id)) for r in store.runs())
-        )
+        return RunList(str(db_path), tuple(RunInfo(r, _counts(store, r)) for r in store.runs()))
     finally:
         store.close()
+
+
+def _counts(store: Store, run: Run) -> dict[str, int]:
+    """Measured requests by status; of a run imported from a summary alone, its file's counts
+    (failures unclassified: a summary does not say why)."""
+    counts = store.count_by_status(run.id)
+    figures = run.source.get("figures") or {}
+    if counts or not isinstance(figures.get("ok"), int):
+        return counts
+    return {"ok": figures["ok"], "unclassified": int(figures.get("failed") or 0)}

@@ -543,9 +543,12 @@ class Store:
         return out
 
     def gap_count(self, run_id: int) -> int:
+        """How many gaps :meth:`iter_gaps` yields (read from the blobs' lengths, not their
+        contents; an imported request may count chunks without having their times)."""
         row = self.db.conn.execute(
-            "SELECT coalesce(sum(n_chunks - 1), 0) FROM requests "
-            "WHERE run_id = ? AND warmup = 0 AND status = 'ok' AND streamed = 1 AND n_chunks > 1",
+            "SELECT coalesce(sum(length(c.gaps) / c.width), 0) FROM chunks c "
+            "JOIN requests r USING (run_id, idx) "
+            "WHERE c.run_id = ? AND r.warmup = 0 AND r.status = 'ok'",
             [run_id],
         ).fetchone()
         return int(row[0])
