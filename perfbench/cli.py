@@ -791,6 +791,7 @@ def _perf_spec(ns: argparse.Namespace, argv: Sequence[str], loads: tuple[Any, ..
         max_error_rate=ns.max_error_rate,
         repeat=getattr(ns, "repeat", 1),
         resume=getattr(ns, "resume", None),
+        pause_s=getattr(ns, "x_sleep", None) or 0.0,
     )
 
 

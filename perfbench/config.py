@@ -525,6 +525,7 @@ class PerfSpec:
     max_error_rate: float | None = 0.25  # a run whose failed share is above it exits 1
     repeat: int = 1  # run each load this many times (replicates, for an honest compare)
     resume: int | None = None  # finish this interrupted/killed/failed run instead (one load)
+    pause_s: float = 0.0  # seconds between one run's end and the next's start (--sleep-interval)
 
     def __post_init__(self) -> None:
         if not self.loads:
@@ -540,6 +541,8 @@ class PerfSpec:
             raise ConfigError("--max-error-rate must be a fraction between 0 and 1, e.g. 0.05")
         if isinstance(self.repeat, bool) or not isinstance(self.repeat, int) or self.repeat < 1:
             raise ConfigError(f"--repeat {self.repeat!r}: give a whole number of runs, 1 or more")
+        if not 0 <= self.pause_s < math.inf:
+            raise ConfigError(f"--sleep-interval {self.pause_s}: give 0 or more seconds")
         if self.on_worker_loss not in ("stop", "continue"):
             raise ConfigError("--on-worker-loss must be stop or continue")
 

@@ -10,6 +10,7 @@ interrupted, so that ``scheduled == recorded`` holds whatever happens.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import itertools
@@ -243,6 +244,11 @@ class _Batch:
             for load, replicate in itertools.product(spec.loads, range(1, spec.repeat + 1)):
                 if self._stop.is_set() or self.failure is not None or self._halt is not None:
                     break
+                if results and spec.pause_s > 0:  # --sleep-interval: let the server settle
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stop.wait(), spec.pause_s)
+                    if self._stop.is_set():
+                        break
                 if replicate == 1:
                     first = None
                 run_id = await self._one(

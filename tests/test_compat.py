@@ -291,3 +291,46 @@ def test_evalscope_outputs_open_loop_no_timestamp_and_import_back(sim, tmp_path)
     assert s["ok"] == 30 and s["rate"] == 50.0
     assert s["mean_ttft_ms"] == summary["Avg TTFT (ms)"]
     assert s["duration_s"] == summary["Test Duration (s)"]
+
+
+def test_every_flag_without_a_meaning_here_is_one_line(tmp_path, capsys):
+    """Each of the other tools' flags that perfbench cannot honour stops the command before
+    anything is recorded (exit 2, one line saying why and what to use); each that changes
+    nothing here is a one-line note, and the command goes on."""
+    from perfbench.cli import main
+    from perfbench.interop.flags import NO_MEANING, UNSUPPORTED
+
+    db = tmp_path / "none.db"
+    for flag, why in UNSUPPORTED.items():
+        assert main(["perf", flag, "1", "--number", "1", "--db", str(db)]) == 2, flag
+        err = capsys.readouterr().err
+        assert err == f"perfbench: error: {flag} is not supported here: {why}\n"
+    assert not db.exists()
+    done = perfbench("perf", "--ramp-up-strategy", "linear", "--lora-modules", "a=b",
+                     "--db", str(db))  # fmt: skip
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "--ramp-from" in done.stderr
+    assert not db.exists()
+    notes = [f for f in NO_MEANING if f not in ("--profile",)][:12]
+    done = perfbench("perf", "--number", "2", *notes, "--db", str(db), "--quiet",
+                     "--sim-args", "--preset instant")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    said = [line for line in done.stderr.splitlines() if "has no meaning here" in line]
+    assert len(said) == len(notes) and all(f in " ".join(said) for f in notes)
+
+
+def test_sleep_interval_workers_and_body_flags(sim, tmp_path):
+    url = sim("--preset", "instant", "--seed", "6")
+    db = tmp_path / "s.db"
+    done = perfbench(
+        "perf", "--url", url, "--parallel", "1", "2", "--number", "4", "4", "--sleep-interval",
+        "1.5", "--num-workers", "2", "--chat-template-kwargs", '{"enable_thinking": false}',
+        "--use-beam-search", "--db", str(db), "--quiet",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    (a, b) = rows(db, "SELECT t0_ns, duration_s, workers, client FROM runs ORDER BY id")
+    assert b[0] - (a[0] + a[1] * 1e9) >= 1.4e9  # the pause between the levels
+    assert len(json.loads(a[2])) == 2  # --num-workers: two load-generating processes
+    assert json.loads(a[3])["extra_body"] == {
+        "use_beam_search": True,
+        "chat_template_kwargs": {"enable_thinking": False},
+    }

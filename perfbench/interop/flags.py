@@ -42,7 +42,91 @@ NO_MEANING = {
     "--request-id-prefix": "requests are told apart by their index in the database",
     "--ready-check-timeout-sec": "the pre-run check fails in under a second; --wait-for-server "
     "waits for a server that goes away mid-run",
+    "--disable-shuffle": "perfbench sends a dataset's rows in order unless --shuffle",
+    "--no-oversample": "perfbench never pads a dataset with repeated rows to reach --number",
+    "--plot-timeline": "`perfbench report --html` draws the timeline",
+    "--plot-dataset-stats": "`perfbench report --html` draws the distributions",
+    "--timeline-itl-thresholds": "`perfbench report --html` draws the timeline",
+    "--skip-tokenizer-init": "perfbench loads a tokenizer only when --tokenizer is given",
+    "--enable-multimodal-chat": "perfbench sends text prompts only",
+    "--self-timed": "perfbench times every request from its own send",
+    "--probe-request-rate": "perfbench does not send probe requests",
+    "--attn-implementation": "it sets up EvalScope's local model (--api local), which perfbench "
+    "does not run",
+    "--alias": "runs are named by --name",
+    "--enable-pd-metrics": "perfbench measures the client side; the server's /metrics are "
+    "scraped by default",
+    "--data-source": "hub datasets come from the Hugging Face hub (HF_ENDPOINT for a mirror)",
 }
+
+#: flags whose meaning perfbench cannot honour: ignoring them would measure another workload,
+#: so each is one line and exit 2, saying why and what to use instead
+UNSUPPORTED = {
+    # evalscope perf
+    "--multi-turn": "perfbench sends single-turn requests; multi-turn sessions are not built yet",
+    "--min-turns": "perfbench sends single-turn requests",
+    "--max-turns": "perfbench sends single-turn requests",
+    "--multi-turn-args": "perfbench sends single-turn requests",
+    "--prefix-count": "one shared prefix (--prefix-len) is all perfbench builds yet",
+    "--image-width": "perfbench sends text prompts only",
+    "--image-height": "perfbench sends text prompts only",
+    "--image-format": "perfbench sends text prompts only",
+    "--image-num": "perfbench sends text prompts only",
+    "--image-patch-size": "perfbench sends text prompts only",
+    "--query-template": "give the request fields with --extra-body and the prompt's form with "
+    "--prompt-template",
+    "--apply-chat-template": "perfbench sends chat messages to /chat/completions and raw text to "
+    "/completions; choose by --url",
+    "--tokenize-prompt": "perfbench sends text, not token ids",
+    "--dataset-offset": "perfbench starts at a dataset's first row (--shuffle draws at random)",
+    "--dataset-args": "perfbench's datasets take no extra arguments; `perfbench datasets` lists them",
+    "--scenario": "choose the load with --parallel/--rate and the prompts with --dataset",
+    "--sla-auto-tune": "`perfbench sweep --slo` and `perfbench plan` find the load that meets an SLO",
+    "--sla-variable": "`perfbench sweep --slo` finds the load that meets an SLO",
+    "--sla-params": "`perfbench sweep --slo` finds the load that meets an SLO",
+    "--sla-num-runs": "`perfbench sweep --slo` finds the load that meets an SLO",
+    "--sla-upper-bound": "`perfbench sweep --slo` finds the load that meets an SLO",
+    "--sla-lower-bound": "`perfbench sweep --slo` finds the load that meets an SLO",
+    "--sla-fixed-parallel": "`perfbench sweep --slo` finds the load that meets an SLO",
+    "--sla-number-multiplier": "`perfbench sweep --slo` finds the load that meets an SLO",
+    # vllm bench serve
+    "--insecure": "perfbench verifies TLS certificates; use a certificate the system trusts",
+    "--lora-modules": "perfbench sends every request to the one --model",
+    "--lora-assignment": "perfbench sends every request to the one --model",
+    "--ramp-up-strategy": "vLLM ramps by request count; perfbench ramps over time: "
+    "--ramp-from R0 --ramp-to R1 --duration S",
+    "--ramp-up-start-rps": "use --ramp-from R0 --ramp-to R1 --duration S",
+    "--ramp-up-end-rps": "use --ramp-from R0 --ramp-to R1 --duration S",
+    "--skip-chat-template": "perfbench sends chat messages to /chat/completions and raw text to "
+    "/completions; choose by --endpoint",
+    "--random-batch-size": "perfbench sends one prompt per request",
+    "--custom-output-len": "use --dataset jsonl --dataset-path FILE and --max-tokens",
+    "--custom-ensure-client-side-data": "use --dataset jsonl --dataset-path FILE",
+    **{
+        f"--{name}": f"it belongs to vLLM's {dataset} dataset, which perfbench does not have "
+        "(`perfbench datasets` lists perfbench's)"
+        for dataset, names in (
+            ("sharegpt", ("sharegpt-output-len",)),
+            ("spec_bench", ("spec-bench-category", "spec-bench-output-len")),
+            ("speed_bench", ("speed-bench-category", "speed-bench-dataset-subset",
+                             "speed-bench-output-len")),
+            ("timed trace", ("timed-trace-chunk-hash-size", "timed-trace-label-hash-ids",
+                             "timed-trace-label-input-length", "timed-trace-label-output-length",
+                             "timed-trace-label-timestamp", "timed-trace-sec-multiplier")),
+            ("blazedit", ("blazedit-max-distance", "blazedit-min-distance")),
+            ("ASR", ("asr-max-audio-len-sec", "asr-min-audio-len-sec")),
+            ("reranker", ("no-reranker",)),
+            ("random-mm", ("random-mm-base-items-per-request", "random-mm-bucket-config",
+                           "random-mm-limit-mm-per-prompt", "random-mm-num-mm-items-range-ratio")),
+            ("hf", ("hf-name", "hf-output-len", "hf-split", "hf-subset")),
+            ("BFCL", ("bfcl-categories",)),
+            ("prefix_repetition", ("prefix-repetition-num-prefixes",
+                                   "prefix-repetition-output-len", "prefix-repetition-prefix-len",
+                                   "prefix-repetition-suffix-len")),
+        )
+        for name in names
+    },
+}  # fmt: skip
 
 #: vLLM's backends → perfbench's --api (None: from the URL)
 BACKENDS = {
@@ -112,6 +196,20 @@ def add_arguments(perf: argparse.ArgumentParser) -> None:
         "--max-prompt-length", dest="x_max_prompt", metavar="TOKENS", type=int, help="evalscope"
     )
     g.add_argument(
+        "--sleep-interval",
+        dest="x_sleep",
+        type=float,
+        metavar="S",
+        help="evalscope: seconds between levels",
+    )
+    g.add_argument(
+        "--num-workers", dest="x_num_workers", type=int, metavar="N", help="evalscope: --workers"
+    )
+    g.add_argument(
+        "--chat-template-kwargs", dest="x_chat_kwargs", metavar="JSON", help="vllm: request body"
+    )
+    g.add_argument("--use-beam-search", dest="x_beam", action="store_true", help="vllm: body")
+    g.add_argument(
         "--log-every-n-query",
         dest="x_log_every",
         type=int,
@@ -132,6 +230,8 @@ def add_arguments(perf: argparse.ArgumentParser) -> None:
         g.add_argument(
             flag, dest="x_none_" + flag[2:].replace("-", "_"), nargs="?", const=True, metavar="…"
         )
+    for flag in UNSUPPORTED:
+        g.add_argument(flag, dest="x_not_" + flag[2:].replace("-", "_"), nargs="*", metavar="…")
     e = perf.add_argument_group("evalscope perf's output folder (docs/drop-in.md)")
     e.add_argument(
         "--evalscope-outputs",
@@ -181,6 +281,9 @@ def fold(ns: argparse.Namespace, argv: Sequence[str]) -> list[str]:
     """Fold the other tools' flags into perfbench's own, in place; the notes to print (one line
     each) for flags that change nothing here. UsageError when a flag and its alias disagree."""
     given = {a.split("=", 1)[0] for a in argv if a.startswith("-")}
+    for flag in (a.split("=", 1)[0] for a in argv):  # the first in the command's own order
+        if flag in UNSUPPORTED:
+            raise UsageError(f"{flag} is not supported here: {UNSUPPORTED[flag]}")
     notes = [
         f"note: {flag} has no meaning here ({why}); ignored"
         for flag, why in NO_MEANING.items()
@@ -234,6 +337,10 @@ def fold(ns: argparse.Namespace, argv: Sequence[str]) -> list[str]:
         _prompt_lengths(ns, take)
     if ns.x_num_warmups is not None:
         take("warmup", "--warmup", ns.x_num_warmups, "--num-warmups")
+    if ns.x_num_workers:  # evalscope's 0 is its default: this one process
+        take("workers", "--workers", ns.x_num_workers, "--num-workers")
+    if ns.x_sleep is not None and ns.x_sleep < 0:
+        raise UsageError(f"--sleep-interval {ns.x_sleep:g}: give 0 or more seconds")
     if ns.x_warmup_num is not None:
         share = ns.x_warmup_num
         if 0 < share < 1:  # a share of the first --number
@@ -313,15 +420,23 @@ def _body(ns: argparse.Namespace) -> dict[str, Any]:
             out[key[len("x_body_") :]] = value
     if ns.x_ignore_eos:
         out["ignore_eos"] = True
+    if ns.x_beam:
+        out["use_beam_search"] = True
+    if ns.x_chat_kwargs:
+        out["chat_template_kwargs"] = _object(ns.x_chat_kwargs, "--chat-template-kwargs")
     if ns.x_extra_args:
-        try:
-            extra = json.loads(ns.x_extra_args)
-        except json.JSONDecodeError as exc:
-            raise UsageError(f"--extra-args is not JSON ({exc.msg}): give an object") from None
-        if not isinstance(extra, dict):
-            raise UsageError("--extra-args must be a JSON object, e.g. '{\"ignore_eos\": true}'")
-        out.update(extra)
+        out.update(_object(ns.x_extra_args, "--extra-args"))
     return out
+
+
+def _object(text: str, flag: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{flag} is not JSON ({exc.msg}): give an object") from None
+    if not isinstance(value, dict):
+        raise UsageError(f"{flag} must be a JSON object, e.g. '{{\"enable_thinking\": false}}'")
+    return value
 
 
 def _show(value: Any) -> str:
