@@ -334,3 +334,25 @@ def test_sleep_interval_workers_and_body_flags(sim, tmp_path):
         "use_beam_search": True,
         "chat_template_kwargs": {"enable_thinking": False},
     }
+
+
+@pytest.mark.parametrize("tool", ["evalscope-perf-1.14.1", "vllm-bench-serve-0.33.0"])
+def test_every_flag_of_the_other_tools_is_accepted_and_mapped_in_the_docs(tool):
+    """The option strings the real tools' --help printed (tests/fixtures/flags/): perfbench perf
+    knows each one, and docs/drop-in.md names each one (or its family, `--hf-*`)."""
+    import re
+
+    from perfbench.cli import build_parser
+
+    flags = (Path(__file__).parent / "fixtures" / "flags" / f"{tool}.txt").read_text().split()
+    perf = build_parser()._subparsers._group_actions[0].choices["perf"]  # type: ignore[union-attr]
+    known = {s for action in perf._actions for s in action.option_strings}
+    assert [f for f in flags if f not in known] == []
+    doc = (Path(__file__).parents[1] / "docs" / "drop-in.md").read_text()
+    families = re.findall(r"`(--[a-z0-9-]+)\*`", doc)
+    unmapped = [
+        f for f in flags
+        if not re.search(re.escape("`" + f) + r"[`\s=/]", doc)
+        and not any(f.startswith(family) for family in families)
+    ]  # fmt: skip
+    assert unmapped == []

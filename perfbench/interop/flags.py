@@ -50,6 +50,7 @@ NO_MEANING = {
     "--skip-tokenizer-init": "perfbench loads a tokenizer only when --tokenizer is given",
     "--enable-multimodal-chat": "perfbench sends text prompts only",
     "--self-timed": "perfbench times every request from its own send",
+    "--no-self-timed": "perfbench times every request from its own send",
     "--probe-request-rate": "perfbench does not send probe requests",
     "--attn-implementation": "it sets up EvalScope's local model (--api local), which perfbench "
     "does not run",
