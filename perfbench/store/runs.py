@@ -615,11 +615,12 @@ class Store:
 
     # -- inter-token gaps -----------------------------------------------------------------------
     def streamed_requests(self, run_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(idx, gap count, sent_ns) of the successful measured requests with two or more token
-        chunks, by idx."""
+        """(idx, gap count, sent_ns) of the successful measured requests that have stored gaps
+        (two or more timed token chunks), by idx: what :meth:`gaps_of` yields."""
         rows = self.db.conn.execute(
-            "SELECT idx, n_chunks - 1, sent_ns FROM requests WHERE run_id = ? AND warmup = 0 "
-            "AND status = 'ok' AND streamed = 1 AND n_chunks > 1 ORDER BY idx",
+            "SELECT r.idx, length(c.gaps) / c.width, r.sent_ns FROM requests r "
+            "JOIN chunks c USING (run_id, idx) WHERE r.run_id = ? AND r.warmup = 0 "
+            "AND r.status = 'ok' ORDER BY r.idx",
             [run_id],
         ).fetchall()
         return (
