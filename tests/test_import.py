@@ -163,6 +163,10 @@ def test_guidellm_benchmarks_become_runs_with_its_requests(tmp_path):
         assert s["mean_tpot_ms"] == pytest.approx(float(np.mean(tpot)), abs=1e-4)
         assert s["distributions"]["itl_ms"]["n"] == 0  # no per-chunk times in the file
         assert s["tokens_per_chunk"] == pytest.approx(1.0)
+    cmp = perfbench("compare", "1", "2", "--db", str(db), "--force", "--json")
+    assert cmp.returncode == 0, cmp.stderr  # two rates: --force; ITL has no samples on either
+    itl = {f["key"]: f for f in json.loads(cmp.stdout)["figures"]}["itl_mean"]
+    assert itl["base"] is None and itl["new"] is None
 
 
 def test_guidellm_failures_keep_their_class(tmp_path):
@@ -236,6 +240,23 @@ def test_vllm_detailed_files_agree_with_their_own_figures(tmp_path):
             0
         ]
         assert api == ("openai-chat" if r["part"] == "openai-chat" else "openai-completions")
+    # written back out as vLLM's file from the imported rows: vLLM's own peaks come back, so
+    # perfbench counts max_output_tokens_per_s and max_concurrent_requests as vLLM does
+    from perfbench.interop import vllm
+    from perfbench.store import Store
+
+    store = Store(db)
+    try:
+        for r in out[:2]:
+            theirs = json.loads((FIXTURES / "vllm" / r["file"]).read_text())
+            again = vllm.result(store, store.run(r["run"]), metrics=("ttft", "itl", "e2el"),
+                                percentiles=(50, 90, 99))  # fmt: skip
+            assert again["max_concurrent_requests"] == theirs["max_concurrent_requests"] == 12
+            assert again["max_output_tokens_per_s"] == theirs["max_output_tokens_per_s"]
+            for key in ("mean_ttft_ms", "p90_itl_ms", "std_itl_ms", "p99_e2el_ms"):
+                assert again[key] == pytest.approx(theirs[key], rel=1e-9), key
+    finally:
+        store.close()
     ramp = _summary(db, out[2]["run"])  # no --save-detailed: the file's own figures
     assert (
         ramp["shape"] == "ramp"
