@@ -370,6 +370,8 @@ def _requests(db: Path, old: bool) -> tuple[Request, ...]:
     try:
         conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
         try:
+            # a file from elsewhere: its schema may not call functions with side effects
+            conn.execute("PRAGMA trusted_schema = OFF")
             rows = conn.execute(query).fetchall()
         finally:
             conn.close()
