@@ -554,6 +554,14 @@ def _perf_arguments(perf: argparse.ArgumentParser, *, grading: bool = True) -> N
     )
     g.add_argument("--shuffle", action="store_true", help="a seeded shuffle of the dataset's rows")
     g.add_argument(
+        "--start-date",
+        metavar="YYYY-MM-DD",
+        help="live_code_bench: problems whose contest date is on or after this day",
+    )
+    g.add_argument(
+        "--end-date", metavar="YYYY-MM-DD", help="live_code_bench: ... and on or before this day"
+    )
+    g.add_argument(
         "--samples",
         "--n",
         dest="n",
@@ -773,6 +781,8 @@ def _perf_spec(ns: argparse.Namespace, argv: Sequence[str], loads: tuple[Any, ..
             shuffle=ns.shuffle,
             mix=WorkloadSpec.parse_mix(ns.mix or []),
             n=ns.n,
+            start_date=ns.start_date,
+            end_date=ns.end_date,
         ),
         db_path=_db_path(ns),
         name=ns.name,

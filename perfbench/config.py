@@ -351,6 +351,8 @@ class WorkloadSpec:
     shuffle: bool = False
     mix: tuple[tuple[str, str | None, float], ...] = ()  # (dataset, path, weight): a collection
     n: int = 1  # samples per prompt, as repeated requests (pass@k, maj@k)
+    start_date: str | None = None  # live_code_bench: problems from this contest date (YYYY-MM-DD)
+    end_date: str | None = None  # ... up to this one, inclusive
 
     @staticmethod
     def parse_mix(items: Sequence[str]) -> tuple[tuple[str, str | None, float], ...]:
@@ -391,7 +393,7 @@ class WorkloadSpec:
             raise ConfigError("--n must be at least 1")
 
 
-GRADERS = ("math", "choice", "numeric", "exact", "regex")
+GRADERS = ("math", "choice", "numeric", "exact", "regex", "code")
 THOUGHT_MARKERS = (
     "alternatively",
     "but wait",

@@ -330,9 +330,7 @@ class _Batch:
         os.close(fd)
         self._answer_book = Path(name)
         path = self._answer_book
-        write_answer_book(
-            ((_prompt_key(p), str(p.answer), p.grader, p.choices) for p in graded), path
-        )
+        write_answer_book((_book_row(p) for p in graded), path)
         return [*args, "--answers", str(path)]
 
     def _on_signal(self, sig: int) -> None:
@@ -863,6 +861,21 @@ def _plan(load: LoadSpec) -> np.ndarray:
         burstiness=load.burstiness,
         seed=load.seed,
     )
+
+
+def _book_row(p: Prompt) -> tuple[str, str, str | None, Sequence[str] | None, str | None]:
+    """A prompt's answer-book row: for a code problem with a reference program, that program
+    (right) and the prompt's function returning None (wrong); for one without, no program the
+    sim could write is right, so it writes the wrong one."""
+    if p.grader != "code":
+        return (_prompt_key(p), str(p.answer), p.grader, p.choices, None)
+    spec = p.metadata.get("code") or {}
+    humaneval = spec.get("kind") == "humaneval"
+    stub = str(spec.get("prompt")) + "    return None\n" if humaneval else "print(0)\n"
+    right = p.metadata.get("reference")
+    if isinstance(right, str) and humaneval:
+        right = str(spec.get("prompt") or "") + right  # the canonical body under its signature
+    return (_prompt_key(p), right if isinstance(right, str) else stub, "code", None, stub)
 
 
 def _prompt_key(prompt: Prompt) -> str:

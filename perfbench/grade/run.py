@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from perfbench.config import GradeSpec, ThinkSpec
 from perfbench.errors import PerfbenchError, UsageError
-from perfbench.grade import extract, graders, records, scores, think
+from perfbench.grade import code, extract, graders, records, scores, think
 from perfbench.grade.pool import run_tasks
 from perfbench.grade.records import GradeReport, Sample
 from perfbench.store.runs import Run, Store, now_iso
@@ -98,6 +98,7 @@ def grade_run(
     samples_seen: dict[str, int] = {}
     infos: list[dict[str, Any]] = []
     tasks: list[GradeTask] = []
+    code_tasks: list[code.CodeTask] = []
     for row in rows:
         grader = spec.grader or row.grader or "exact"
         meta = json.loads(row.metadata) if row.metadata else {}
@@ -120,6 +121,19 @@ def grade_run(
             }
         )
         samples_seen[row.prompt_id] = samples_seen.get(row.prompt_id, 0) + 1
+        if grader == "code":
+            tests = meta.get("code")
+            if not isinstance(tests, dict):
+                raise UsageError(
+                    f"--grader code runs a problem's tests, and run {run.id}'s "
+                    f"{infos[-1]['dataset'] or 'prompts'} have none: grade a code dataset "
+                    "(humaneval, live_code_bench) with it"
+                )
+            if row.status == "ok":
+                code_tasks.append(
+                    code.task_for(row.idx, row.output or "", spec.remove_until, tests)
+                )
+            continue
         if row.status == "ok":
             tasks.append(
                 GradeTask(
@@ -148,6 +162,10 @@ def grade_run(
         progress=None if progress is None else lambda n: progress(n, len(tasks)),
     )
     verdicts = {t.idx: r for t, r in zip(tasks[:n_answers], results, strict=False)}
+    if code_tasks:
+        code_tasks = _with_tests(run, code_tasks)
+        ran = code.grade_code(code_tasks, workers=spec.workers)
+        verdicts.update({t.idx: v for t, v in zip(code_tasks, ran, strict=True)})
     steps = {t.idx: r for t, r in zip(tasks[n_answers:], results[n_answers:], strict=True)}
     samples = []
     for info in infos:
@@ -157,6 +175,10 @@ def grade_run(
         samples.append(Sample(verdict=verdict, **info))
     _store_grades(store, run.id, samples)
     report = GradeReport(run, samples)
+    if code_tasks:
+        note = code.protections_note()
+        if note:
+            report.notes.append(f"run {run.id}: {note}")
     report.scores = scores.score_rows(samples, model=run.model or "", ks=spec.ks)
     report.notes += scores.k_notes(samples, spec.ks)
     if think_spec is not None:
@@ -167,6 +189,29 @@ def grade_run(
         except PerfbenchError as exc:  # the judge went away mid-pass: keep the grades
             report.notes.append(f"run {run.id}: no thinking figures: {exc}")
     return report
+
+
+def _with_tests(run: Run, tasks: list[code.CodeTask]) -> list[code.CodeTask]:
+    """Tasks whose problem's tests were too big for the database, with the tests read again
+    from the run's dataset file (or the hub's cache)."""
+    wanted = {str(t.spec["id"]) for t in tasks if t.spec.get("tests") is None and "id" in t.spec}
+    if not wanted:
+        return tasks
+    from perfbench.config import WorkloadSpec
+    from perfbench.workload.code import tests_for
+
+    path = (
+        run.workload.get("dataset_path")
+        if run.workload.get("dataset") == "live_code_bench"
+        else None
+    )
+    found = tests_for(WorkloadSpec(dataset="live_code_bench", dataset_path=path), wanted)
+    return [
+        dataclasses.replace(t, spec={**t.spec, "tests": found[str(t.spec["id"])]})
+        if t.spec.get("tests") is None and "id" in t.spec
+        else t
+        for t in tasks
+    ]
 
 
 def _nothing_to_grade(store: Store, run: Run) -> str:

@@ -10,6 +10,10 @@ Metrics, per dataset and subset (then ``OVERALL``), over questions (prompt ids):
   samples is graded correct (answers compared as extracted strings, whitespace trimmed; a
   missing answer is a vote for "no answer").
 
+Code problems (LiveCodeBench) also get a row per contest quarter (``2024-Q3``), so that scores
+before and after a model's training cutoff can be told apart; they have no maj@k (a program
+has no answer to vote on).
+
 ``Num`` is the number of samples (AveragePass@1) or questions (pass@k, maj@k) the row averages
 over; scores are fractions (0–1).
 """
@@ -48,12 +52,14 @@ def score_rows(
     for dataset, group in by_dataset.items():
         subsets = sorted({s.subset for s in group if s.subset is not None}, key=_natural)
         parts = [(name, [s for s in group if s.subset == name]) for name in subsets]
+        windows = sorted({str(s.metadata["window"]) for s in group if s.metadata.get("window")})
+        parts += [(w, [s for s in group if s.metadata.get("window") == w]) for w in windows]
         parts.append((OVERALL, group))
         questions_all = _questions(group)
         n_max = max(len(q) for q in questions_all.values())
         metrics: list[tuple[str, int | None]] = [("AveragePass@1", None)]
         metrics += [(f"pass@{k}", k) for k in _ks(n_max, ks)]
-        if n_max >= 2:
+        if n_max >= 2 and not any(s.grader == "code" for s in group):  # no answer to vote on
             metrics.append((f"maj@{n_max}", -n_max))
         for metric, k in metrics:
             for subset, members in parts:

@@ -8,8 +8,12 @@ With ``--answers FILE`` the sim reads a JSONL *answer book*, one row per prompt:
 with role ``user`` (chat; a list of content parts counts as its text parts joined by a newline)
 or the prompt string (completions). A row may give ``problem`` instead, matched as a substring of
 the key text when no exact match exists (the longest such problem wins). ``grader`` and
-``choices`` are optional; only ``"choice"`` changes the format. :func:`write_answer_book` writes
-the file from a client's prompts.
+``choices`` are optional; ``"choice"`` and ``"code"`` change the format. :func:`write_answer_book`
+writes the file from a client's prompts.
+
+A ``"code"`` row's ``answer`` is a correct program and its optional ``wrong`` a broken one (the
+default prints 0): the final part is the program in a fenced block, ```` ```python ```` … ```` ``` ````,
+and the reasoning names no answer.
 
 An answered choice keeps the length the sim planned (L tokens, one token per streamed chunk); only
 its text changes. It is reasoning of R tokens, then a final part::
@@ -133,9 +137,12 @@ class AnswerRow:
     grader: str | None
     choices: tuple[str, ...] | None
     right: str  # the candidate the sim writes when correct (one token)
+    broken: str | None = None  # code: the program written when wrong
 
     def wrong(self, rng: random.Random) -> str:
         """A candidate answer that the row's grader cannot take for the gold one."""
+        if self.grader == "code":
+            return self.broken or "print(0)\n"
         if self.grader == "choice":
             n = len(self.choices) if self.choices else 4
             others = [chr(ord("A") + i) for i in range(n) if chr(ord("A") + i) != self.right]
@@ -143,7 +150,11 @@ class AnswerRow:
         return _wrong_math(self.right, rng)
 
 
-def _row(answer: str, grader: str | None, choices: Sequence[str] | None) -> AnswerRow:
+def _row(
+    answer: str, grader: str | None, choices: Sequence[str] | None, broken: str | None = None
+) -> AnswerRow:
+    if grader == "code":  # a program: its indentation and line ends are part of it
+        return AnswerRow(answer, grader, None, answer, broken)
     gold = answer.strip()
     right = gold
     if grader == "choice":
@@ -244,17 +255,21 @@ def load_book(path: str) -> AnswerBook:
             isinstance(choices, list) and all(isinstance(c, str) for c in choices)
         ):
             raise ValueError(f'{where}: "choices" must be a list of strings.')
-        (exact if exact_key is not None else problems)[key] = _row(answer, grader, choices)
+        broken = obj.get("wrong")
+        if broken is not None and not isinstance(broken, str):
+            raise ValueError(f'{where}: "wrong" must be a string (a program).')
+        (exact if exact_key is not None else problems)[key] = _row(answer, grader, choices, broken)
     if not exact and not problems:
         raise ValueError(f"--answers {path} has no rows.")
     return AnswerBook(exact, list(problems.items()))
 
 
 def write_answer_book(
-    rows: Iterable[tuple[str, str, str | None, Sequence[str] | None]],
+    rows: Iterable[tuple[str, str, str | None, Sequence[str] | None]]
+    | Iterable[tuple[str, str, str | None, Sequence[str] | None, str | None]],
     path: str | os.PathLike[str],
 ) -> int:
-    """Write (prompt, answer, grader, choices) rows as an answer book; return how many.
+    """Write (prompt, answer, grader, choices[, wrong]) rows as an answer book; return how many.
 
     ``prompt`` is the key the sim matches exactly: the text of the last user message of a chat
     prompt, or the completions prompt string. Example::
@@ -264,12 +279,14 @@ def write_answer_book(
     """
     count = 0
     with open(path, "wb") as f:
-        for prompt, answer, grader, choices in rows:
+        for prompt, answer, grader, choices, *wrong in rows:
             obj: dict[str, Any] = {"prompt": prompt, "answer": answer}
             if grader is not None:
                 obj["grader"] = grader
             if choices is not None:
                 obj["choices"] = list(choices)
+            if wrong and wrong[0] is not None:
+                obj["wrong"] = wrong[0]
             f.write(msgspec.json.encode(obj) + b"\n")
             count += 1
     return count
@@ -322,6 +339,9 @@ def compose(
     cand = _tok(candidate)
     if row.grader == "choice":
         final = [*_FINAL_CHOICE, cand, *_FINAL_CHOICE_END]
+    elif row.grader == "code":
+        final = [_tok("```python\n"), cand, _tok("\n```")]
+        cand = _tok("the program below")
     else:
         final = [*_FINAL_BOXED, cand, *_FINAL_BOXED_END]
     lowest = reasoning_min(thoughts)

@@ -1,6 +1,7 @@
 """The workload stage: datasets and prompts. Each dataset is one module, imported here."""
 
 from perfbench.workload import (  # noqa: F401  (each module registers its datasets)
+    code,
     evals,
     jsonl,
     line_by_line,
