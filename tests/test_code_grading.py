@@ -226,3 +226,39 @@ def _no_tests(tmp_path: Path, path: Path) -> Path:
     out = tmp_path / "none.jsonl"
     out.write_text(json.dumps(first) + "\n")
     return out
+
+
+def test_ctrl_c_while_grading_code_leaves_nothing_running(tmp_path):
+    """SIGINT to `perfbench grade` while answers that sleep are running: exit 130, and every
+    sandboxed process (found through the grading process's descendants) is gone."""
+    import signal
+    import time
+
+    from tests.conftest import alive, children, start_perfbench
+
+    db = tmp_path / "s.db"
+    done = perfbench("perf", "--dataset", "humaneval", "--number", "6", "--sim-args",
+                     "--preset instant", "--db", str(db), "--quiet")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:  # the answers, replaced by programs that sleep
+        conn.execute("UPDATE requests SET output_text = ?",
+                     ("```python\nimport time\ntime.sleep(120)\n```",))  # fmt: skip
+    grade = start_perfbench("grade", "--db", str(db), "--grader", "code")
+    seen: set[int] = set()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and len(seen) < 2:
+        time.sleep(0.1)
+        todo, found = [grade.pid], set()
+        while todo:
+            for child in children(todo.pop()):
+                found.add(child)
+                todo.append(child)
+        seen |= found
+    assert len(seen) >= 2, "no sandboxed program started"
+    grade.send_signal(signal.SIGINT)
+    _, err = grade.communicate(timeout=30)
+    assert grade.returncode == 130, err
+    time.sleep(0.5)
+    assert [p for p in seen if alive(p)] == []
