@@ -98,7 +98,13 @@ class Templates:
             local = self.count(prompt.text if prompt.text is not None else _joined(prompt))
         made = self._cache[k] = Template(
             build_body(
-                self.spec, self.model, messages, prompt.text, max_tokens, exact=prompt.exact_output
+                self.spec,
+                self.model,
+                messages,
+                prompt.text,
+                max_tokens,
+                exact=prompt.exact_output,
+                tools=[dict(t) for t in prompt.tools] if prompt.tools else None,
             ),
             prompt.id,
             prompt.chars,

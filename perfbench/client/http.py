@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import functools
+import json
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -33,7 +34,7 @@ from aiohttp.client_proto import ResponseHandler
 
 from perfbench.client.record import RequestRecord, RequestSpec
 from perfbench.client.sse import SSEDecoder, as_json_array
-from perfbench.client.wire import Chunk, decode_chunk, decode_chunks, error_message
+from perfbench.client.wire import Chunk, ToolCall, decode_chunk, decode_chunks, error_message
 from perfbench.config import ClientSpec
 from perfbench.errors import ServerRejected, ServerUnreachable
 from perfbench.tokens import estimate_tokens
@@ -352,12 +353,19 @@ class Client:
             carried = False
             for choice in chunk.choices:
                 delta = choice.delta
+                calls = None
                 if delta is not None:
                     text = delta.content
                     thought = delta.reasoning_content or delta.reasoning
+                    calls = delta.tool_calls
                 else:
                     text = choice.text
                     thought = None
+                if calls and choice.index == 0:  # a tool call is answer tokens too
+                    carried = True
+                    st.add_calls(calls)
+                    if not st.first_content:
+                        st.first_content = now
                 if text or thought:
                     carried = True
                     if choice.index == 0:
@@ -399,6 +407,9 @@ class Client:
                 st.first_content = now
             if thought:
                 st.reasoning.append(thought)
+            if msg is not None and msg.tool_calls:
+                st.add_calls(msg.tool_calls)
+                st.first_content = st.first_content or now
             st.finish_reason = choice.finish_reason
         st.chunk_ns.append(now)
         st.streamed = False
@@ -421,6 +432,7 @@ class _State:
         "finish_reason",
         "response_id",
         "streamed",
+        "calls",
     )
 
     def __init__(self) -> None:
@@ -437,6 +449,33 @@ class _State:
         self.finish_reason: str | None = None
         self.response_id: str | None = None
         self.streamed = True
+        self.calls: dict[int, list[Any]] | None = None  # tool call index -> [id, name, pieces]
+
+    def add_calls(self, calls: Sequence[ToolCall]) -> None:
+        """Take in tool calls, or pieces of them (streamed): named once, arguments in pieces."""
+        if self.calls is None:
+            self.calls = {}
+        for call in calls:
+            entry = self.calls.setdefault(call.index, [None, None, []])
+            if call.id is not None:
+                entry[0] = call.id
+            function = call.function
+            if function is not None:
+                if function.name is not None:
+                    entry[1] = function.name
+                if function.arguments:
+                    entry[2].append(function.arguments)
+
+    def tool_calls(self) -> str | None:
+        """The calls as JSON (``[{"id", "name", "arguments"}]``, by index), or None."""
+        if not self.calls:
+            return None
+        return json.dumps(
+            [
+                {"id": rid, "name": name, "arguments": "".join(pieces)}
+                for _, (rid, name, pieces) in sorted(self.calls.items())
+            ]
+        )
 
     def record(self, req: RequestSpec, sent: int, end: int) -> RequestRecord:
         chunks = self.chunk_ns
@@ -457,7 +496,10 @@ class _State:
             if self.streamed:
                 completion, source = len(chunks), "chunks"
             else:
-                completion, source = _estimate(output + thought), "estimate"
+                completion, source = (
+                    _estimate(output + thought + (self.tool_calls() or "")),
+                    "estimate",
+                )
         if prompt_tokens is None and self.status == "ok":
             # no usage from the server: estimate the input too (token_source says "not usage")
             prompt_tokens = req.prompt_tokens_local or max(1, estimate_tokens(req.prompt_chars))
@@ -490,6 +532,7 @@ class _State:
             streamed=self.streamed,
             dataset=req.dataset,
             expected_tokens=req.expected_tokens,
+            tool_calls=self.tool_calls(),
         )
 
 

@@ -101,6 +101,7 @@ class RequestRecord:
     streamed: bool = True
     dataset: str | None = None
     expected_tokens: int | None = None
+    tool_calls: str | None = None  # JSON: the answer's tool calls, [{"id", "name", "arguments"}]
 
     @property
     def ok(self) -> bool:

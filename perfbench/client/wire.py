@@ -14,16 +14,32 @@ import msgspec
 from perfbench.config import ClientSpec
 
 
+class FunctionCall(msgspec.Struct, gc=False):
+    name: str | None = None
+    arguments: str | None = None
+
+
+class ToolCall(msgspec.Struct, gc=False):
+    """A tool call, or (streamed) a piece of one: its first piece names it, the rest carry
+    pieces of its arguments."""
+
+    index: int = 0
+    id: str | None = None
+    function: FunctionCall | None = None
+
+
 class Delta(msgspec.Struct, gc=False):
     content: str | None = None
     reasoning_content: str | None = None
     reasoning: str | None = None
+    tool_calls: list[ToolCall] | None = None
 
 
 class Message(msgspec.Struct, gc=False):
     content: str | None = None
     reasoning_content: str | None = None
     reasoning: str | None = None
+    tool_calls: list[ToolCall] | None = None
 
 
 class Choice(msgspec.Struct, gc=False):
@@ -65,6 +81,7 @@ def build_body(
     text: str | None,
     max_tokens: int | None,
     exact: bool = False,
+    tools: list[Any] | None = None,
 ) -> bytes:
     """The JSON body of one request; ``extra_body`` is merged last and wins.
 
@@ -75,6 +92,8 @@ def build_body(
     body: dict[str, Any] = {"model": model}
     if spec.api == "openai-chat":
         body["messages"] = messages if messages is not None else [{"role": "user", "content": text}]
+        if tools:
+            body["tools"] = tools
     else:
         body["prompt"] = text if text is not None else _flatten(messages or [])
     if max_tokens is not None:

@@ -48,6 +48,9 @@ class GenRequest:
     # What an answer book is keyed on: the last user message's text (chat) or the prompt string
     # (completions); None for a token-id prompt or a chat with no user message.
     key: str | None = None
+    # A chat request offering tools (and not forbidding them with tool_choice "none"): the
+    # first tool's function name and its first parameter, which the sim's call fills in.
+    tool: tuple[str, str] | None = None
 
 
 _decoder = msgspec.json.Decoder()
@@ -101,7 +104,30 @@ def parse_request(
         include_usage=include_usage,
         seed=seed,
         key=key,
+        tool=_tool(body) if chat else None,
     )
+
+
+def _tool(body: dict[str, Any]) -> tuple[str, str] | None:
+    """The tool the sim will call: the first of ``tools`` (OpenAI's function-tool shape)."""
+    tools = body.get("tools")
+    if tools is None:
+        return None
+    if not isinstance(tools, list) or not all(
+        isinstance(t, dict) and isinstance(t.get("function"), dict)
+        and isinstance(t["function"].get("name"), str)
+        for t in tools
+    ):  # fmt: skip
+        raise RequestError(
+            '`tools` must be a list of {"type": "function", "function": {"name": …}}.',
+            param="tools",
+        )
+    if not tools or body.get("tool_choice") == "none":
+        return None
+    function = tools[0]["function"]
+    properties = (function.get("parameters") or {}).get("properties") or {}
+    first = next(iter(properties), "input") if isinstance(properties, dict) else "input"
+    return function["name"], str(first)
 
 
 def _chat_prompt(body: dict[str, Any]) -> tuple[int, str | None]:

@@ -58,6 +58,7 @@ class Output:
     # An answered request: its own token run (in place of the shared pool) and each answer.
     pool: tuple[Token, ...] | None = None
     answers: list[Answer] | None = None
+    tool: tuple[str, str] | None = None  # a tool call: (call id, function name)
 
     def headers(self, base: dict[str, str]) -> dict[str, str]:
         if self.answers is None:
@@ -67,6 +68,12 @@ class Output:
     @property
     def completion_tokens(self) -> int:
         return sum(self.lengths)
+
+    @property
+    def engine_reason(self) -> str:
+        """Why the engine stopped, as vLLM's metrics count it: a tool call is a ``stop``."""
+        reason = self.finish_reasons[0]
+        return "stop" if reason == "tool_calls" else reason
 
     def reasoning_tokens(self, config: SimConfig, chat: bool) -> int | None:
         return sum(self.reasoning_k) if chat and config.reasoning_ratio > 0 else None
@@ -131,9 +138,33 @@ class SimState:
         faults = draw_faults(c, rng, max(lengths))
         starts = [self.pool.start(rng) for _ in lengths]
         out = Output(lengths, finish, reasoning_k, faults, starts)
-        if row is not None:
+        if req.tool is not None:
+            self._tool_call(out, req.tool, rng)
+        elif row is not None:
             self._answer(out, row, rng, ratio)
         return out
+
+    def _tool_call(self, out: Output, tool: tuple[str, str], rng: random.Random) -> None:
+        """Each choice calls the request's first tool: its arguments, ``{"<first parameter>":
+        "<words>"}``, streamed one piece a token, at the planned length."""
+        name, param = tool
+        tokens: list[Token] = []
+        starts: list[int] = []
+        for start, length in zip(out.starts, out.lengths, strict=True):
+            starts.append(len(tokens))
+            if length == 1:
+                pieces = ["{}"]
+            else:
+                words = [
+                    w.replace('"', "").replace("\\", "") for w in self.pool.text(start, length - 2)
+                ]
+                pieces = ['{"' + param + '": "', *words, '"}']
+            tokens += [(p, msgspec.json.encode(p)) for p in pieces]
+        out.pool = tuple(tokens)
+        out.starts = starts
+        out.reasoning_k = [0] * len(out.lengths)
+        out.finish_reasons = ["tool_calls"] * len(out.lengths)
+        out.tool = ("chatcmpl-tool-" + os.urandom(8).hex(), name)
 
     def _answer(self, out: Output, row: AnswerRow, rng: random.Random, ratio: float) -> None:
         """Give each choice an answer to ``row`` instead of pool words, at its planned length."""
@@ -328,6 +359,7 @@ def _response_stream(
         finish_reasons=out.finish_reasons,
         tail=tail,
         faults=out.faults,
+        tool=out.tool,
     )
 
 
@@ -343,7 +375,7 @@ async def _stream(
         prompt_tokens=req.prompt_tokens,
         recv_ns=recv_ns,
         sink=sink,
-        finish_reason=out.finish_reasons[0],
+        finish_reason=out.engine_reason,
         stall_at=out.faults.stall_at,
         stall_ns=round(state.config.stall_ms * 1e6),
     )
@@ -396,7 +428,7 @@ async def _whole(
         prompt_tokens=req.prompt_tokens,
         recv_ns=recv_ns,
         sink=_StopAt(cut) if cut != NO_STEP else None,
-        finish_reason=out.finish_reasons[0],
+        finish_reason=out.engine_reason,
         stall_at=faults.stall_at,
         stall_ns=round(state.config.stall_ms * 1e6),
     )
@@ -428,6 +460,7 @@ def _whole_body(state: SimState, req: GenRequest, out: Output, rid: str) -> byte
         model=req.model,
         texts=texts,
         finish_reasons=out.finish_reasons,
+        tool=out.tool,
         prompt_tokens=req.prompt_tokens,
         completion_tokens=out.completion_tokens,
         reasoning_tokens=out.reasoning_tokens(state.config, req.chat),
@@ -452,7 +485,7 @@ async def _burst(
     stats.generation_tokens += out.completion_tokens
     if not req.stream:
         body = _whole_body(state, req, out, rid)
-        stats.finished[out.finish_reasons[0]] += 1
+        stats.finished[out.engine_reason] += 1
         _log(state, rid, recv_ns, None, 200, out, tokens=out.completion_tokens)
         return web.Response(body=body, headers=out.headers(JSON_HEADERS))
     if out.faults.name is None:
@@ -462,7 +495,7 @@ async def _burst(
             body=_burst_body(state, req, out, rid), headers=out.headers(SSE_HEADERS)
         )
         whole.enable_chunked_encoding()
-        stats.finished[out.finish_reasons[0]] += 1
+        stats.finished[out.engine_reason] += 1
         if state.timing_log is not None:
             # Handed to aiohttp now; it writes the whole response as soon as this returns.
             now = perf_counter_ns()
@@ -487,7 +520,7 @@ async def _burst(
             await resp.write_eof()
         except ConnectionError:
             sink.outcome = "client_gone"
-    stats.finished[out.finish_reasons[0] if sink.outcome == "ok" else "abort"] += 1
+    stats.finished[out.engine_reason if sink.outcome == "ok" else "abort"] += 1
     if state.timing_log is not None:
         end_ns = perf_counter_ns()
         state.timing_log.add(

@@ -34,6 +34,7 @@ class ResponseStream:
         "outcome",
         "tokens_written",
         "_single",
+        "_tool",
     )
 
     def __init__(
@@ -48,6 +49,7 @@ class ResponseStream:
         finish_reasons: list[str],
         tail: bytes,
         faults: FaultPlan = NO_FAULTS,
+        tool: tuple[str, str] | None = None,
     ) -> None:
         self.transport = transport
         self.enc = enc
@@ -62,11 +64,26 @@ class ResponseStream:
         self.outcome = "ok"  # or "disconnect", "error_event", "client_gone", "shutdown"
         self.tokens_written = 0
         self._single = len(lengths) == 1
+        # a tool call (call id, function name): each choice's tokens are pieces of its arguments
+        self._tool = None
+        if tool is not None:
+            n = len(lengths)
+            self._tool = ([enc.tool_pre(i, tool) for i in range(n)],
+                          [enc.tool_pre(i, None) for i in range(n)])  # fmt: skip
+
+    def _wrap(self, i: int, step: int, token: bytes) -> tuple[bytes, bytes, bytes]:
+        """A token event's three parts (pre, token JSON, post) for choice ``i``."""
+        enc = self.enc
+        if self._tool is not None:
+            first, later = self._tool
+            return (first[i] if step == 0 else later[i]), token, enc.tool_post
+        pre = enc.reasoning_pre[i] if step < self.reasoning_k[i] else enc.token_pre[i]
+        return pre, token, enc.post
 
     def step_bytes(self, step: int) -> bytes:
         """The SSE bytes of one step, without faults and without HTTP framing."""
         enc = self.enc
-        if self._single:
+        if self._single and self._tool is None:
             k = self.reasoning_k[0]
             pre = enc.reasoning_pre[0] if step < k else enc.token_pre[0]
             data = pre + self.pool[self.starts[0] + step][1] + enc.post
@@ -81,8 +98,7 @@ class ResponseStream:
             parts.extend(enc.role(i) for i in range(len(self.lengths)))
         for i, length in enumerate(self.lengths):
             if step < length:
-                pre = enc.reasoning_pre[i] if step < self.reasoning_k[i] else enc.token_pre[i]
-                parts += (pre, self.pool[self.starts[i] + step][1], enc.post)
+                parts += self._wrap(i, step, self.pool[self.starts[i] + step][1])
                 self.tokens_written += 1
                 if step == length - 1:
                     parts.append(enc.finish(i, self.finish_reasons[i]))

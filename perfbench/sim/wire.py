@@ -53,7 +53,7 @@ class Encoder:
     a reasoning token. Everything else is built on demand, being written once per choice at most.
     """
 
-    __slots__ = ("chat", "head", "token_pre", "reasoning_pre", "post", "_field")
+    __slots__ = ("chat", "head", "token_pre", "reasoning_pre", "post", "_field", "tool_post")
 
     def __init__(
         self, *, chat: bool, rid: str, model: str, n: int, reasoning_field: str, created: int = 0
@@ -79,6 +79,19 @@ class Encoder:
             self.token_pre = tuple(self.head + b'{"index":%d,"text":' % i for i in range(n))
             self.reasoning_pre = self.token_pre
             self.post = b',"logprobs":null,"finish_reason":null}]}\n\n'
+        self.tool_post = b'}}]},"logprobs":null,"finish_reason":null}]}\n\n'
+
+    def tool_pre(self, index: int, call: tuple[str, str] | None) -> bytes:
+        """What wraps a piece of a tool call's arguments: the first piece names the call (id,
+        type, function name), as vLLM's tool parsers stream it; later pieces are arguments."""
+        head = self.head + b'{"index":%d,"delta":{"tool_calls":[{"index":0,' % index
+        if call is None:
+            return head + b'"function":{"arguments":'
+        rid, name = call
+        return head + b'"id":%b,"type":"function","function":{"name":%b,"arguments":' % (
+            _json(rid),
+            _json(name),
+        )
 
     def role(self, index: int) -> bytes:
         """The first event of a chat choice: the assistant role and empty content."""
@@ -133,6 +146,7 @@ def completion_body(
     model: str,
     texts: list[tuple[str, str]],
     finish_reasons: list[str],
+    tool: tuple[str, str] | None = None,
     prompt_tokens: int,
     completion_tokens: int,
     reasoning_tokens: int | None,
@@ -149,6 +163,12 @@ def completion_body(
             if reasoning_tokens is not None:
                 message[reasoning_field] = reasoning
             message["tool_calls"] = []
+            if tool is not None:  # (call id, function name): the content is the arguments
+                message["content"] = None
+                message["tool_calls"] = [
+                    {"id": tool[0], "type": "function",
+                     "function": {"name": tool[1], "arguments": content}}
+                ]  # fmt: skip
             choice: dict[str, Any] = {"index": i, "message": message}
         else:
             choice = {"index": i, "text": reasoning + content}

@@ -48,6 +48,7 @@ REQUEST_COLUMNS: dict[str, type] = {
     "reasoning_text": str,
     "dataset": str,
     "expected_tokens": int,
+    "tool_calls": str,
 }
 
 
@@ -80,7 +81,11 @@ def m001_initial(db: Database) -> None:
     )
     db.table("runs").create_index(["name"])
     db.table("requests").create(
-        {k: v for k, v in REQUEST_COLUMNS.items() if k not in ("dataset", "expected_tokens")},
+        {
+            k: v
+            for k, v in REQUEST_COLUMNS.items()
+            if k not in ("dataset", "expected_tokens", "tool_calls")
+        },
         pk=("run_id", "idx"),
         not_null={"run_id", "idx", "warmup", "status", "intended_ns"},
         foreign_keys=[("run_id", "runs", "id")],
@@ -220,6 +225,12 @@ def m011_source(db: Database) -> None:
     """``perfbench import``: where a run imported from another tool's result file came from,
     and that file's own figures; NULL for a run perfbench made."""
     db.table("runs").add_column("source", str)
+
+
+@migrations()
+def m012_tool_calls(db: Database) -> None:
+    """The tool calls an answer made (JSON), beside its text."""
+    db.table("requests").add_column("tool_calls", str)
 
 
 def open_db(path: str, *, create: bool) -> Database:

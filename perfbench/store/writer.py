@@ -80,6 +80,7 @@ def to_row(run_id: int, t0: int, r: RequestRecord, worker: int | None = None) ->
         "reasoning_text": r.reasoning_text,
         "dataset": r.dataset,
         "expected_tokens": r.expected_tokens,
+        "tool_calls": r.tool_calls,
         "worker": worker,
     }
 

@@ -40,6 +40,7 @@ class Prompt:
     choices: tuple[str, ...] | None = None  # multiple choice: the options, in letter order
     grader: str | None = None  # which grader scores it ("math", "choice", "numeric", ...)
     exact_output: bool = False  # ask for exactly max_tokens (min_tokens + ignore_eos)
+    tools: tuple[Mapping[str, Any], ...] | None = None  # chat: the tools offered (OpenAI's shape)
 
     def __post_init__(self) -> None:
         if (self.text is None) == (self.messages is None):

@@ -2,10 +2,13 @@
 
 A row holds ``prompt`` (a string, sent as text) or ``messages`` (an OpenAI chat list), and may
 add ``id`` (default ``jsonl-<line>``), ``max_tokens``, a gold ``answer``, ``choices`` (a list of
-strings, in letter order), ``grader`` and ``subset``; any other field goes to ``metadata``::
+strings, in letter order), ``grader``, ``subset`` and ``tools`` (function tools, sent with a chat
+request as OpenAI's ``tools``); any other field (and ``tools``) goes to ``metadata``::
 
     {"id": "q1", "prompt": "Name three primes.", "max_tokens": 64}
     {"messages": [{"role": "user", "content": "2+2?"}], "answer": "4", "grader": "numeric"}
+    {"messages": [...], "tools": [{"type": "function", "function": {"name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]}
 
 ``read_rows`` reads JSON Lines, a JSON array of objects, CSV (a header row) or Parquet (only
 when pyarrow is installed) into ``Row``s that carry where they came from, so that every
@@ -169,7 +172,24 @@ def _prompt(row: Row) -> Prompt:
         subset=_optional_str(row, "subset"),
         metadata={k: v for k, v in f.items() if k not in _KNOWN},
         dataset="jsonl",
+        tools=_tools(row),
     )
+
+
+def _tools(row: Row) -> tuple[Mapping[str, Any], ...] | None:
+    tools = row.fields.get("tools")
+    if tools is None:
+        return None
+    if not isinstance(tools, list) or not all(
+        isinstance(t, dict) and isinstance(t.get("function"), dict)
+        and isinstance(t["function"].get("name"), str)
+        for t in tools
+    ):  # fmt: skip
+        raise DatasetError(
+            f'{row.where}: "tools" must be a list of {{"type": "function", "function": '
+            '{"name": ..., "parameters": ...}}'
+        )
+    return tuple(dict(t) for t in tools)
 
 
 def _messages(row: Row) -> tuple[Mapping[str, Any], ...]:
