@@ -482,7 +482,7 @@ class _State:
         output = "".join(self.content)
         thought = "".join(self.reasoning)
         usage = self.usage
-        prompt_tokens = completion = reasoning_tokens = None
+        prompt_tokens = completion = reasoning_tokens = cached = None
         source = None
         if usage is not None:
             prompt_tokens = usage.prompt_tokens
@@ -490,6 +490,8 @@ class _State:
             details = usage.completion_tokens_details
             if details is not None:
                 reasoning_tokens = details.reasoning_tokens
+            if usage.prompt_tokens_details is not None:
+                cached = usage.prompt_tokens_details.cached_tokens
         if completion is not None:
             source = "usage"
         elif self.status == "ok" or chunks:
@@ -533,6 +535,7 @@ class _State:
             dataset=req.dataset,
             expected_tokens=req.expected_tokens,
             tool_calls=self.tool_calls(),
+            cached_tokens=cached,
         )
 
 

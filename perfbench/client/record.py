@@ -102,6 +102,7 @@ class RequestRecord:
     dataset: str | None = None
     expected_tokens: int | None = None
     tool_calls: str | None = None  # JSON: the answer's tool calls, [{"id", "name", "arguments"}]
+    cached_tokens: int | None = None  # prompt tokens the server took from its prefix cache
 
     @property
     def ok(self) -> bool:

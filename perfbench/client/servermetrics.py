@@ -19,6 +19,9 @@ kv_usage (0..1)      vllm:kv_cache_usage_perc,               sglang:token_usage 
 preemptions          vllm:num_preemptions_total              sglang:num_retracted_requests_total   (none published)
 prompt_tokens        vllm:prompt_tokens_total                sglang:prompt_tokens_total            lmdeploy:prompt_tokens_total
 generation_tokens    vllm:generation_tokens_total            sglang:generation_tokens_total        lmdeploy:generation_tokens_total
+prefix_queries       vllm:prefix_cache_queries_total         (none: see cache_hit_rate)            (none published)
+prefix_hits          vllm:prefix_cache_hits_total            (none: see cache_hit_rate)            (none published)
+cache_hit_rate       (none: see the two above)               sglang:cache_hit_rate                 (none published)
 ===================  ======================================  ====================================  ==================================
 
 Sources: vLLM's "Production Metrics" documentation and ``vllm/v1/metrics/loggers.py``
@@ -106,6 +109,11 @@ NAMES: dict[str, tuple[str, ...]] = {
         *_spellings("sglang:generation_tokens_total"),
         "lmdeploy:generation_tokens_total",
     ),
+    # prefix caching, in tokens: vLLM counts the prompt tokens it looked up and those it found
+    "prefix_queries": ("vllm:prefix_cache_queries_total",),
+    "prefix_hits": ("vllm:prefix_cache_hits_total",),
+    # SGLang publishes a gauge: the share of prompt tokens its radix cache served (0..1)
+    "cache_hit_rate": (*_spellings("sglang:cache_hit_rate"),),
 }
 _ALL_NAMES = frozenset(n for names in NAMES.values() for n in names)
 # the sample lines of the names above, picked out of a page before parsing

@@ -54,10 +54,15 @@ class TokenDetails(msgspec.Struct, gc=False):
     reasoning_tokens: int | None = None
 
 
+class PromptDetails(msgspec.Struct, gc=False):
+    cached_tokens: int | None = None
+
+
 class Usage(msgspec.Struct, gc=False):
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     completion_tokens_details: TokenDetails | None = None
+    prompt_tokens_details: PromptDetails | None = None
 
 
 class Chunk(msgspec.Struct, gc=False):

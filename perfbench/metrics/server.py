@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-GAUGES = ("running", "waiting", "kv_usage")
-COUNTERS = ("preemptions", "prompt_tokens", "generation_tokens")
+GAUGES = ("running", "waiting", "kv_usage", "cache_hit_rate")
+COUNTERS = ("preemptions", "prompt_tokens", "generation_tokens", "prefix_queries", "prefix_hits")
 #: KV usage at or above this is a full cache
 KV_FULL = 0.99
 #: requests waiting while KV usage is at or above this were waiting for cache space
@@ -83,8 +83,8 @@ def summarize_samples(
             continue
         d = _increases(v)
         total = float(d.sum())
-        if key == "preemptions":
-            out["preemptions"] = total
+        if key in ("preemptions", "prefix_queries", "prefix_hits"):
+            out[key] = total
             continue
         dt = np.diff(t) / 1e9
         span = (t[-1] - t[0]) / 1e9
@@ -95,6 +95,13 @@ def summarize_samples(
         mean = total / span if span > 0 else math.nan
         peak = float(rates.max()) if rates.size else math.nan
         out[f"{label}_tok_per_s"] = {"mean": mean, "peak": max(peak, mean)}
+    queried, hits = out.pop("prefix_queries", None), out.pop("prefix_hits", None)
+    if queried and hits is not None:  # vLLM: the window's hit tokens over its queried tokens
+        out["prefix_cache_hit_pct"] = 100 * hits / queried
+        out["prefix_cache_tokens"] = {"queried": queried, "hits": hits}
+    elif "cache_hit_rate" in out:  # SGLang's gauge, a share
+        out["prefix_cache_hit_pct"] = out.pop("cache_hit_rate")["mean"] * 100
+    out.pop("cache_hit_rate", None)
     out["samples"] = len(scrapes)
     out["window_s"] = span_ns / 1e9
     if "kv_usage" in series and "waiting" in series:

@@ -53,6 +53,8 @@ _COLUMNS = (
     "streamed",
     "dataset",
     "expected_tokens",
+    "cached_tokens",
+    "prompt_id",
 )
 
 
@@ -106,6 +108,8 @@ class Summary:
     token_check: dict[str, Any] = field(default_factory=dict)  # server usage vs local tokenizer
     server: dict[str, Any] = field(default_factory=dict)  # the server's /metrics (metrics.server)
     workers: list[dict[str, Any]] = field(default_factory=list)  # scale-out: each worker's part
+    prefix_cache: dict[str, Any] = field(default_factory=dict)  # usage's cached tokens, if given
+    resent: dict[str, int] = field(default_factory=dict)  # requests re-sending a sent prompt
     warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -273,6 +277,8 @@ def summarize(store: Store, run: Run) -> Summary:
         distributions=dists,
     )
     summary.by_dataset = _by_dataset(cols, ok)
+    summary.prefix_cache = _prefix_cache(cols, ok)
+    summary.resent = _resent(cols, run)
     summary.token_check = _token_check(store, run)
     summary.server = _server(store, run)
     summary.workers = _workers(run, cols)
@@ -334,6 +340,39 @@ def _imported(s: Summary, source: dict[str, Any]) -> str:
         )
     notes = "; ".join(source.get("notes") or [])
     return f"{where}: {how}" + (f"; {notes}" if notes else "")
+
+
+def _prefix_cache(cols: dict[str, np.ndarray], ok: np.ndarray) -> dict[str, Any]:
+    """The share of prompt tokens the server says it took from its prefix cache (its usage's
+    ``prompt_tokens_details.cached_tokens``), over the successful requests that say; {} when
+    none does (vLLM says only with ``--enable-prompt-tokens-details``)."""
+    told = ok & ~np.isnan(cols["cached_tokens"]) & ~np.isnan(cols["prompt_tokens"])
+    if not told.any():
+        return {}
+    cached = float(cols["cached_tokens"][told].sum())
+    prompt = float(cols["prompt_tokens"][told].sum())
+    return {
+        "requests": int(told.sum()),
+        "cached_tokens": int(cached),
+        "prompt_tokens": int(prompt),
+        "hit_pct": 100 * cached / prompt if prompt else math.nan,
+        "requests_with_hits": int((cols["cached_tokens"][told] > 0).sum()),
+    }
+
+
+def _resent(cols: dict[str, np.ndarray], run: Run) -> dict[str, int]:
+    """Measured requests that sent a prompt the run had sent before, beyond the samples per
+    prompt asked for (``--samples``): {} when none did, or when every request's prompt was made
+    unique (the random dataset's default)."""
+    if run.workload.get("unique_prompts"):
+        return {}
+    ids = cols["prompt_id"]
+    if not ids.size:
+        return {}
+    distinct = len(set(ids.tolist()))
+    samples = int(run.workload.get("n") or 1)
+    extra = int(ids.size) - distinct * samples
+    return {"requests": int(ids.size), "prompts": distinct, "resent": extra} if extra > 0 else {}
 
 
 def _workers(run: Run, cols: dict[str, np.ndarray]) -> list[dict[str, Any]]:
@@ -594,6 +633,14 @@ def _warnings(s: Summary, run: Run, all_streamed: bool) -> list[str]:
             f"output tokens of {n} requests were not reported by the server ({how}; their input "
             "tokens are text length / 4): TPOT and token throughput rest on these counts. Servers "
             "report usage when asked with stream_options.include_usage; check that yours honours it"
+        )
+    resent = s.resent
+    if resent:
+        out.append(
+            f"{resent['resent']} of {resent['requests']} requests sent a prompt this run had "
+            f"already sent (the workload has {resent['prompts']} prompts): a server with a prefix "
+            "cache answers those from cache, so TTFT is lower than for new prompts. Use --number "
+            f"≤ {resent['prompts']}, a larger dataset, or --dataset random (unique prompts)"
         )
     if not all_streamed:
         out.append(

@@ -87,6 +87,18 @@ def summary_table(s: Summary) -> Table:
                 f"{s.token_check['mean_diff_pct']:+.1f}% ({s.token_check['n']} requests)",
             )
         )
+    cache = s.prefix_cache
+    if cache:
+        rows.append(
+            (
+                "Prefix cache hits (server's usage)",
+                f"{fmt(cache['hit_pct'], 1)}% of prompt tokens · {cache['requests_with_hits']} of "
+                f"{cache['requests']} requests",
+            )
+        )
+    hit = s.server.get("prefix_cache_hit_pct") if s.server.get("available") else None
+    if hit is not None:
+        rows.append(("Prefix cache hits (server's /metrics)", f"{fmt(hit, 1)}% of queried tokens"))
     if s.errors:
         rows.append(("Errors", ", ".join(f"{k} {v}" for k, v in sorted(s.errors.items()))))
     for key, value in rows:

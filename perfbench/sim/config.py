@@ -58,6 +58,7 @@ class SimConfig:
     stall_ms: float = 1000.0
     error_event_rate: float = 0.0
     ignore_length_hints: bool = False
+    no_prefix_caching: bool = False
     # Answers to prompts with a gold answer (see perfbench.sim.answers).
     answers: str | None = None
     answer_accuracy: float = 0.7
@@ -182,6 +183,8 @@ _HELP: dict[str, str] = {
     "stall_ms": "length of a stall injected by --stall-rate",
     "error_event_rate": "probability of an error event inside a 200 stream, then [DONE]",
     "ignore_length_hints": "ignore min_tokens and ignore_eos, as servers that do not know them do",
+    "no_prefix_caching": "no prefix cache: every prompt token is prefilled, usage reports no "
+    "cached tokens (by default, as vLLM, prompt blocks seen before are not prefilled again)",
     "answers": "JSONL answer book ({prompt or problem, answer, grader, choices} per line): a "
     "request whose last user message (or prompt) is in it gets reasoning, then \\boxed{answer}",
     "answer_accuracy": "share of --answers answers that are correct (0..1)",

@@ -86,6 +86,7 @@ class Sequence:
         "lengths",
         "steps",
         "prompt_tokens",
+        "cached_tokens",
         "footprint",
         "held",
         "finish_reason",
@@ -112,8 +113,10 @@ class Sequence:
         finish_reason: str = "stop",
         stall_at: int = -1,
         stall_ns: int = 0,
+        cached_tokens: int = 0,
     ) -> None:
         self.uid = 0
+        self.cached_tokens = cached_tokens  # prompt tokens the prefix cache spares the prefill
         self.sink = sink
         self.n = len(lengths)
         self.lengths = lengths
@@ -220,6 +223,8 @@ class Stats:
 
     prompt_tokens: int = 0
     generation_tokens: int = 0
+    prefix_queries: int = 0  # prompt tokens looked up in the prefix cache
+    prefix_hits: int = 0  # ... and found there
     finished: dict[str, int] = field(default_factory=lambda: {"stop": 0, "length": 0, "abort": 0})
     ttft: Histogram = field(default_factory=lambda: Histogram(TTFT_BUCKETS))
     e2e: Histogram = field(default_factory=lambda: Histogram(E2E_BUCKETS))
@@ -326,11 +331,18 @@ class Engine:
             self.running_requests += 1
             self.kv_reserved += seq.footprint
             self.stats.prompt_tokens += seq.prompt_tokens  # prefilled now, as vLLM counts them
+            if not self.config.no_prefix_caching:
+                self.stats.prefix_queries += seq.prompt_tokens
+                self.stats.prefix_hits += seq.cached_tokens
             seq.held = seq.prompt_tokens
             self.kv_used += seq.held
             admit = seq.recv_ns if seq.recv_ns > free_ns else free_ns
             seq.admit_ns = admit
-            due = admit + self._ttft_ns + round(self._prefill_ns * seq.prompt_tokens)
+            due = (
+                admit
+                + self._ttft_ns
+                + round(self._prefill_ns * (seq.prompt_tokens - seq.cached_tokens))
+            )
             if seq.stall_at == 0:
                 due += seq.stall_ns
             seq.first_due_ns = due

@@ -61,6 +61,18 @@ def render(engine: Engine, model_name: str) -> str:
         "Number of generation tokens processed.",
         stats.generation_tokens,
     )
+    metric(
+        "vllm:prefix_cache_queries_total",
+        "counter",
+        "Prefix cache queries, in terms of number of queried tokens.",
+        stats.prefix_queries,
+    )
+    metric(
+        "vllm:prefix_cache_hits_total",
+        "counter",
+        "Prefix cache hits, in terms of number of cached tokens.",
+        stats.prefix_hits,
+    )
     out.append("# HELP vllm:request_success_total Count of successfully processed requests.")
     out.append("# TYPE vllm:request_success_total counter")
     for reason, count in stats.finished.items():

@@ -51,6 +51,8 @@ class GenRequest:
     # A chat request offering tools (and not forbidding them with tool_choice "none"): the
     # first tool's function name and its first parameter, which the sim's call fills in.
     tool: tuple[str, str] | None = None
+    # The prompt as the prefix cache sees it: a chat's roles and contents, or the prompt.
+    text: str = ""
 
 
 _decoder = msgspec.json.Decoder()
@@ -76,6 +78,7 @@ def parse_request(
         raise RequestError(f"The model `{model}` does not exist.", status=404)
 
     prompt_tokens, key = _chat_prompt(body) if chat else _completion_prompt(body)
+    text = _prefix_text(body, chat)
 
     n = _int(body, "n", low=1) or 1
     max_tokens = _int(body, "max_completion_tokens", low=1) if chat else None
@@ -105,7 +108,23 @@ def parse_request(
         seed=seed,
         key=key,
         tool=_tool(body) if chat else None,
+        text=text,
     )
+
+
+def _prefix_text(body: dict[str, Any], chat: bool) -> str:
+    if not chat:
+        prompt = body.get("prompt")
+        return prompt if isinstance(prompt, str) else str(prompt)
+    parts = []
+    for message in body["messages"]:
+        content = message.get("content")
+        if isinstance(content, list):
+            content = "\n".join(
+                p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)
+            )
+        parts.append(f"<{message['role']}>{content or ''}")
+    return "".join(parts)
 
 
 def _tool(body: dict[str, Any]) -> tuple[str, str] | None:

@@ -35,6 +35,7 @@ from .arrival import arrival_ns
 from .config import SimConfig
 from .engine import Engine, Sequence
 from .faults import NO_STEP, FaultPlan, draw_faults
+from .prefix import BLOCK_TOKENS, PrefixCache
 from .request import GenRequest, RequestError, parse_request
 from .stream import ResponseStream, Token, usage_tail
 from .timing_log import TimingLog
@@ -59,6 +60,7 @@ class Output:
     pool: tuple[Token, ...] | None = None
     answers: list[Answer] | None = None
     tool: tuple[str, str] | None = None  # a tool call: (call id, function name)
+    cached_tokens: int | None = None  # prompt tokens found in the prefix cache (None: no cache)
 
     def headers(self, base: dict[str, str]) -> dict[str, str]:
         if self.answers is None:
@@ -90,11 +92,14 @@ class SimState:
     started: int = field(default_factory=lambda: int(time.time()))
 
     pool: TokenPool = field(init=False)
+    prefix: PrefixCache | None = field(init=False)
 
     def __post_init__(self) -> None:
         if self.config.seed is not None:
             self.base_seed = self.config.seed
         self.pool = TokenPool(self.base_seed, self.config.max_model_len)
+        blocks = self.config.kv_tokens // BLOCK_TOKENS
+        self.prefix = None if self.config.no_prefix_caching else PrefixCache(blocks)
 
     def rng_for(self, req: GenRequest) -> random.Random:
         self.arrivals += 1
@@ -138,6 +143,8 @@ class SimState:
         faults = draw_faults(c, rng, max(lengths))
         starts = [self.pool.start(rng) for _ in lengths]
         out = Output(lengths, finish, reasoning_k, faults, starts)
+        if self.prefix is not None:
+            out.cached_tokens = self.prefix.lookup(req.text, req.prompt_tokens)
         if req.tool is not None:
             self._tool_call(out, req.tool, rng)
         elif row is not None:
@@ -348,6 +355,7 @@ def _response_stream(
         out.completion_tokens,
         out.reasoning_tokens(state.config, req.chat),
         req.include_usage,
+        out.cached_tokens,
     )
     return ResponseStream(
         transport,
@@ -376,6 +384,7 @@ async def _stream(
         recv_ns=recv_ns,
         sink=sink,
         finish_reason=out.engine_reason,
+        cached_tokens=out.cached_tokens or 0,
         stall_at=out.faults.stall_at,
         stall_ns=round(state.config.stall_ms * 1e6),
     )
@@ -429,6 +438,7 @@ async def _whole(
         recv_ns=recv_ns,
         sink=_StopAt(cut) if cut != NO_STEP else None,
         finish_reason=out.engine_reason,
+        cached_tokens=out.cached_tokens or 0,
         stall_at=faults.stall_at,
         stall_ns=round(state.config.stall_ms * 1e6),
     )
@@ -465,6 +475,7 @@ def _whole_body(state: SimState, req: GenRequest, out: Output, rid: str) -> byte
         completion_tokens=out.completion_tokens,
         reasoning_tokens=out.reasoning_tokens(state.config, req.chat),
         reasoning_field=state.config.reasoning_field,
+        cached_tokens=out.cached_tokens,
     )
 
 
@@ -483,6 +494,9 @@ async def _burst(
     stats = state.engine.stats
     stats.prompt_tokens += req.prompt_tokens
     stats.generation_tokens += out.completion_tokens
+    if out.cached_tokens is not None:
+        stats.prefix_queries += req.prompt_tokens
+        stats.prefix_hits += out.cached_tokens
     if not req.stream:
         body = _whole_body(state, req, out, rid)
         stats.finished[out.engine_reason] += 1
@@ -584,6 +598,7 @@ def _burst_body(state: SimState, req: GenRequest, out: Output, rid: str) -> byte
         out.completion_tokens,
         out.reasoning_tokens(state.config, req.chat),
         req.include_usage,
+        out.cached_tokens,
     )
 
 

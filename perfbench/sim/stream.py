@@ -140,8 +140,9 @@ def usage_tail(
     completion_tokens: int,
     reasoning_tokens: int | None,
     include_usage: bool,
+    cached_tokens: int | None = None,
 ) -> bytes:
     """What follows the last token: the usage event if the client asked for it, then [DONE]."""
     if include_usage:
-        return enc.usage(prompt_tokens, completion_tokens, reasoning_tokens) + DONE
+        return enc.usage(prompt_tokens, completion_tokens, reasoning_tokens, cached_tokens) + DONE
     return DONE

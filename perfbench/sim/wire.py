@@ -109,11 +109,15 @@ class Encoder:
         return self.head + b'{"index":%d,%b,%b' % (index, empty, rest)
 
     def usage(
-        self, prompt_tokens: int, completion_tokens: int, reasoning_tokens: int | None
+        self,
+        prompt_tokens: int,
+        completion_tokens: int,
+        reasoning_tokens: int | None,
+        cached_tokens: int | None = None,
     ) -> bytes:
         """The trailing usage event (``"choices":[]``), sent when ``include_usage`` was asked."""
         return self.head + b'],"usage":%b}\n\n' % _json(
-            usage_dict(prompt_tokens, completion_tokens, reasoning_tokens)
+            usage_dict(prompt_tokens, completion_tokens, reasoning_tokens, cached_tokens)
         )
 
     def malformed(self) -> bytes:
@@ -127,7 +131,10 @@ def error_event(message: str, error_type: str = "InternalServerError", code: int
 
 
 def usage_dict(
-    prompt_tokens: int, completion_tokens: int, reasoning_tokens: int | None
+    prompt_tokens: int,
+    completion_tokens: int,
+    reasoning_tokens: int | None,
+    cached_tokens: int | None = None,
 ) -> dict[str, Any]:
     usage: dict[str, Any] = {
         "prompt_tokens": prompt_tokens,
@@ -136,6 +143,8 @@ def usage_dict(
     }
     if reasoning_tokens is not None:
         usage["completion_tokens_details"] = {"reasoning_tokens": reasoning_tokens}
+    if cached_tokens is not None:  # vLLM with --enable-prompt-tokens-details; SGLang always
+        usage["prompt_tokens_details"] = {"cached_tokens": cached_tokens}
     return usage
 
 
@@ -151,6 +160,7 @@ def completion_body(
     completion_tokens: int,
     reasoning_tokens: int | None,
     reasoning_field: str,
+    cached_tokens: int | None = None,
 ) -> bytes:
     """A non-streaming ``chat.completion`` or ``text_completion`` object.
 
@@ -181,6 +191,6 @@ def completion_body(
             "created": int(time.time()),
             "model": model,
             "choices": choices,
-            "usage": usage_dict(prompt_tokens, completion_tokens, reasoning_tokens),
+            "usage": usage_dict(prompt_tokens, completion_tokens, reasoning_tokens, cached_tokens),
         }
     )

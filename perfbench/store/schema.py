@@ -49,6 +49,7 @@ REQUEST_COLUMNS: dict[str, type] = {
     "dataset": str,
     "expected_tokens": int,
     "tool_calls": str,
+    "cached_tokens": int,
 }
 
 
@@ -84,7 +85,7 @@ def m001_initial(db: Database) -> None:
         {
             k: v
             for k, v in REQUEST_COLUMNS.items()
-            if k not in ("dataset", "expected_tokens", "tool_calls")
+            if k not in ("dataset", "expected_tokens", "tool_calls", "cached_tokens")
         },
         pk=("run_id", "idx"),
         not_null={"run_id", "idx", "warmup", "status", "intended_ns"},
@@ -231,6 +232,12 @@ def m011_source(db: Database) -> None:
 def m012_tool_calls(db: Database) -> None:
     """The tool calls an answer made (JSON), beside its text."""
     db.table("requests").add_column("tool_calls", str)
+
+
+@migrations()
+def m013_cached_tokens(db: Database) -> None:
+    """The prompt tokens the server served from its prefix cache (its usage says so)."""
+    db.table("requests").add_column("cached_tokens", int)
 
 
 def open_db(path: str, *, create: bool) -> Database:

@@ -81,6 +81,7 @@ def to_row(run_id: int, t0: int, r: RequestRecord, worker: int | None = None) ->
         "dataset": r.dataset,
         "expected_tokens": r.expected_tokens,
         "tool_calls": r.tool_calls,
+        "cached_tokens": r.cached_tokens,
         "worker": worker,
     }
 
