@@ -589,6 +589,19 @@ def _perf_arguments(perf: argparse.ArgumentParser, *, grading: bool = True) -> N
         "--range-ratio", type=float, default=0.0, help="random dataset: lengths uniform in ±ratio"
     )
     g.add_argument("--prefix-len", type=int, default=0, help="random dataset: shared prefix tokens")
+    g.add_argument(
+        "--prefix-groups",
+        type=int,
+        default=1,
+        metavar="G",
+        help="random dataset: G different shared prefixes, the prompts in turn (default: 1)",
+    )
+    g.add_argument(
+        "--reuse-prompts",
+        action="store_true",
+        help="random dataset: send its 1,000 prompts again and again, not one per request "
+        "(a server's prefix cache then serves the repeats)",
+    )
 
     if grading:
         g = perf.add_argument_group("grading (eval datasets)")
@@ -777,6 +790,8 @@ def _perf_spec(ns: argparse.Namespace, argv: Sequence[str], loads: tuple[Any, ..
             output_len=ns.output_len,
             range_ratio=ns.range_ratio,
             prefix_len=ns.prefix_len,
+            prefix_groups=ns.prefix_groups,
+            reuse_prompts=ns.reuse_prompts,
             prompt_template=ns.prompt_template,
             shuffle=ns.shuffle,
             mix=WorkloadSpec.parse_mix(ns.mix or []),

@@ -351,6 +351,8 @@ class WorkloadSpec:
     shuffle: bool = False
     mix: tuple[tuple[str, str | None, float], ...] = ()  # (dataset, path, weight): a collection
     n: int = 1  # samples per prompt, as repeated requests (pass@k, maj@k)
+    prefix_groups: int = 1  # random: G shared prefixes of prefix_len tokens, prompt k in k mod G
+    reuse_prompts: bool = False  # random: send the pool's prompts again, not one per request
     start_date: str | None = None  # live_code_bench: problems from this contest date (YYYY-MM-DD)
     end_date: str | None = None  # ... up to this one, inclusive
 
@@ -389,6 +391,10 @@ class WorkloadSpec:
             raise ConfigError("--range-ratio must be in [0, 1)")
         if self.prefix_len < 0:
             raise ConfigError("--prefix-len must be 0 or more")
+        if self.prefix_groups < 1:
+            raise ConfigError("--prefix-groups must be 1 or more")
+        if self.prefix_groups > 1 and not self.prefix_len:
+            raise ConfigError("--prefix-groups needs --prefix-len (the length of each prefix)")
         if self.n < 1:
             raise ConfigError("--n must be at least 1")
 

@@ -23,6 +23,7 @@ from perfbench.client import Client, RequestRecord, RequestSpec
 from perfbench.client.wire import build_body
 from perfbench.config import ClientSpec
 from perfbench.workload import Prompt
+from perfbench.workload.base import UniqueHeads
 
 Clock = Callable[[], int]
 
@@ -56,6 +57,13 @@ class Template:
     dataset: str | None
     expected_tokens: int | None  # the exact output length asked for, if any
     local_tokens: int | None  # the prompt's count in the local tokenizer, if one was named
+    # a prompt made unique per request: ``body`` ends where its head goes, ``tail`` follows it
+    tail: bytes | None = None
+    heads: UniqueHeads | None = None
+
+
+#: stands for a request's own head while a body is encoded (JSON leaves it as it is)
+_HEAD = "@@perfbench-head@@"
 
 
 class Templates:
@@ -67,19 +75,21 @@ class Templates:
         model: str,
         prompts: Sequence[Prompt],
         count: Callable[[str], int] | None = None,
+        salt: int = 0,
     ) -> None:
         self.spec, self.model, self.prompts, self.count = spec, model, prompts, count
         self.size = len(prompts)
+        self.salt = salt  # the run's: added to a request's number to pick its head
         # --extra-body can take back the request for an exact length (min_tokens/ignore_eos)
         extra = spec.extra_body
         self._exact_asked = extra.get("min_tokens", 0) is not None and extra.get("ignore_eos", True)
         self._cache: dict[int, Template] = {}
 
     @classmethod
-    def shipped(cls, table: dict[int, Template], size: int) -> Templates:
+    def shipped(cls, table: dict[int, Template], size: int, salt: int = 0) -> Templates:
         """Templates built elsewhere (a worker's copy of the coordinator's)."""
         self = cls.__new__(cls)
-        self.prompts, self.size, self._cache = (), size, dict(table)
+        self.prompts, self.size, self._cache, self.salt = (), size, dict(table), salt
         return self
 
     def table(self, slots: Iterable[int]) -> dict[int, Template]:
@@ -91,26 +101,36 @@ class Templates:
         if found is not None:
             return found
         prompt = self.prompts[k]
+        text = prompt.text
+        if prompt.unique_span is not None and text is not None:
+            start, end = prompt.unique_span
+            text = text[:start] + _HEAD + text[end:]
         messages = [dict(m) for m in prompt.messages] if prompt.messages is not None else None
         max_tokens = prompt.max_tokens if prompt.max_tokens is not None else self.spec.max_tokens
         local = None
         if self.count is not None:
             local = self.count(prompt.text if prompt.text is not None else _joined(prompt))
+        body = build_body(
+            self.spec,
+            self.model,
+            messages,
+            text,
+            max_tokens,
+            exact=prompt.exact_output,
+            tools=[dict(t) for t in prompt.tools] if prompt.tools else None,
+        )
+        tail = None
+        if text is not prompt.text:
+            body, tail = body.split(_HEAD.encode(), 1)
         made = self._cache[k] = Template(
-            build_body(
-                self.spec,
-                self.model,
-                messages,
-                prompt.text,
-                max_tokens,
-                exact=prompt.exact_output,
-                tools=[dict(t) for t in prompt.tools] if prompt.tools else None,
-            ),
+            body,
             prompt.id,
             prompt.chars,
             prompt.dataset,
             prompt.max_tokens if prompt.exact_output and self._exact_asked else None,
             local,
+            tail,
+            prompt.heads if tail is not None else None,
         )
         return made
 
@@ -119,9 +139,12 @@ class Templates:
     ) -> RequestSpec:
         """The request at ``index``; its prompt is ``slot`` (a trace row) or the next in turn."""
         t = self.template((index if slot is None else slot) % self.size)
+        body = t.body
+        if t.tail is not None and t.heads is not None:  # this request's own prompt
+            body = b"".join((body, t.heads.head(self.salt + index).encode(), t.tail))
         return RequestSpec(
             index,
-            t.body,
+            body,
             intended_ns,
             warmup,
             t.prompt_id,

@@ -16,6 +16,7 @@ import functools
 import itertools
 import math
 import os
+import secrets
 import signal
 import sqlite3
 import tempfile
@@ -397,7 +398,10 @@ class _Batch:
             if fleet is None:
                 await client.prewarm(min(pool, planned or pool, 1024))
             count = _local_counter(spec.workload.tokenizer)
-            templates = Templates(client_spec, model, prompts, count)
+            unique = _unique(prompts, again.run if again is not None else None)
+            templates = Templates(
+                client_spec, model, prompts, count, salt=unique["salt"] if unique else 0
+            )
             watch = ServerWatch(
                 threshold_for(pool),
                 functools.partial(_probe, client),
@@ -430,7 +434,11 @@ class _Batch:
                     model=model,
                     load={**dataclasses.asdict(load), "planned": planned},
                     client=client_spec.redacted(),
-                    workload={**dataclasses.asdict(spec.workload), "prompts": len(prompts)},
+                    workload={
+                        **dataclasses.asdict(spec.workload),
+                        "prompts": len(prompts),
+                        "unique_prompts": unique,
+                    },
                     server={**server, "metrics": server_metrics.info()},
                     host=host,
                     command=spec.command,
@@ -767,6 +775,7 @@ class _Scaled:
                 self.templates.size,
                 max(pools[k], 1),
                 self.spec.workload.tokenizer,
+                self.templates.salt,
             )
 
         def prompt_of(index: int) -> tuple[str | None, str | None]:
@@ -824,6 +833,18 @@ def _local_counter(tokenizer: str | None) -> Callable[[str], int] | None:
     from perfbench.workload.tokenizers import load_tokenizer
 
     return load_tokenizer(tokenizer).count
+
+
+def _unique(prompts: Sequence[Prompt], resumed: Run | None) -> dict[str, int] | None:
+    """How the run makes each request's synthetic prompt its own (``runs.workload``): the
+    head's tokens and the salt its heads start from, drawn afresh for every run, so that the
+    next run (or invocation) does not send these prompts again; a resumed run keeps its own."""
+    heads = next((p.heads for p in prompts if p.heads is not None), None)
+    if heads is None:
+        return None
+    if resumed is not None and resumed.workload.get("unique_prompts"):
+        return dict(resumed.workload["unique_prompts"])
+    return {"head_tokens": heads.length, "salt": secrets.randbits(48)}
 
 
 def _resolve_number(load: LoadSpec, prompts: list[Prompt]) -> LoadSpec:

@@ -209,6 +209,9 @@ def test_random_prompts_have_the_exact_length(
     want = n or 1024
     assert len(prompts) == 1000 and len({p.text for p in prompts}) == 1000
     assert all(exact(tok, p.text) == want for p in prompts)
+    # each request's own prompt (its head in place) keeps the length, 1,000 requests later too
+    sent = [*_sent(prompts), *_sent(prompts, start=10**9)]
+    assert len(set(sent)) == 2000 and all(exact(tok, t) == want for t in sent)
     first = prompts[0]
     assert first.dataset == "random" and first.max_tokens == 32 and first.id == "random-0"
     assert first.metadata == {"input_len": want, "output_len": 32, "prefix_len": 0}
@@ -233,12 +236,21 @@ def test_random_range_ratio_and_shared_prefix(tokenizer: str | None, hf_folder: 
     assert {p.metadata["prefix_len"] for p in prompts} == {37}
 
 
+def _sent(prompts: list, start: int = 0) -> list[str]:
+    """The text each request sends: its pool prompt with the request's own head in place."""
+    out = []
+    for i, p in enumerate(prompts):
+        a, b = p.unique_span
+        out.append(p.text[:a] + p.heads.head(start + i) + p.text[b:])
+    return out
+
+
 @pytest.mark.parametrize("tokenizer", ["hf", None])
 def test_random_prefix_is_the_same_p_tokens(tokenizer: str | None, hf_folder: str) -> None:
     name = hf_folder if tokenizer else None
     tok = load_tokenizer(name)
     spec = WorkloadSpec(dataset="random", tokenizer=name, input_len=8, prefix_len=64)
-    texts = [p.text or "" for p in load_random(spec)]
+    texts = _sent(load_random(spec))
     # Every prompt is one 64-token text, then " " and 8 tokens of words of its own.
     first, last = min(texts), max(texts)
     shared = first[: next(i for i, (a, b) in enumerate(zip(first, last)) if a != b)]

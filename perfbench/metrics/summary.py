@@ -110,6 +110,7 @@ class Summary:
     workers: list[dict[str, Any]] = field(default_factory=list)  # scale-out: each worker's part
     prefix_cache: dict[str, Any] = field(default_factory=dict)  # usage's cached tokens, if given
     resent: dict[str, int] = field(default_factory=dict)  # requests re-sending a sent prompt
+    shared_prefix: dict[str, Any] = field(default_factory=dict)  # random: the shared share
     warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -279,6 +280,7 @@ def summarize(store: Store, run: Run) -> Summary:
     summary.by_dataset = _by_dataset(cols, ok)
     summary.prefix_cache = _prefix_cache(cols, ok)
     summary.resent = _resent(cols, run)
+    summary.shared_prefix = _shared_prefix(run)
     summary.token_check = _token_check(store, run)
     summary.server = _server(store, run)
     summary.workers = _workers(run, cols)
@@ -357,6 +359,22 @@ def _prefix_cache(cols: dict[str, np.ndarray], ok: np.ndarray) -> dict[str, Any]
         "prompt_tokens": int(prompt),
         "hit_pct": 100 * cached / prompt if prompt else math.nan,
         "requests_with_hits": int((cols["cached_tokens"][told] > 0).sum()),
+    }
+
+
+def _shared_prefix(run: Run) -> dict[str, Any]:
+    """The random dataset's shared prefix: its tokens, the share of a prompt it is (at the
+    mean input length), and in how many groups; {} without one."""
+    w = run.workload
+    prefix = int(w.get("prefix_len") or 0)
+    if not prefix or w.get("dataset") != "random":
+        return {}
+    whole = prefix + int(w.get("input_len") or 1024)
+    return {
+        "tokens": prefix,
+        "of": whole,
+        "share_pct": 100 * prefix / whole,
+        "groups": int(w.get("prefix_groups") or 1),
     }
 
 

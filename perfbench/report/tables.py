@@ -87,6 +87,15 @@ def summary_table(s: Summary) -> Table:
                 f"{s.token_check['mean_diff_pct']:+.1f}% ({s.token_check['n']} requests)",
             )
         )
+    shared = s.shared_prefix
+    if shared:
+        rows.append(
+            (
+                "Shared prefix",
+                f"{shared['tokens']} of {shared['of']} tokens ({shared['share_pct']:.0f}%)"
+                + (f" · {shared['groups']} groups" if shared["groups"] > 1 else ""),
+            )
+        )
     cache = s.prefix_cache
     if cache:
         rows.append(

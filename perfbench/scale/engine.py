@@ -43,6 +43,7 @@ class Job:
     prompts: int  # the workload's prompt count (request k takes prompt k mod prompts)
     pool: int  # connections to keep
     tokenizer: str | None = None  # counts outputs the server gave no usage for
+    salt: int = 0  # the run's: picks each request's own head (a unique synthetic prompt)
 
 
 @dataclass(frozen=True)
@@ -202,7 +203,7 @@ class Engine:
         self._state = _State(
             job,
             client,
-            Templates.shipped(job.templates, job.prompts),
+            Templates.shipped(job.templates, job.prompts, job.salt),
             count,
             lag,
             asyncio.create_task(lag.watch()),

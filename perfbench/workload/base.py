@@ -41,6 +41,10 @@ class Prompt:
     grader: str | None = None  # which grader scores it ("math", "choice", "numeric", ...)
     exact_output: bool = False  # ask for exactly max_tokens (min_tokens + ignore_eos)
     tools: tuple[Mapping[str, Any], ...] | None = None  # chat: the tools offered (OpenAI's shape)
+    # a synthetic prompt made unique per request: the span of its text that each request
+    # replaces with its own head (``heads``), so that no two requests share more than the prefix
+    unique_span: tuple[int, int] | None = None
+    heads: UniqueHeads | None = None
 
     def __post_init__(self) -> None:
         if (self.text is None) == (self.messages is None):
@@ -59,6 +63,29 @@ def last_user_text(messages: Iterable[Mapping[str, Any]]) -> str | None:
     users = [m for m in messages if m.get("role") == "user"]
     content = users[-1].get("content") if users else None
     return content if isinstance(content, str) else None
+
+
+@dataclass(frozen=True, slots=True)
+class UniqueHeads:
+    """What makes each request's synthetic prompt its own: ``length`` one-token words, picked by
+    the request's number (plus a salt drawn for the run, so that another run, or another
+    invocation against the same server, does not send the same prompts again).
+
+    ``words`` are pieces that count one token with and without a leading space, so a head of
+    them, at the start of a prompt or after its shared prefix, always counts ``length`` tokens.
+    Distinct for ``len(words) ** length`` requests (64 words and 6 of them: 68 billion).
+    """
+
+    words: tuple[str, ...]
+    length: int
+
+    def head(self, number: int) -> str:
+        base = len(self.words)
+        out = []
+        for _ in range(self.length):
+            number, digit = divmod(number, base)
+            out.append(self.words[digit])
+        return " ".join(out)
 
 
 Loader = Callable[[WorkloadSpec], list[Prompt]]

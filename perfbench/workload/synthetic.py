@@ -30,7 +30,7 @@ from collections.abc import Callable
 
 from perfbench.config import WorkloadSpec
 from perfbench.errors import DatasetError
-from perfbench.workload.base import Prompt, register
+from perfbench.workload.base import Prompt, UniqueHeads, register
 from perfbench.workload.tokenizers import Tokenizer, load_tokenizer
 
 DEFAULT_INPUT_LEN = 1024
@@ -203,19 +203,25 @@ def _around(rng: random.Random, n: int, ratio: float) -> int:
     return rng.randint(low, max(low, math.floor(n * (1 + ratio))))
 
 
-@register("random", "prompts of an exact input length in the model's tokenizer")
+@register("random", "prompts of an exact input length in the model's tokenizer, unique per request")
 def load_random(spec: WorkloadSpec) -> list[Prompt]:
-    """1,000 prompts of random one-token words, seeded by ``spec.seed``.
+    """1,000 prompt bodies of random one-token words, seeded by ``spec.seed``; every request
+    sends its own prompt.
 
-    Fewer, down to 32, when 1,000 would hold more than 2M tokens (over 2,097 tokens each):
-    building them costs about 1 s per million tokens with tiktoken and 4 s with a Hugging
-    Face tokenizer. A run of more requests than prompts sends some prompts again, which a
-    server's prefix cache will notice.
+    Fewer bodies, down to 32, when 1,000 would hold more than 2M tokens (over 2,097 tokens
+    each): building them costs about 1 s per million tokens with tiktoken and 4 s with a Hugging
+    Face tokenizer. Requests take the bodies in turn, and each gets a head of its own right
+    after the shared prefix (:class:`UniqueHeads`, a few one-token words chosen by the request's
+    number): so no two requests share more than the prefix asked for, however many there are,
+    and a server's prefix cache finds nothing else to reuse. ``reuse_prompts`` sends the bodies
+    as they are instead, again and again (what this dataset did before, and the report then
+    says how many requests re-sent a prompt).
 
     Each has ``prefix_len`` + n tokens (n uniform in ``input_len`` ± ``range_ratio``, as in
     vLLM's random dataset) and asks for m tokens (``output_len`` ± ``range_ratio``). The first
-    ``prefix_len`` tokens are the same text in every prompt; metadata ``input_len`` is the
-    whole prompt's count.
+    ``prefix_len`` tokens are shared: by every prompt, or with ``prefix_groups`` G by the
+    prompts of one of G groups (body k in group k mod G). Metadata ``input_len`` is the whole
+    prompt's count.
     """
     tok = load_tokenizer(spec.tokenizer)
     pool = word_pieces(tok)
@@ -227,23 +233,55 @@ def load_random(spec: WorkloadSpec) -> list[Prompt]:
     input_len = spec.input_len or DEFAULT_INPUT_LEN
     output_len = spec.output_len or DEFAULT_OUTPUT_LEN
     prefix_len = spec.prefix_len
-    prefix = fit(tok, prefix_len, draw) if prefix_len else ""
+    groups = spec.prefix_groups
+    prefixes = [fit(tok, prefix_len, draw) if prefix_len else "" for _ in range(groups)]
     count = max(32, min(RANDOM_PROMPTS, RANDOM_TOKEN_BUDGET // (prefix_len + input_len)))
+    count = max(count, groups)
+    lengths = [(_around(rng, input_len, spec.range_ratio), _around(rng, output_len,
+                spec.range_ratio)) for _ in range(count)]  # fmt: skip
+    heads = None if spec.reuse_prompts else unique_heads(tok, min(n for n, _ in lengths))
     prompts = []
-    for i in range(count):
-        n = prefix_len + _around(rng, input_len, spec.range_ratio)
-        m = _around(rng, output_len, spec.range_ratio)
+    for i, (own, m) in enumerate(lengths):
+        prefix = prefixes[i % groups]
+        n = prefix_len + own
+        span = None
+        head = prefix
+        if heads is not None:  # a placeholder the size of a head, replaced per request
+            sep = " " if prefix else ""
+            placeholder = heads.head(0)
+            span = (len(prefix) + len(sep), len(prefix) + len(sep) + len(placeholder))
+            head = prefix + sep + placeholder
         prompts.append(
             Prompt(
                 id=f"random-{i}",
-                text=fit(tok, n, draw, head=prefix),
+                text=fit(tok, n, draw, head=head),
                 max_tokens=m,
-                metadata={"input_len": n, "output_len": m, "prefix_len": prefix_len},
+                metadata={
+                    "input_len": n,
+                    "output_len": m,
+                    "prefix_len": prefix_len,
+                    **({"prefix_group": i % groups} if groups > 1 else {}),
+                },
                 dataset="random",
                 exact_output=True,
+                unique_span=span,
+                heads=heads,
             )
         )
     return prompts
+
+
+def unique_heads(tok: Tokenizer, room: int) -> UniqueHeads | None:
+    """Words for per-request heads: pieces that count one token alone and after a space, as
+    many as make 2^32 heads (fewer when the prompts leave less room); None with no room."""
+    words = tuple(
+        w for w in (p.strip() for p in word_pieces(tok)[:256])
+        if tok.count(w) == 1 and tok.count(" " + w) == 1 and tok.count(f"{w} {w}") == 2
+    )  # fmt: skip
+    if len(words) < 2 or room < 2:
+        return None
+    length = min(room - 1, math.ceil(32 / math.log2(len(words))))
+    return UniqueHeads(words, length)
 
 
 @register("speed", "fixed input lengths 1, 6k, 14k, 30k tokens for speed tables")
