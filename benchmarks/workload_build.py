@@ -6,12 +6,18 @@ and a small tiktoken rank file written here, so that it runs offline. Real vocab
 larger; their cost per token is of the same order, not the same figure.
 
     .venv/bin/python benchmarks/workload_build.py --input-len 2000
+    .venv/bin/python benchmarks/workload_build.py --input-len 1024 --requests 100000
+
+With ``--requests R`` it also makes R requests' bodies from the pool, as a run sends them: each
+a prompt of its own (the pool body's two encoded halves joined around the request's head), and
+reports the time per request and the memory the process grew by (peak RSS).
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -51,6 +57,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--input-len", type=int, default=2000)
+    ap.add_argument("--requests", type=int, default=0, help="also build this many request bodies")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
         root = Path(d)
@@ -68,6 +75,32 @@ def main() -> None:
                 f"{label:26} {len(prompts):5} prompts, {tokens / 1e6:.2f} M tokens: "
                 f"{took:.2f} s ({took / tokens * 1e6:.2f} s per million tokens)"
             )
+            if args.requests:
+                _requests(prompts, args.requests)
+
+
+def _requests(prompts: list, n: int) -> None:
+    """``n`` request bodies as the runner makes them, each with its own head; none is kept."""
+    from perfbench.config import ClientSpec
+    from perfbench.execute import Templates
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    templates = Templates(ClientSpec(url="http://127.0.0.1:1"), "m", prompts, salt=12345)
+    start = time.perf_counter()
+    size = distinct = 0
+    seen: set[int] = set()
+    for i in range(n):
+        body = templates.request(i, 0, False).body
+        size += len(body)
+        key = hash(body)
+        distinct += key not in seen
+        seen.add(key)
+    took = time.perf_counter() - start
+    grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss) / 1024
+    print(
+        f"{'':26} {n} request bodies ({size / n / 1024:.1f} KB each, {distinct} distinct): "
+        f"{took:.2f} s ({took / n * 1e6:.1f} µs each); peak RSS grew {grown:.0f} MB"
+    )
 
 
 if __name__ == "__main__":

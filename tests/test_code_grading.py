@@ -105,12 +105,19 @@ def test_hostile_answers_are_graded_wrong_with_their_cause(tmp_path, monkeypatch
     spec = next(p for p in load_prompts(WorkloadSpec(dataset="live_code_bench", dataset_path=str(path)))
                 if p.id == "sum-n").metadata["code"]  # fmt: skip
     leak = "import os\nprint(os.environ.get('PERFBENCH_GRADER_SECRET', 'absent'))\n"
+    # the nonce is gone from disk, but the harness holds it in memory: a forged, broken line
+    forge = ("import gc, os, sys\nfor o in gc.get_objects():\n"
+             "    if isinstance(o, dict) and 'nonce' in o:\n"
+             "        os.write(1, (o['nonce'] + ' {broken\\n').encode())\n"
+             "        os._exit(0)\n")  # fmt: skip
     tasks = [
         CodeTask(0, _block("while True:\n    pass\n"), spec),
         CodeTask(1, _block("x = bytearray(8 * 1024 ** 3)\n"), spec),
         CodeTask(2, _block("raise SystemExit(3)\n"), spec),
         CodeTask(3, _block("import os\nos._exit(0)\n"), spec),
         CodeTask(4, _block(leak), {**spec, "tests": [{"input": "", "output": "s3cr3t-value"}]}),
+        CodeTask(5, _block("print(open('task.json').read())\n"), spec),
+        CodeTask(6, _block(forge), spec),
     ]
     v = grade_code(tasks)
     assert not any(x.correct for x in v)
@@ -119,6 +126,8 @@ def test_hostile_answers_are_graded_wrong_with_their_cause(tmp_path, monkeypatch
     assert v[2].pred.startswith("test 1 of 3: wrong answer")  # SystemExit ends a test normally
     assert v[3].pred == "the program ended the process before its tests ran"
     assert v[4].pred == "test 1 of 1: wrong answer: line 1: absent != s3cr3t-value"
+    assert v[5].pred.startswith("test 1 of 3: runtime error: FileNotFoundError")
+    assert v[6].pred == "the program wrote a broken verdict line"
 
 
 def test_extraction_takes_the_last_complete_block():

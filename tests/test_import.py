@@ -67,6 +67,7 @@ def test_evalscope_levels_with_their_database_agree_with_its_summary(tmp_path):
         assert s["mean_e2e_ms"] / 1e3 == pytest.approx(theirs["Avg Latency (s)"], abs=6e-5)
         assert s["mean_input_tokens"] == pytest.approx(theirs["Avg Input Tokens"], abs=6e-5)
         assert "recomputed from its requests" in s["warnings"][0]
+        assert not any("already sent" in w for w in s["warnings"])  # its prompts are unknown
     (load,) = rows(db, "SELECT load FROM runs WHERE id = 2")[0]
     assert json.loads(load)["parallel"] == 2
     (tool, part) = rows(db, "SELECT json_extract(source, '$.tool'), "

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 from perfbench.client.http import _State
-from perfbench.client.wire import FunctionCall, ToolCall
+from perfbench.client.wire import decode_chunk
 from tests.conftest import perfbench, rows
 
 WEATHER = {
@@ -75,18 +75,26 @@ def test_whole_responses_and_tool_choice_none(sim, tmp_path):
         assert calls is None and text
 
 
-def test_pieces_of_several_calls_join_by_index():
+def test_pieces_of_several_calls_join_by_index_whatever_their_shape():
     st = _State()
-    st.add_calls([ToolCall(0, "a", FunctionCall("f", '{"x": ')),
-                  ToolCall(1, "b", FunctionCall("g", ""))])  # fmt: skip
-    st.add_calls(
-        [ToolCall(1, None, FunctionCall(None, "{}")), ToolCall(0, None, FunctionCall(None, "1}"))]
-    )
+    st.add_calls([{"index": 0, "id": "a", "function": {"name": "f", "arguments": '{"x": '}},
+                  {"index": 1, "id": "b", "function": {"name": "g", "arguments": ""}}])  # fmt: skip
+    st.add_calls([{"index": 1, "function": {"arguments": "{}"}},
+                  {"index": 0, "function": {"arguments": "1}"}}])  # fmt: skip
     assert json.loads(st.tool_calls() or "") == [
         {"id": "a", "name": "f", "arguments": '{"x": 1}'},
         {"id": "b", "name": "g", "arguments": "{}"},
     ]
     assert _State().tool_calls() is None
+    # TGI's shape: one object, not a list, and the arguments an object, not text
+    tgi = _State()
+    tgi.add_calls({"index": 0, "id": "c", "function": {"name": "h", "arguments": {"city": "Oslo"}}})
+    assert json.loads(tgi.tool_calls() or "") == [
+        {"id": "c", "name": "h", "arguments": '{"city": "Oslo"}'}
+    ]
+    chunk = decode_chunk(b'{"choices":[{"index":0,"delta":{"tool_calls":{"index":0,'
+                         b'"function":{"name":"h","arguments":{"a":1}}}}}]}')  # fmt: skip
+    assert chunk.choices[0].delta.tool_calls["function"]["arguments"] == {"a": 1}
 
 
 def test_bad_tools_in_a_dataset_are_one_line(tmp_path):

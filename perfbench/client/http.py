@@ -34,7 +34,7 @@ from aiohttp.client_proto import ResponseHandler
 
 from perfbench.client.record import RequestRecord, RequestSpec
 from perfbench.client.sse import SSEDecoder, as_json_array
-from perfbench.client.wire import Chunk, ToolCall, decode_chunk, decode_chunks, error_message
+from perfbench.client.wire import Chunk, decode_chunk, decode_chunks, error_message
 from perfbench.config import ClientSpec
 from perfbench.errors import ServerRejected, ServerUnreachable
 from perfbench.tokens import estimate_tokens
@@ -451,20 +451,28 @@ class _State:
         self.streamed = True
         self.calls: dict[int, list[Any]] | None = None  # tool call index -> [id, name, pieces]
 
-    def add_calls(self, calls: Sequence[ToolCall]) -> None:
-        """Take in tool calls, or pieces of them (streamed): named once, arguments in pieces."""
+    def add_calls(self, calls: Any) -> None:
+        """Take in tool calls, or pieces of them (streamed): named once, arguments in pieces.
+        A list of calls or one call; arguments as text (OpenAI, vLLM) or as an object (TGI)."""
         if self.calls is None:
             self.calls = {}
-        for call in calls:
-            entry = self.calls.setdefault(call.index, [None, None, []])
-            if call.id is not None:
-                entry[0] = call.id
-            function = call.function
-            if function is not None:
-                if function.name is not None:
-                    entry[1] = function.name
-                if function.arguments:
-                    entry[2].append(function.arguments)
+        for call in calls if isinstance(calls, list) else [calls]:
+            if not isinstance(call, dict):
+                continue
+            index = call.get("index")
+            entry = self.calls.setdefault(index if isinstance(index, int) else 0, [None, None, []])
+            if isinstance(call.get("id"), str):
+                entry[0] = call["id"]
+            function = call.get("function")
+            if isinstance(function, dict):
+                if isinstance(function.get("name"), str):
+                    entry[1] = function["name"]
+                arguments = function.get("arguments")
+                if isinstance(arguments, str):
+                    if arguments:
+                        entry[2].append(arguments)
+                elif arguments is not None:
+                    entry[2].append(json.dumps(arguments))
 
     def tool_calls(self) -> str | None:
         """The calls as JSON (``[{"id", "name", "arguments"}]``, by index), or None."""

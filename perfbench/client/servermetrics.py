@@ -19,8 +19,10 @@ kv_usage (0..1)      vllm:kv_cache_usage_perc,               sglang:token_usage 
 preemptions          vllm:num_preemptions_total              sglang:num_retracted_requests_total   (none published)
 prompt_tokens        vllm:prompt_tokens_total                sglang:prompt_tokens_total            lmdeploy:prompt_tokens_total
 generation_tokens    vllm:generation_tokens_total            sglang:generation_tokens_total        lmdeploy:generation_tokens_total
-prefix_queries       vllm:prefix_cache_queries_total         (none: see cache_hit_rate)            (none published)
-prefix_hits          vllm:prefix_cache_hits_total            (none: see cache_hit_rate)            (none published)
+prefix_queries       vllm:prefix_cache_queries_total,        (none: see cache_hit_rate)            (none published)
+                     vllm:gpu_prefix_cache_queries_total (older)
+prefix_hits          vllm:prefix_cache_hits_total,           (none: see cache_hit_rate)            (none published)
+                     vllm:gpu_prefix_cache_hits_total (older)
 cache_hit_rate       (none: see the two above)               sglang:cache_hit_rate                 (none published)
 ===================  ======================================  ====================================  ==================================
 
@@ -110,8 +112,8 @@ NAMES: dict[str, tuple[str, ...]] = {
         "lmdeploy:generation_tokens_total",
     ),
     # prefix caching, in tokens: vLLM counts the prompt tokens it looked up and those it found
-    "prefix_queries": ("vllm:prefix_cache_queries_total",),
-    "prefix_hits": ("vllm:prefix_cache_hits_total",),
+    "prefix_queries": ("vllm:prefix_cache_queries_total", "vllm:gpu_prefix_cache_queries_total"),
+    "prefix_hits": ("vllm:prefix_cache_hits_total", "vllm:gpu_prefix_cache_hits_total"),
     # SGLang publishes a gauge: the share of prompt tokens its radix cache served (0..1)
     "cache_hit_rate": (*_spellings("sglang:cache_hit_rate"),),
 }

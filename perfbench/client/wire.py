@@ -14,32 +14,21 @@ import msgspec
 from perfbench.config import ClientSpec
 
 
-class FunctionCall(msgspec.Struct, gc=False):
-    name: str | None = None
-    arguments: str | None = None
-
-
-class ToolCall(msgspec.Struct, gc=False):
-    """A tool call, or (streamed) a piece of one: its first piece names it, the rest carry
-    pieces of its arguments."""
-
-    index: int = 0
-    id: str | None = None
-    function: FunctionCall | None = None
-
-
 class Delta(msgspec.Struct, gc=False):
     content: str | None = None
     reasoning_content: str | None = None
     reasoning: str | None = None
-    tool_calls: list[ToolCall] | None = None
+    # tool calls, or (streamed) pieces of them, decoded as plain JSON: servers differ in their
+    # shape (a list, or one object; arguments as text, or as an object), and a shape this
+    # client did not expect must not turn a good response into a malformed one
+    tool_calls: Any = None
 
 
 class Message(msgspec.Struct, gc=False):
     content: str | None = None
     reasoning_content: str | None = None
     reasoning: str | None = None
-    tool_calls: list[ToolCall] | None = None
+    tool_calls: Any = None
 
 
 class Choice(msgspec.Struct, gc=False):

@@ -7,7 +7,8 @@
 * **Running.** Each answer runs once, in its own sandboxed process (:mod:`.sandbox`), under
   :mod:`.harness`, which runs every test of the problem with LiveCodeBench's conventions and
   stops at the first that fails. Each test has :data:`TEST_TIMEOUT_S` (LiveCodeBench's 6 s);
-  the whole process has as much wall and CPU time as its tests together, plus start-up.
+  the whole process has (6 + 1) s a test plus 10 s, up to :data:`MAX_WALL_S` (20 minutes:
+  a problem of 170 tests), as LiveCodeBench's own global limit grows with the tests.
 * **Verdicts.** ``correct`` when every test passes. ``pred`` says how far it got ("12/12
   tests" or "test 3 of 12: wrong answer: line 1: 5 != 6", "timeout", "memory", "runtime
   error: …"), which ``grade --samples`` exports. ``error`` is kept for a failure of the grader
@@ -16,6 +17,7 @@
 
 from __future__ import annotations
 
+import collections
 import json
 import secrets
 from collections.abc import Callable, Mapping, Sequence
@@ -28,7 +30,7 @@ from perfbench.grade.graders import Verdict
 
 TEST_TIMEOUT_S = 6.0
 #: the most wall time one answer's process gets, however many tests its problem has
-MAX_WALL_S = 300.0
+MAX_WALL_S = 1200.0
 MEMORY_MB = 2048
 HARNESS = Path(__file__).with_name("harness.py")
 
@@ -65,27 +67,23 @@ def grade_code(
     workers: int | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> list[Verdict]:
-    """Every answer run against its tests, in parallel sandboxed processes, in task order."""
+    """Every answer run against its tests, in parallel sandboxed processes, in task order.
+
+    At most two programs per worker are prepared at once (a LiveCodeBench problem's tests can
+    be large, and each sample of it carries its own copy), and each result is dropped once its
+    verdict is read, so memory stays bounded however many answers there are."""
     from perfbench.grade import sandbox
 
     harness = HARNESS.read_text(encoding="utf-8")
-    out: list[Verdict | None] = [None] * len(tasks)
-    running = []
+    out: list[Verdict] = [Verdict(None, False, False)] * len(tasks)
+    running: collections.deque[tuple[int, str, Any]] = collections.deque()
     done = 0
     with sandbox.Pool(workers=workers) as pool:
-        for k, task in enumerate(tasks):
-            code = extract_code(task.output)
-            if code is None:
-                out[k] = Verdict(None, False, False)
-                continue
-            nonce = secrets.token_hex(8)
-            payload = {**task.spec, "code": code, "timeout": TEST_TIMEOUT_S, "nonce": nonce}
-            n_tests = max(1, len(task.spec.get("tests") or ()))
-            wall = min(MAX_WALL_S, TEST_TIMEOUT_S * n_tests + 10)
-            limits = sandbox.Limits(cpu_s=wall, wall_s=wall + 5, memory_mb=MEMORY_MB)
-            future = pool.submit(harness, limits=limits, files={"task.json": json.dumps(payload)})
-            running.append((k, nonce, future))
-        for k, nonce, future in running:
+        window = 2 * pool.workers
+
+        def collect() -> None:
+            nonlocal done
+            k, nonce, future = running.popleft()
             try:
                 out[k] = _verdict(future.result(), nonce)
             except sandbox.SandboxError as exc:  # the sandbox failed, not the answer
@@ -93,19 +91,39 @@ def grade_code(
             done += 1
             if progress is not None:
                 progress(done)
-    return [v if v is not None else Verdict(None, False, False) for v in out]
+
+        for k, task in enumerate(tasks):
+            code = extract_code(task.output)
+            if code is None:
+                continue  # a format failure: no program to run
+            nonce = secrets.token_hex(8)
+            payload = {**task.spec, "code": code, "timeout": TEST_TIMEOUT_S, "nonce": nonce}
+            n_tests = max(1, len(task.spec.get("tests") or ()))
+            wall = min(MAX_WALL_S, (TEST_TIMEOUT_S + 1) * n_tests + 10)
+            limits = sandbox.Limits(cpu_s=wall, wall_s=wall + 5, memory_mb=MEMORY_MB)
+            future = pool.submit(harness, limits=limits, files={"task.json": json.dumps(payload)})
+            running.append((k, nonce, future))
+            if len(running) >= window:
+                collect()
+        while running:
+            collect()
+    return out
 
 
 def _verdict(result: Any, nonce: str) -> Verdict:
     """The harness's verdict line, or what the sandbox saw when the process ended without one
-    (killed for time or memory, or an answer that ended the process itself)."""
+    (killed for time or memory, or an answer that ended the process itself). A line the
+    answer forged or broke is graded wrong, never taken and never fatal."""
     for line in reversed(result.stdout.splitlines()):
         if line.startswith(nonce + " "):
-            found = json.loads(line[len(nonce) + 1 :])
-            passed, total, failure = found["passed"], found["total"], found["failure"]
-            if failure is None:
+            try:
+                found = json.loads(line[len(nonce) + 1 :])
+                passed, total, failure = found["passed"], found["total"], found["failure"]
+            except (ValueError, KeyError, TypeError):
+                return Verdict("the program wrote a broken verdict line", False, True)
+            if failure is None and isinstance(passed, int) and passed == total:
                 return Verdict(f"{passed}/{total} tests", True, True)
-            return Verdict(failure, False, True)
+            return Verdict(str(failure), False, True)
     if result.status == "ok":  # exited 0 before the harness could say anything
         return Verdict("the program ended the process before its tests ran", False, True)
     return Verdict(f"{result.status}: {result.detail}", False, True)

@@ -197,9 +197,8 @@ class Pool:
 
     def __init__(self, workers: int | None = None) -> None:
         self._plan = _plan()  # probe here, not in several worker threads at once
-        self._executor = ThreadPoolExecutor(
-            max_workers=workers or os.cpu_count() or 1, thread_name_prefix="sandbox"
-        )
+        self.workers = workers or os.cpu_count() or 1
+        self._executor = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="sandbox")
         self._lock = threading.Lock()
         self._running: set[_Job] = set()
         self._closed = False
@@ -221,9 +220,15 @@ class Pool:
             self._closed = True
             running = list(self._running)
         self._executor.shutdown(wait=False, cancel_futures=True)  # those not started: cancelled
-        for job in running:
-            job.cancel()
+        failed: list[SandboxError] = []
+        for job in running:  # every one, even when one of them cannot be killed
+            try:
+                job.cancel()
+            except SandboxError as exc:
+                failed.append(exc)
         self._executor.shutdown(wait=True)
+        if failed:
+            raise failed[0]
 
     def __enter__(self) -> Pool:
         return self

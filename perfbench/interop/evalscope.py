@@ -368,7 +368,7 @@ def _requests(db: Path, old: bool) -> tuple[Request, ...]:
         f"prompt_tokens, completion_tokens, {stream} FROM result ORDER BY start_time"
     )
     try:
-        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        conn = sqlite3.connect(db.resolve().as_uri() + "?mode=ro", uri=True)
         try:
             # a file from elsewhere: its schema may not call functions with side effects
             conn.execute("PRAGMA trusted_schema = OFF")

@@ -68,7 +68,6 @@ UNSUPPORTED = {
     "--min-turns": "perfbench sends single-turn requests",
     "--max-turns": "perfbench sends single-turn requests",
     "--multi-turn-args": "perfbench sends single-turn requests",
-    "--prefix-count": "one shared prefix (--prefix-len) is all perfbench builds yet",
     "--image-width": "perfbench sends text prompts only",
     "--image-height": "perfbench sends text prompts only",
     "--image-format": "perfbench sends text prompts only",
@@ -189,6 +188,9 @@ def add_arguments(perf: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--prefix-length", dest="x_prefix_length", metavar="TOKENS", type=int, help="evalscope"
+    )
+    g.add_argument(
+        "--prefix-count", dest="x_prefix_count", metavar="G", type=int, help="evalscope: groups"
     )
     g.add_argument(
         "--min-prompt-length", dest="x_min_prompt", metavar="TOKENS", type=int, help="evalscope"
@@ -334,6 +336,8 @@ def fold(ns: argparse.Namespace, argv: Sequence[str]) -> list[str]:
             take(ours, "--" + ours.replace("_", "-"), value, "--" + theirs.replace("_", "-"))
     if ns.x_prefix_length is not None:
         take("prefix_len", "--prefix-len", ns.x_prefix_length, "--prefix-length")
+    if ns.x_prefix_count is not None:  # distinct prefixes, round-robin: perfbench's groups
+        take("prefix_groups", "--prefix-groups", ns.x_prefix_count, "--prefix-count")
     if ns.x_min_prompt is not None or ns.x_max_prompt is not None:
         _prompt_lengths(ns, take)
     if ns.x_num_warmups is not None:

@@ -132,6 +132,7 @@ def import_results(
                     )
                     continue
                 run_id = _write(store, imp, path, digest, name=name, batch=batch)
+                seen[digest, imp.part] = run_id  # the same file named twice in one command
                 written.append(
                     {
                         "run": run_id,

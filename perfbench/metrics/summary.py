@@ -382,10 +382,10 @@ def _resent(cols: dict[str, np.ndarray], run: Run) -> dict[str, int]:
     """Measured requests that sent a prompt the run had sent before, beyond the samples per
     prompt asked for (``--samples``): {} when none did, or when every request's prompt was made
     unique (the random dataset's default)."""
-    if run.workload.get("unique_prompts"):
+    if run.workload.get("unique_prompts") or run.source:  # imported: prompts unknown
         return {}
     ids = cols["prompt_id"]
-    if not ids.size:
+    if not ids.size or any(not i for i in set(ids.tolist())):
         return {}
     distinct = len(set(ids.tolist()))
     samples = int(run.workload.get("n") or 1)

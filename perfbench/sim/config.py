@@ -184,7 +184,8 @@ _HELP: dict[str, str] = {
     "error_event_rate": "probability of an error event inside a 200 stream, then [DONE]",
     "ignore_length_hints": "ignore min_tokens and ignore_eos, as servers that do not know them do",
     "no_prefix_caching": "no prefix cache: every prompt token is prefilled, usage reports no "
-    "cached tokens (by default, as vLLM, prompt blocks seen before are not prefilled again)",
+    "cached tokens (by default, as vLLM, prompt blocks seen before are not prefilled again; "
+    "--burst has no cache)",
     "answers": "JSONL answer book ({prompt or problem, answer, grader, choices} per line): a "
     "request whose last user message (or prompt) is in it gets reasoning, then \\boxed{answer}",
     "answer_accuracy": "share of --answers answers that are correct (0..1)",

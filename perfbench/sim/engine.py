@@ -20,7 +20,8 @@ Timing semantics (all times from ``time.perf_counter_ns()``, i.e. CLOCK_MONOTONI
 * A request is admitted at ``admit = max(recv, free)``, where ``recv`` is when its HTTP handler
   started and ``free`` is the *due time* of the step that freed the capacity it waited for (so a
   queued request's start does not depend on event-loop jitter either).
-* Its first token (step 0) is due at ``admit + ttft_ms + prefill_us_per_token * prompt_tokens``.
+* Its first token (step 0) is due at ``admit + ttft_ms + prefill_us_per_token * (prompt_tokens
+  - cached_tokens)``: the prompt tokens its prefix cache (:mod:`.prefix`) did not hold.
 * Step ``k + 1`` is due at ``due(k) + itl``, with ``itl = itl_ms + itl_ms_per_seq * (running - 1)``
   evaluated when step ``k`` is written, ``running`` counting every admitted sequence (so the batch
   slows down as it fills, and speeds up as it drains). A stall fault adds ``stall_ms`` once.

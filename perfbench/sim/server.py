@@ -99,7 +99,9 @@ class SimState:
             self.base_seed = self.config.seed
         self.pool = TokenPool(self.base_seed, self.config.max_model_len)
         blocks = self.config.kv_tokens // BLOCK_TOKENS
-        self.prefix = None if self.config.no_prefix_caching else PrefixCache(blocks)
+        # --burst measures the client at full speed: no cache to look up on its path
+        off = self.config.no_prefix_caching or self.config.burst
+        self.prefix = None if off else PrefixCache(blocks)
 
     def rng_for(self, req: GenRequest) -> random.Random:
         self.arrivals += 1

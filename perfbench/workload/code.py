@@ -75,7 +75,8 @@ _LCB_LAYOUT = (
     "contest_date, public_test_cases, private_test_cases, metadata)"
 )
 _HUMANEVAL_LAYOUT = "HumanEval's layout (task_id, prompt, entry_point, test)"
-#: the most bytes a private-test field may decompress to (LiveCodeBench's largest are ~100 MB)
+#: the most bytes a private-test field may decompress to: a bound against a decompression bomb,
+#: far above any real problem's tests
 MAX_TESTS_BYTES = 512 * 1024 * 1024
 #: tests up to this size travel in the prompt's metadata (and so in the database); bigger ones
 #: are read again from the dataset when the run is graded (``tests_for``)
@@ -266,13 +267,17 @@ def _tests(row: Row, name: str) -> list[dict[str, str]]:
 
 
 def _unpack(row: Row, name: str, text: str) -> str:
+    inflate = zlib.decompressobj()
     try:
-        packed = zlib.decompressobj().decompress(base64.b64decode(text, validate=False),
-                                                 MAX_TESTS_BYTES)  # fmt: skip
+        packed = inflate.decompress(base64.b64decode(text, validate=False), MAX_TESTS_BYTES)
     except (ValueError, zlib.error) as exc:
         raise DatasetError(
             f"{row.where}: {name!r} is neither JSON nor base64-zlib data ({exc})"
         ) from None
+    if inflate.unconsumed_tail:
+        raise DatasetError(
+            f"{row.where}: {name!r} unpacks to more than {MAX_TESTS_BYTES >> 20} MB; not read"
+        )
     value = safe_unpickle(packed, where=f"{row.where}: {name!r}")
     if not isinstance(value, str):
         raise DatasetError(f"{row.where}: {name!r} unpickles to a {type(value).__name__}, not text")
