@@ -271,3 +271,26 @@ def test_ctrl_c_while_grading_code_leaves_nothing_running(tmp_path):
     assert grade.returncode == 130, err
     time.sleep(0.5)
     assert [p for p in seen if alive(p)] == []
+
+
+def test_tests_too_big_for_the_database_are_read_again_when_grading(tmp_path):
+    """A problem whose tests pass 256 KB keeps them out of the database; grading reads them
+    again from the run's file (and would fail in one line if the file were gone)."""
+    numbers = " ".join(str(i % 1000) for i in range(60_000))  # ~230 KB an input
+    big = dict(code_problems.PROBLEMS[0], id="big-sum", public=[], private=[
+        code_problems._stdin(f"60000\n{numbers}\n", f"{sum(i % 1000 for i in range(60_000))}\n"),
+        code_problems._stdin(f"60000\n{numbers}\n", f"{sum(i % 1000 for i in range(60_000))}\n"),
+    ])  # fmt: skip
+    path = tmp_path / "big.jsonl"
+    path.write_text(json.dumps(code_problems.row(big)) + "\n")
+    db = tmp_path / "b.db"
+    done = perfbench("perf", "--dataset", "live_code_bench", "--dataset-path", str(path),
+                     "--grade", "--sim-args", "--preset instant --answer-accuracy 1",
+                     "--db", str(db), "--quiet", timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    (meta,) = rows(db, "SELECT metadata FROM prompts")[0]
+    assert json.loads(meta)["code"]["tests"] is None  # not stored
+    assert rows(db, "SELECT correct, pred FROM grades") == [(1, "2/2 tests")]
+    path.unlink()
+    done = perfbench("grade", "--db", str(db))
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr

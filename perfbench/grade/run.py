@@ -200,11 +200,12 @@ def _with_tests(run: Run, tasks: list[code.CodeTask]) -> list[code.CodeTask]:
     from perfbench.config import WorkloadSpec
     from perfbench.workload.code import tests_for
 
-    path = (
-        run.workload.get("dataset_path")
-        if run.workload.get("dataset") == "live_code_bench"
-        else None
-    )
+    path = None
+    if run.workload.get("dataset") == "live_code_bench":
+        path = run.workload.get("dataset_path")
+    for name, mixed, _ in run.workload.get("mix") or ():  # --mix live_code_bench=FILE
+        if name == "live_code_bench":
+            path = mixed
     found = tests_for(WorkloadSpec(dataset="live_code_bench", dataset_path=path), wanted)
     return [
         dataclasses.replace(t, spec={**t.spec, "tests": found[str(t.spec["id"])]})

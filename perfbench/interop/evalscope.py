@@ -81,8 +81,12 @@ def result(store: Store, run: Run) -> tuple[dict[str, Any], list[dict[str, Any]]
     latency_s = cols["e2e_ms"] / 1e3
     tpot = np.where(timed & (output > 1), cols["tpot_ms"], np.nan)
     tpot = np.where(tpot > 0, tpot, np.nan)
-    parts = list(store.iter_gaps(run.id))
-    gaps = np.concatenate(parts).astype(np.float64) / 1e6 if parts else np.empty(0)
+    gaps = np.empty(store.gap_count(run.id), dtype=np.float64)  # filled in batches: one copy
+    at = 0
+    for batch in store.iter_gaps(run.id):
+        gaps[at : at + batch.size] = batch
+        at += batch.size
+    gaps /= 1e6
     window = summary.duration_s if math.isfinite(summary.duration_s) else 1.0
     n_ok = int(ok.sum())
 
@@ -163,9 +167,12 @@ def save(
         if timestamp:
             top /= datetime.now().strftime("%Y%m%d_%H%M%S")
         top /= folder_name(name or str(runs[0].model or "model").split("/")[-1])
+        repeated = any(run.replicate for run in runs)
         for run in runs:
             data, rows = result(store, run)
             level = top / level_name(run, data["Total Requests"])
+            if repeated:  # --repeat: each replicate's levels in a folder of their own
+                level = top / f"replicate_{run.replicate or 1}" / level.name
             try:
                 level.mkdir(parents=True, exist_ok=True)
                 _dump(level / SUMMARY, data)
