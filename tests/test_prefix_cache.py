@@ -12,6 +12,7 @@ import pytest
 
 from tests.conftest import perfbench, rows
 
+DETAILS = "--enable-prompt-tokens-details"  # usage says how many prompt tokens were cached
 PREFILL = ("--ttft-ms", "5", "--prefill-us-per-token", "200", "--itl-ms", "1",
            "--itl-ms-per-seq", "0", "--seed", "54")  # fmt: skip
 
@@ -26,7 +27,7 @@ def _run(url: str, db, *args: str) -> dict:
 def test_random_prompts_are_unique_per_request_even_past_the_pool(sim, tmp_path):
     """1,100 requests, more than the 1,000 prompt bodies, hit the cache nowhere; the old pool
     (--reuse-prompts) sends 100 prompts again, and those 100 are full cache hits."""
-    url = sim("--preset", "instant", "--seed", "41")  # a simulator (and cache) of its own
+    url = sim("--preset", "instant", "--seed", "41", DETAILS)  # a simulator (and cache) of its own
     args = ("--dataset", "random", "--input-len", "64", "--output-len", "4",
             "--number", "1100", "--parallel", "16")  # fmt: skip
     fresh = _run(url, tmp_path / "u.db", *args)
@@ -48,7 +49,7 @@ def test_random_prompts_are_unique_per_request_even_past_the_pool(sim, tmp_path)
 def test_shared_prefixes_are_exactly_what_was_asked(sim, tmp_path):
     """--prefix-len P shared by all, then each request its own: the cached share is the
     prefix's (to the sim's 16-token blocks); with 4 groups, each group's first request misses."""
-    url = sim("--preset", "instant", "--seed", "51")
+    url = sim("--preset", "instant", "--seed", "51", DETAILS)
     one = _run(url, tmp_path / "p.db", "--dataset", "random", "--input-len", "256",
                "--prefix-len", "256", "--output-len", "4", "--number", "200", "--parallel", "1")  # fmt: skip
     assert one["shared_prefix"] == {"tokens": 256, "of": 512, "share_pct": 50.0, "groups": 1}
@@ -61,7 +62,9 @@ def test_shared_prefixes_are_exactly_what_was_asked(sim, tmp_path):
     assert len({c for c, _ in cached}) == 1
     share = cached[0][0] / (sum(p for _, p in cached) / len(cached))
     assert 0.40 <= share <= 0.52
-    fresh = sim("--preset", "instant", "--seed", "52")  # the first run's prefix is cached there
+    fresh = sim(
+        "--preset", "instant", "--seed", "52", DETAILS
+    )  # the first run's prefix is cached there
     groups = _run(fresh, tmp_path / "g.db", "--dataset", "random", "--input-len", "256",
                   "--prefix-len", "256", "--prefix-groups", "4", "--output-len", "4",
                   "--number", "200", "--parallel", "1")  # fmt: skip
@@ -72,7 +75,7 @@ def test_shared_prefixes_are_exactly_what_was_asked(sim, tmp_path):
 def test_the_cache_shows_in_ttft_and_in_the_servers_metrics(sim, tmp_path):
     """200 µs of prefill per uncached token: a re-sent 1,024-token prompt starts about 200 ms
     sooner; the server's /metrics counters give the same hit rate as the usage."""
-    url = sim(*PREFILL)
+    url = sim(*PREFILL, DETAILS)
     path = tmp_path / "one.jsonl"
     path.write_text(json.dumps({"prompt": "word " * 800}) + "\n")
     s = _run(url, tmp_path / "t.db", "--dataset", "jsonl", "--dataset-path", str(path),
@@ -84,7 +87,7 @@ def test_the_cache_shows_in_ttft_and_in_the_servers_metrics(sim, tmp_path):
     assert server["available"] and server["prefix_cache_hit_pct"] == pytest.approx(
         s["prefix_cache"]["hit_pct"], abs=0.01
     )
-    off = sim(*PREFILL[:-2], "--seed", "53", "--no-prefix-caching")
+    off = sim(*PREFILL[:-2], "--seed", "53", "--no-prefix-caching", DETAILS)
     t = _run(off, tmp_path / "o.db", "--dataset", "jsonl", "--dataset-path", str(path),
              "--number", "3", "--parallel", "1", "--max-tokens", "4")  # fmt: skip
     assert not t["prefix_cache"] and "prefix_cache_hit_pct" not in t["server"]

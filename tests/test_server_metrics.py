@@ -242,7 +242,7 @@ def test_scraped_from_the_simulator_agrees_with_its_cap_and_the_client(sim, tmp_
     )[0]
     assert sv["generation_tokens"] == completion == 192 * 32
     assert sv["prompt_tokens"] == prompt
-    # the stored series: six keys per scrape, stamped on the run's clock
+    # the stored series: eight keys per scrape, stamped on the run's clock
     stored = rows(
         db,
         "SELECT name, count(*), max(value), min(t_ns) FROM server_metrics WHERE run_id = ? "
@@ -256,6 +256,8 @@ def test_scraped_from_the_simulator_agrees_with_its_cap_and_the_client(sim, tmp_
         "preemptions",
         "prompt_tokens",
         "generation_tokens",
+        "prefix_queries",
+        "prefix_hits",
     }
     assert all(r[3] >= 0 for r in stored)
     assert dict((r[0], r[2]) for r in stored)["running"] == 8

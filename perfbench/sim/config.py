@@ -59,6 +59,7 @@ class SimConfig:
     error_event_rate: float = 0.0
     ignore_length_hints: bool = False
     no_prefix_caching: bool = False
+    enable_prompt_tokens_details: bool = False
     # Answers to prompts with a gold answer (see perfbench.sim.answers).
     answers: str | None = None
     answer_accuracy: float = 0.7
@@ -186,6 +187,8 @@ _HELP: dict[str, str] = {
     "no_prefix_caching": "no prefix cache: every prompt token is prefilled, usage reports no "
     "cached tokens (by default, as vLLM, prompt blocks seen before are not prefilled again; "
     "--burst has no cache)",
+    "enable_prompt_tokens_details": "report the cached prompt tokens in each usage "
+    "(prompt_tokens_details.cached_tokens), as vLLM does with this flag",
     "answers": "JSONL answer book ({prompt or problem, answer, grader, choices} per line): a "
     "request whose last user message (or prompt) is in it gets reasoning, then \\boxed{answer}",
     "answer_accuracy": "share of --answers answers that are correct (0..1)",

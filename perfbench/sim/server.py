@@ -61,6 +61,7 @@ class Output:
     answers: list[Answer] | None = None
     tool: tuple[str, str] | None = None  # a tool call: (call id, function name)
     cached_tokens: int | None = None  # prompt tokens found in the prefix cache (None: no cache)
+    reported_cached: int | None = None  # ... as usage reports them (--enable-prompt-tokens-details)
 
     def headers(self, base: dict[str, str]) -> dict[str, str]:
         if self.answers is None:
@@ -147,6 +148,8 @@ class SimState:
         out = Output(lengths, finish, reasoning_k, faults, starts)
         if self.prefix is not None:
             out.cached_tokens = self.prefix.lookup(req.text, req.prompt_tokens)
+            if c.enable_prompt_tokens_details:
+                out.reported_cached = out.cached_tokens
         if req.tool is not None:
             self._tool_call(out, req.tool, rng)
         elif row is not None:
@@ -357,7 +360,7 @@ def _response_stream(
         out.completion_tokens,
         out.reasoning_tokens(state.config, req.chat),
         req.include_usage,
-        out.cached_tokens,
+        out.reported_cached,
     )
     return ResponseStream(
         transport,
@@ -477,7 +480,7 @@ def _whole_body(state: SimState, req: GenRequest, out: Output, rid: str) -> byte
         completion_tokens=out.completion_tokens,
         reasoning_tokens=out.reasoning_tokens(state.config, req.chat),
         reasoning_field=state.config.reasoning_field,
-        cached_tokens=out.cached_tokens,
+        cached_tokens=out.reported_cached,
     )
 
 
@@ -600,7 +603,7 @@ def _burst_body(state: SimState, req: GenRequest, out: Output, rid: str) -> byte
         out.completion_tokens,
         out.reasoning_tokens(state.config, req.chat),
         req.include_usage,
-        out.cached_tokens,
+        out.reported_cached,
     )
 
 
