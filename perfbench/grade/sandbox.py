@@ -610,8 +610,15 @@ def _classify(
 
 
 def _last_line(text: str) -> str:
+    """The exception line of a traceback (``ZeroDivisionError: …``): the last line that names
+    one, since forked processes writing tracebacks at once interleave their lines; else the
+    last line."""
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[-1][:300] if lines else ""
+    named = [line for line in lines if _EXCEPTION.match(line)]
+    return (named or lines or [""])[-1][:300]
+
+
+_EXCEPTION = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt|Warning)\b(:|$)")
 
 
 def _signal_name(sig: int) -> str:
