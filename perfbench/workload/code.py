@@ -39,7 +39,7 @@ import io
 import json
 import pickle
 import zlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -332,8 +332,3 @@ def _format(template: str, fields: Mapping[str, Any], row: Row) -> str:
         raise DatasetError(
             f"--prompt-template does not fit {row.where} ({exc}); fields: {known}"
         ) from None
-
-
-def code_prompts(prompts: Sequence[Prompt]) -> bool:
-    """Whether every prompt carries tests to run (what ``--grader code`` needs)."""
-    return all(isinstance(p.metadata.get("code"), dict) for p in prompts)
