@@ -448,6 +448,13 @@ def _perf_arguments(perf: argparse.ArgumentParser, *, grading: bool = True) -> N
         "--trace-speed", type=float, default=1.0, help="2 replays the trace twice as fast"
     )
     g.add_argument(
+        "--trace-block-size",
+        type=int,
+        default=512,
+        metavar="TOKENS",
+        help="tokens per hash id in a Mooncake trace (its hash_ids; 512 in Mooncake's own)",
+    )
+    g.add_argument(
         "--warmup", type=int, default=0, help="requests sent first and left out of the figures"
     )
     g.add_argument("--seed", type=int, default=0, help="seed of arrivals and of the simulator")
@@ -725,6 +732,7 @@ def _loads(
         ramp_to=ns.ramp_to,
         trace=ns.trace,
         trace_speed=ns.trace_speed,
+        trace_block_size=ns.trace_block_size,
     )
 
 

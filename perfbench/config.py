@@ -183,7 +183,7 @@ class LoadSpec:
     with gamma-distributed gaps (``burstiness`` 1 is Poisson; lower is burstier) or evenly
     spaced (``arrival="constant"``); a linear ramp from ``ramp_from`` to ``ramp_to`` requests/s
     over ``duration``; or the arrival times of a recorded ``trace`` (``trace_speed`` 2 replays
-    it twice as fast). A run ends after ``number`` requests or ``duration`` seconds of
+    it twice as fast; ``trace_block_size`` is the tokens per hash id of a Mooncake trace). A run ends after ``number`` requests or ``duration`` seconds of
     scheduling, whichever comes first; with neither, the workload decides (an eval dataset is
     sent once per row, anything else 10 requests per worker, at least 100). ``warmup``
     requests are sent first, recorded, and left out of every figure.
@@ -202,6 +202,7 @@ class LoadSpec:
     ramp_to: float | None = None
     trace: str | None = None
     trace_speed: float = 1.0
+    trace_block_size: int = 512
 
     def __post_init__(self) -> None:
         if self.parallel is not None and self.parallel < 1:
@@ -236,6 +237,8 @@ class LoadSpec:
             raise ConfigError("--trace sets the arrival times: drop --rate")
         if not self.trace_speed > 0:
             raise ConfigError("--trace-speed must be positive")
+        if self.trace_block_size < 1:
+            raise ConfigError("--trace-block-size must be a positive number of tokens")
         if not self.open_loop and self.parallel is None:
             raise ConfigError("give --parallel (closed loop) or --rate (open loop)")
 
@@ -266,6 +269,7 @@ def paired_loads(
     ramp_to: float | None = None,
     trace: str | None = None,
     trace_speed: float = 1.0,
+    trace_block_size: int = 512,
 ) -> tuple[LoadSpec, ...]:
     """One load per ``parallel`` (closed loop) or ``rate`` (open loop) value, each paired with
     its ``number`` (one number serves every value), as ``--parallel 1 8 --number 10 80`` pairs
@@ -313,6 +317,7 @@ def paired_loads(
                 ramp_to=ramp_to,
                 trace=trace,
                 trace_speed=trace_speed,
+                trace_block_size=trace_block_size,
                 duration=duration,
                 warmup=warmup,
                 seed=seed,

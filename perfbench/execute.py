@@ -102,13 +102,17 @@ class Templates:
             return found
         prompt = self.prompts[k]
         text = prompt.text
-        if prompt.unique_span is not None and text is not None:
+        if prompt.composed is not None:  # built for this request, and not kept
+            text = prompt.composed.text(self.salt)
+        elif prompt.unique_span is not None and text is not None:
             start, end = prompt.unique_span
             text = text[:start] + _HEAD + text[end:]
         messages = [dict(m) for m in prompt.messages] if prompt.messages is not None else None
         max_tokens = prompt.max_tokens if prompt.max_tokens is not None else self.spec.max_tokens
         local = None
-        if self.count is not None:
+        if prompt.composed is not None:
+            local = prompt.composed.tokens if self.count is not None else None  # exact as built
+        elif self.count is not None:
             local = self.count(prompt.text if prompt.text is not None else _joined(prompt))
         body = build_body(
             self.spec,
@@ -120,18 +124,20 @@ class Templates:
             tools=[dict(t) for t in prompt.tools] if prompt.tools else None,
         )
         tail = None
-        if text is not prompt.text:
+        if prompt.unique_span is not None and text is not prompt.text:
             body, tail = body.split(_HEAD.encode(), 1)
-        made = self._cache[k] = Template(
+        made = Template(
             body,
             prompt.id,
-            prompt.chars,
+            len(text) if prompt.composed is not None and text is not None else prompt.chars,
             prompt.dataset,
             prompt.max_tokens if prompt.exact_output and self._exact_asked else None,
             local,
             tail,
             prompt.heads if tail is not None else None,
         )
+        if prompt.composed is None:
+            self._cache[k] = made
         return made
 
     def request(

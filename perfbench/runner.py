@@ -42,7 +42,7 @@ from perfbench.errors import (
     StoreError,
 )
 from perfbench.execute import Execution, LiveStats, LoopLag, Templates, merge_lag, tell
-from perfbench.load import arrival_offsets, constant_offsets, ramp_offsets, read_trace
+from perfbench.load import Trace, arrival_offsets, constant_offsets, ramp_offsets, read_trace
 from perfbench.load.partition import Share, closed_shares, open_shares
 from perfbench.load.watch import ServerWatch, threshold_for
 from perfbench.metrics import Summary, summarize
@@ -191,10 +191,14 @@ class _Batch:
         self._halt: str | None = None  # why the run had to stop (not a signal), if it did
         self._claimed: Any = None  # a resumed run's former (status, owner)
         self._resume_sent = False  # whether a resumed run got as far as sending
+        self._traces: dict[tuple[str, float, int], Trace] = {}
 
     async def main(self) -> BatchResult:
         spec = self.spec
         prompts = load_prompts(spec.workload)
+        for load in spec.loads:  # a bad trace is found before anything starts
+            if load.trace is not None:
+                self._trace(load)
         if spec.grade is not None and spec.grade.think is not None and spec.grade.think.judge_url:
             from perfbench.grade.judge import resolve_model
 
@@ -286,6 +290,16 @@ class _Batch:
                 self._answer_book.unlink(missing_ok=True)
             store.close()
 
+    def _trace(self, load: LoadSpec) -> Trace:
+        """The load's trace, read once (the batch's loads may share it)."""
+        assert load.trace is not None
+        key = (load.trace, load.trace_speed, load.trace_block_size)
+        if key not in self._traces:
+            self._traces[key] = read_trace(
+                load.trace, speed=load.trace_speed, block_size=load.trace_block_size
+            )
+        return self._traces[key]
+
     def _resumable(self, prompts: list[Prompt]) -> tuple[Run, LoadSpec]:
         """The run ``spec.resume`` names, checked and claimed before anything starts (one line
         if it cannot be), and which of the spec's loads is its."""
@@ -363,8 +377,9 @@ class _Batch:
         load = _resolve_number(load, prompts)
         offsets = None
         traced = False
+        reuse: dict[str, int] = {}
         if load.trace is not None:
-            trace = read_trace(load.trace, speed=load.trace_speed)
+            trace = self._trace(load)
             prompts = trace_prompts(trace, spec.workload)
             offsets = trace.offsets
             if load.duration is not None:
@@ -372,6 +387,7 @@ class _Batch:
             if load.number is not None:
                 offsets = offsets[: load.number]
             traced = True
+            reuse = trace.reuse(len(offsets))
         elif load.open_loop:
             offsets = _plan(load)
         planned = len(offsets) if offsets is not None else load.number
@@ -438,6 +454,7 @@ class _Batch:
                         **dataclasses.asdict(spec.workload),
                         "prompts": len(prompts),
                         "unique_prompts": unique,
+                        **({"trace_reuse": reuse} if reuse else {}),
                     },
                     server={**server, "metrics": server_metrics.info()},
                     host=host,
@@ -840,11 +857,12 @@ def _unique(prompts: Sequence[Prompt], resumed: Run | None) -> dict[str, int] | 
     head's tokens and the salt its heads start from, drawn afresh for every run, so that the
     next run (or invocation) does not send these prompts again; a resumed run keeps its own."""
     heads = next((p.heads for p in prompts if p.heads is not None), None)
-    if heads is None:
+    composed = heads is None and any(p.composed is not None for p in prompts)  # a trace's blocks
+    if heads is None and not composed:
         return None
     if resumed is not None and resumed.workload.get("unique_prompts"):
         return dict(resumed.workload["unique_prompts"])
-    return {"head_tokens": heads.length, "salt": secrets.randbits(48)}
+    return {"head_tokens": heads.length if heads else 0, "salt": secrets.randbits(48)}
 
 
 def _resolve_number(load: LoadSpec, prompts: list[Prompt]) -> LoadSpec:

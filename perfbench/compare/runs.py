@@ -550,6 +550,7 @@ _MUST_MATCH = (
     ("load", "ramp_to", "--ramp-to"),
     ("load", "trace", "--trace"),
     ("load", "trace_speed", "--trace-speed"),
+    ("load", "trace_block_size", "--trace-block-size"),
 )
 # shown when they differ; comparing models, servers and sample sizes is the point
 _MAY_DIFFER = (

@@ -312,7 +312,8 @@ def fold(ns: argparse.Namespace, argv: Sequence[str]) -> list[str]:
         take("rate", "--rate", [ns.x_request_rate], "--request-rate")
     if ns.rate and all(r < 0 for r in ns.rate):  # evalscope: -1 is no pacing (a closed loop)
         ns.rate = None
-    if ns.max_concurrency is not None and not ns.rate and not ns.parallel:
+    shaped = ns.trace is not None or ns.ramp_from is not None  # times of their own
+    if ns.max_concurrency is not None and not ns.rate and not ns.parallel and not shaped:
         ns.rate = [math.inf]  # vLLM: --max-concurrency alone sends at once, C at a time
     if ns.x_headers:
         ns.header = [*ns.header, *ns.x_headers]

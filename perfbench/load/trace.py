@@ -3,7 +3,9 @@
 Three layouts are read, told apart by the file's first line:
 
 * JSONL with ``timestamp`` plus ``input_length``/``output_length`` (the Mooncake trace layout,
-  timestamps in milliseconds), optionally a ``prompt`` to send as is;
+  timestamps in milliseconds), optionally a ``prompt`` to send as is, and ``hash_ids``: the
+  ids of the prompt's blocks of ``block_size`` tokens (512 in Mooncake's traces), equal ids
+  being equal content, so that two rows share exactly the leading blocks they have in common;
 * JSONL with ``timestamp`` in seconds: say so with a ``"unit": "s"`` field, or use the CSV;
 * CSV with a header ``TIMESTAMP,ContextTokens,GeneratedTokens`` (the Azure LLM inference
   trace layout; timestamps are date-times).
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -31,14 +34,38 @@ class Trace:
     input_lens: list[int]
     output_lens: list[int]
     prompts: list[str | None]
+    hash_ids: list[tuple[int, ...] | None]  # Mooncake's block ids, where the row has them
+    block_size: int = 512  # tokens per hash id
 
     def __len__(self) -> int:
         return len(self.input_lens)
 
+    def reuse(self, rows: int) -> dict[str, int]:
+        """What the first ``rows`` rows could take from a prefix cache that forgets nothing: the
+        prompt tokens of each row's leading blocks that an earlier row had sent (a last, partial
+        block by its own length), against all prompt tokens. {} when no row has ``hash_ids``."""
+        if not any(ids is not None for ids in self.hash_ids[:rows]):
+            return {}
+        seen: set[int] = set()
+        reusable = total = 0
+        size = self.block_size
+        for n, ids in zip(self.input_lens[:rows], self.hash_ids[:rows]):
+            total += n
+            if ids is None:
+                continue
+            for j, h in enumerate(ids):
+                if h not in seen:
+                    break
+                reusable += min(size, n - j * size)
+            seen.update(ids)
+        return {"block_size": size, "reusable_tokens": reusable, "prompt_tokens": total}
 
-def read_trace(path: str | Path, *, speed: float = 1.0) -> Trace:
+
+def read_trace(path: str | Path, *, speed: float = 1.0, block_size: int = 512) -> Trace:
     if not speed > 0:
         raise DatasetError("--trace-speed must be positive")
+    if block_size < 1:
+        raise DatasetError("--trace-block-size must be a positive number of tokens")
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -48,9 +75,10 @@ def read_trace(path: str | Path, *, speed: float = 1.0) -> Trace:
     if not first:
         raise DatasetError(f"--trace {path} is empty")
     if first.lstrip().startswith("{"):
-        stamps, inputs, outputs, prompts = _jsonl(path, text)
+        stamps, inputs, outputs, prompts, blocks = _jsonl(path, text, block_size)
     else:
         stamps, inputs, outputs, prompts = _azure_csv(path, text)
+        blocks = [None] * len(stamps)
     order = np.argsort(np.asarray(stamps, dtype=np.float64), kind="stable")
     times = np.asarray(stamps, dtype=np.float64)[order]
     return Trace(
@@ -58,14 +86,20 @@ def read_trace(path: str | Path, *, speed: float = 1.0) -> Trace:
         input_lens=[inputs[i] for i in order],
         output_lens=[outputs[i] for i in order],
         prompts=[prompts[i] for i in order],
+        hash_ids=[blocks[i] for i in order],
+        block_size=block_size,
     )
 
 
-def _jsonl(path: Path, text: str) -> tuple[list[float], list[int], list[int], list[str | None]]:
+_Rows = tuple[list[float], list[int], list[int], list[str | None], list[tuple[int, ...] | None]]
+
+
+def _jsonl(path: Path, text: str, block_size: int) -> _Rows:
     stamps: list[float] = []
     inputs: list[int] = []
     outputs: list[int] = []
     prompts: list[str | None] = []
+    blocks: list[tuple[int, ...] | None] = []
     for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
@@ -77,12 +111,29 @@ def _jsonl(path: Path, text: str) -> tuple[list[float], list[int], list[int], li
             outputs.append(max(1, int(row["output_length"])))
             prompt = row.get("prompt")
             prompts.append(str(prompt) if prompt is not None else None)
+            ids = row.get("hash_ids")
+            blocks.append(None if ids is None else _hash_ids(ids))
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise DatasetError(
                 f"{path}:{n}: not a trace row ({type(exc).__name__}: {exc}); expected "
                 '{"timestamp": ms, "input_length": n, "output_length": m}'
             ) from exc
-    return stamps, inputs, outputs, prompts
+        ids, length = blocks[-1], inputs[-1]
+        if ids is not None and prompts[-1] is None and len(ids) != math.ceil(length / block_size):
+            raise DatasetError(
+                f"{path}:{n}: hash_ids names {len(ids)} blocks, but input_length {length} "
+                f"fills {math.ceil(length / block_size)} of {block_size} tokens; fix the row, "
+                "or give the trace's block size with --trace-block-size"
+            )
+    return stamps, inputs, outputs, prompts, blocks
+
+
+def _hash_ids(value: object) -> tuple[int, ...]:
+    if not isinstance(value, list) or not all(
+        isinstance(h, int) and not isinstance(h, bool) and h >= 0 for h in value
+    ):
+        raise ValueError("hash_ids must be a list of non-negative integers")
+    return tuple(value)
 
 
 def _azure_csv(path: Path, text: str) -> tuple[list[float], list[int], list[int], list[str | None]]:

@@ -364,8 +364,20 @@ def _prefix_cache(cols: dict[str, np.ndarray], ok: np.ndarray) -> dict[str, Any]
 
 def _shared_prefix(run: Run) -> dict[str, Any]:
     """The random dataset's shared prefix: its tokens, the share of a prompt it is (at the
-    mean input length), and in how many groups; {} without one."""
+    mean input length), and in how many groups. A trace with ``hash_ids``: the prompt tokens
+    of blocks an earlier row had sent, of all (what a cache that forgets nothing could hit,
+    before the chat template). {} for anything else."""
     w = run.workload
+    reuse = w.get("trace_reuse")
+    if reuse:
+        reusable, total = int(reuse["reusable_tokens"]), int(reuse["prompt_tokens"])
+        return {
+            "tokens": reusable,
+            "of": total,
+            "share_pct": 100 * reusable / total if total else math.nan,
+            "groups": 1,
+            "block_size": int(reuse["block_size"]),
+        }
     prefix = int(w.get("prefix_len") or 0)
     if not prefix or w.get("dataset") != "random":
         return {}

@@ -88,7 +88,15 @@ def summary_table(s: Summary) -> Table:
             )
         )
     shared = s.shared_prefix
-    if shared:
+    if shared.get("block_size"):
+        rows.append(
+            (
+                "Trace's shared blocks",
+                f"{shared['tokens']} of {shared['of']} prompt tokens ({fmt(shared['share_pct'], 1)}%)"
+                f" repeat an earlier row's {shared['block_size']}-token blocks",
+            )
+        )
+    elif shared:
         rows.append(
             (
                 "Shared prefix",

@@ -40,6 +40,7 @@ class RunLoad:
     ramp_to: float | None = None
     trace: str | None = None
     trace_speed: float = 1.0
+    trace_block_size: int = 512
     planned: int | None = None
 
     @classmethod
@@ -591,9 +592,10 @@ class Store:
             "SELECT r.prompt_tokens, p.text, p.messages FROM requests r JOIN prompts p "
             "ON p.run_id = r.run_id AND p.prompt_id = r.prompt_id "
             "WHERE r.run_id = ? AND r.warmup = 0 AND r.status = 'ok' "
-            "AND r.token_source = 'usage' AND r.prompt_tokens > 0 ORDER BY r.idx LIMIT ?",
+            "AND r.token_source = 'usage' AND r.prompt_tokens > 0 "
+            "AND (p.text IS NOT NULL OR p.messages IS NOT NULL) ORDER BY r.idx LIMIT ?",
             [run_id, limit],
-        ).fetchall()
+        ).fetchall()  # a trace row's text is built per request and not kept: nothing to count
         out = []
         for n, text, messages in rows:
             if text is None:

@@ -12,7 +12,7 @@ import random
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from perfbench.config import WorkloadSpec
 from perfbench.errors import DatasetError
@@ -45,9 +45,12 @@ class Prompt:
     # replaces with its own head (``heads``), so that no two requests share more than the prefix
     unique_span: tuple[int, int] | None = None
     heads: UniqueHeads | None = None
+    # a text built when its request is made rather than held (a trace row's blocks): neither
+    # ``text`` nor ``messages`` then
+    composed: Composed | None = None
 
     def __post_init__(self) -> None:
-        if (self.text is None) == (self.messages is None):
+        if self.composed is None and (self.text is None) == (self.messages is None):
             raise ValueError("a Prompt has either text or messages")
 
     @property
@@ -55,6 +58,18 @@ class Prompt:
         if self.text is not None:
             return len(self.text)
         return sum(len(str(m.get("content", ""))) for m in self.messages or ())
+
+
+class Composed(Protocol):
+    """A prompt's text, made for each request from the run's salt: a trace of 12,000 rows of
+    12,000 tokens would hold about a gigabyte of text if every row's were kept."""
+
+    @property
+    def tokens(self) -> int:
+        """The text's exact length in the workload's tokenizer."""
+        ...
+
+    def text(self, salt: int) -> str: ...
 
 
 def last_user_text(messages: Iterable[Mapping[str, Any]]) -> str | None:

@@ -271,13 +271,20 @@ def load_random(spec: WorkloadSpec) -> list[Prompt]:
     return prompts
 
 
-def unique_heads(tok: Tokenizer, room: int) -> UniqueHeads | None:
-    """Words for per-request heads: pieces that count one token alone and after a space, as
-    many as make 2^32 heads (fewer when the prompts leave less room); None with no room."""
-    words = tuple(
+@functools.lru_cache(maxsize=8)
+def one_token_words(tok: Tokenizer) -> tuple[str, ...]:
+    """Up to 256 words that count one token alone and after a space, and two when doubled:
+    joined by spaces, n of them are exactly n tokens."""
+    return tuple(
         w for w in (p.strip() for p in word_pieces(tok)[:256])
         if tok.count(w) == 1 and tok.count(" " + w) == 1 and tok.count(f"{w} {w}") == 2
     )  # fmt: skip
+
+
+def unique_heads(tok: Tokenizer, room: int) -> UniqueHeads | None:
+    """Words for per-request heads (:func:`one_token_words`), as many as make 2^32 heads
+    (fewer when the prompts leave less room); None with no room."""
+    words = one_token_words(tok)
     if len(words) < 2 or room < 2:
         return None
     length = min(room - 1, math.ceil(32 / math.log2(len(words))))
