@@ -609,6 +609,28 @@ def _perf_arguments(perf: argparse.ArgumentParser, *, grading: bool = True) -> N
         help="random dataset: send its 1,000 prompts again and again, not one per request "
         "(a server's prefix cache then serves the repeats)",
     )
+    g = perf.add_argument_group("conversations (sessions of several turns)")
+    g.add_argument(
+        "--multi-turn",
+        action="store_true",
+        help="send each conversation as a session: every turn after the answer to the last, "
+        "with the whole history (sharegpt: all its turns); --parallel counts sessions, --rate "
+        "session starts, --number sessions",
+    )
+    g.add_argument(
+        "--turns",
+        type=int,
+        metavar="N",
+        help="sessions of N turns (random: synthetic, each turn --input-len new tokens asking "
+        "for --output-len; sharegpt: at most N); implies --multi-turn",
+    )
+    g.add_argument(
+        "--think-time",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="the user's pause between an answer's end and the next turn (default: 0)",
+    )
 
     if grading:
         g = perf.add_argument_group("grading (eval datasets)")
@@ -806,6 +828,9 @@ def _perf_spec(ns: argparse.Namespace, argv: Sequence[str], loads: tuple[Any, ..
             n=ns.n,
             start_date=ns.start_date,
             end_date=ns.end_date,
+            multi_turn=ns.multi_turn,
+            turns=ns.turns,
+            think_time=ns.think_time,
         ),
         db_path=_db_path(ns),
         name=ns.name,

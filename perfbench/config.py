@@ -360,6 +360,12 @@ class WorkloadSpec:
     reuse_prompts: bool = False  # random: send the pool's prompts again, not one per request
     start_date: str | None = None  # live_code_bench: problems from this contest date (YYYY-MM-DD)
     end_date: str | None = None  # ... up to this one, inclusive
+    # conversations sent as sessions: each turn after the last answer (plus ``think_time``
+    # seconds), with the whole history; ``turns``: random's synthetic conversations have this
+    # many, a recorded one (sharegpt) at most this many
+    multi_turn: bool = False
+    turns: int | None = None
+    think_time: float = 0.0
 
     @staticmethod
     def parse_mix(items: Sequence[str]) -> tuple[tuple[str, str | None, float], ...]:
@@ -402,6 +408,19 @@ class WorkloadSpec:
             raise ConfigError("--prefix-groups needs --prefix-len (the length of each prefix)")
         if self.n < 1:
             raise ConfigError("--n must be at least 1")
+        if self.turns is not None and self.turns < 1:
+            raise ConfigError(
+                f"--turns {self.turns}: a conversation has at least 1 turn (the user's first)"
+            )
+        if not 0 <= self.think_time < math.inf:
+            raise ConfigError(f"--think-time {self.think_time}: give 0 or more seconds")
+        if self.sessions and self.n > 1:
+            raise ConfigError("--n samples one prompt several times: not with conversations")
+
+    @property
+    def sessions(self) -> bool:
+        """Whether the workload runs as conversations (``--multi-turn`` or ``--turns``)."""
+        return self.multi_turn or self.turns is not None
 
 
 GRADERS = ("math", "choice", "numeric", "exact", "regex", "code")
@@ -558,6 +577,22 @@ class PerfSpec:
             raise ConfigError(f"--sleep-interval {self.pause_s}: give 0 or more seconds")
         if self.on_worker_loss not in ("stop", "continue"):
             raise ConfigError("--on-worker-loss must be stop or continue")
+        if self.workload.sessions:
+            self._check_sessions()
+
+    def _check_sessions(self) -> None:
+        """What conversations cannot be run with (yet), each in one line."""
+        if (self.workers not in (None, 1)) or self.ray is not None:
+            raise ConfigError(
+                "conversations run in this process: drop --workers/--ray (one process keeps "
+                "about 1,300 requests/s of streams)"
+            )
+        if self.resume is not None:
+            raise ConfigError("--resume continues single-turn runs; run the conversations again")
+        if any(load.trace is not None for load in self.loads):
+            raise ConfigError("--trace replays single requests: drop --multi-turn/--turns")
+        if self.workload.mix:
+            raise ConfigError("--mix draws single prompts: drop --multi-turn/--turns")
 
     @property
     def embedded_args(self) -> tuple[str, ...]:

@@ -13,7 +13,7 @@ import asyncio
 import collections
 import contextlib
 import math
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -160,6 +160,62 @@ class Templates:
             t.local_tokens,
         )
 
+    def turn(
+        self,
+        slot: int,
+        turn: int,
+        history: Sequence[Mapping[str, Any]],
+        *,
+        index: int,
+        intended_ns: int,
+        warmup: bool,
+        session: int,
+    ) -> tuple[RequestSpec, list[dict[str, Any]]]:
+        """Turn ``turn`` (0 first) of session ``session``, whose conversation is prompt
+        ``slot``, after ``history`` (the earlier turns and their answers): the request, and the
+        turn's own messages (what the history gains before the answer). A synthetic first turn
+        gets the session's own head, so no two sessions share more than the prefix asked for."""
+        prompt = self.prompts[slot]
+        if turn == 0:
+            max_tokens, exact = prompt.max_tokens, prompt.exact_output
+            if prompt.messages is not None:
+                own = [dict(m) for m in prompt.messages]
+            else:
+                text = prompt.text or ""
+                if prompt.unique_span is not None and prompt.heads is not None:
+                    start, end = prompt.unique_span
+                    text = text[:start] + prompt.heads.head(self.salt + session) + text[end:]
+                own = [{"role": "user", "content": text}]
+        else:
+            later = prompt.followups[turn - 1]
+            max_tokens, exact = later.max_tokens, later.exact_output
+            own = [{"role": "user", "content": later.content}]
+        messages = [*map(dict, history), *own]
+        chars = sum(len(str(m.get("content") or "")) for m in messages)
+        local = None
+        if self.count is not None:
+            local = self.count("\n".join(str(m.get("content") or "") for m in messages))
+        budget = max_tokens if max_tokens is not None else self.spec.max_tokens
+        body = build_body(self.spec, self.model, messages, None, budget, exact=exact)
+        req = RequestSpec(
+            index,
+            body,
+            intended_ns,
+            warmup,
+            prompt.id,
+            chars,
+            prompt.dataset,
+            max_tokens if exact and self._exact_asked else None,
+            local,
+            session,
+            turn + 1,
+        )
+        return req, own
+
+    def turns(self, slot: int) -> int:
+        """How many turns the conversation at prompt ``slot`` has."""
+        return 1 + len(self.prompts[slot % self.size].followups)
+
 
 def _joined(prompt: Prompt) -> str:
     return "\n".join(str(m.get("content", "")) for m in prompt.messages or ())
@@ -231,7 +287,7 @@ class Execution:
         if self.on_start is not None:
             self.on_start(req)
 
-    async def _send(self, req: RequestSpec) -> str:
+    async def _send(self, req: RequestSpec) -> RequestRecord:
         stats = self.stats
         stats.in_flight += 1
         try:
@@ -239,7 +295,7 @@ class Execution:
         finally:
             stats.in_flight -= 1
         self._sink(record)
-        return record.status
+        return record
 
     def _sink(self, record: RequestRecord) -> None:
         self.sink(record)
@@ -273,7 +329,7 @@ class Execution:
                     return
                 req = self.templates.request(i, now, warmup)
                 self._start(req)
-                if await self._send(req) == "cancelled":
+                if (await self._send(req)).status == "cancelled":
                     return  # the run is stopping
 
         tasks = [asyncio.create_task(slot()) for _ in range(slots)]
@@ -335,12 +391,141 @@ class Execution:
         await join(list(tasks))
 
 
+class Sessions:
+    """Conversations driven as a chat client would: a session sends its conversation's turns
+    one after another, each with the whole history (the model's own answers included, not a
+    recorded reply), the next ``think_ns`` after the answer to the last ended. A turn that
+    fails ends its session: what the user would say next depends on the answer it lacks, so
+    the later turns are not sent (and have no rows); the report counts such sessions.
+
+    A turn's planned start is the session's (its first) or the previous answer's end plus the
+    think time (the later ones): its schedule lag shows a client or a cap that kept it waiting.
+    Sessions are numbered in start order across the run, from 0, and take consecutive request
+    indices, so that ``(session, turn)`` and ``idx`` tell one another.
+    """
+
+    def __init__(self, execution: Execution, think_ns: int) -> None:
+        self.execution, self.think_ns = execution, think_ns
+        self.templates = execution.templates
+        self.next_session = 0
+        self.next_index = 0
+        self.ended_early = 0  # sessions a failed turn ended
+
+    def _take(self, last: int | None) -> tuple[int, int, int] | None:
+        """The next session (number, first index, turns), or None past session ``last``."""
+        number = self.next_session
+        if last is not None and number >= last:
+            return None
+        turns = self.templates.turns(number)
+        first = self.next_index
+        self.next_session, self.next_index = number + 1, first + turns
+        return number, first, turns
+
+    async def _session(
+        self,
+        number: int,
+        first: int,
+        turns: int,
+        start_ns: int,
+        warmup: bool,
+        cap: asyncio.Semaphore | None,
+    ) -> str:
+        """Send one session's turns; the status of the last turn sent."""
+        ex, clock = self.execution, self.execution.clock
+        history: list[dict[str, Any]] = []
+        intended = start_ns
+        status = "ok"
+        for turn in range(turns):
+            if turn:
+                delay = intended - clock()
+                if delay > 0:
+                    await asyncio.sleep(delay / 1e9)
+            if ex._gate_closed():
+                await ex._through_gate()
+            if ex.hold is not None and ex.hold():
+                await ex._wait_for_writer()
+            req, own = self.templates.turn(
+                number % self.templates.size,
+                turn,
+                history,
+                index=first + turn,
+                intended_ns=intended,
+                warmup=warmup,
+                session=number,
+            )
+            ex._start(req)
+            if cap is not None:
+                try:
+                    await cap.acquire()
+                except asyncio.CancelledError:  # its time had come: it gets its row
+                    ex._sink(_cancelled(req, clock()))
+                    raise
+            try:
+                record = await ex._send(req)
+            finally:
+                if cap is not None:
+                    cap.release()
+            status = record.status
+            if status != "ok":
+                if status != "cancelled" and turn + 1 < turns:
+                    self.ended_early += 1
+                return status
+            history += [*own, {"role": "assistant", "content": record.output_text}]
+            intended = (record.end_ns or clock()) + self.think_ns
+        return status
+
+    async def closed(
+        self, slots: int, last: int | None, deadline: int | None, *, warmup: bool
+    ) -> None:
+        """``slots`` users, each starting the next session when its last one ended, until
+        session ``last`` (None: no bound) or ``deadline``; a session started runs to its end."""
+        ex, clock = self.execution, self.execution.clock
+
+        async def user() -> None:
+            while True:
+                if ex._gate_closed():
+                    await ex._through_gate()
+                now = clock()
+                if deadline is not None and now >= deadline:
+                    return
+                taken = self._take(last)
+                if taken is None:
+                    return
+                if await self._session(*taken, now, warmup, None) == "cancelled":
+                    return  # the run is stopping
+
+        await join([asyncio.create_task(user()) for _ in range(slots)])
+
+    async def open(self, planned_ns: Sequence[int], cap: int | None) -> None:
+        """Start session k at ``planned_ns[k]`` whatever the server does; with ``cap``, a turn
+        whose time has come waits for one of ``cap`` requests in flight to end."""
+        clock = self.execution.clock
+        sem = asyncio.Semaphore(cap) if cap else None
+        tasks: set[asyncio.Task[str]] = set()
+        try:
+            for intended in planned_ns:
+                delay = intended - clock()
+                if delay > 0:
+                    await asyncio.sleep(delay / 1e9)
+                taken = self._take(None)
+                assert taken is not None
+                task = asyncio.create_task(self._session(*taken, intended, False, sem))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+        except asyncio.CancelledError:
+            await cancel_all(list(tasks))
+            raise
+        await join(list(tasks))
+
+
 def _cancelled(req: RequestSpec, now: int) -> RequestRecord:
     return RequestRecord(
         index=req.index,
         warmup=req.warmup,
         prompt_id=req.prompt_id,
         dataset=req.dataset,
+        session=req.session,
+        turn=req.turn,
         status="cancelled",
         intended_ns=req.intended_ns,
         end_ns=now,

@@ -41,7 +41,15 @@ from perfbench.errors import (
     ServerUnreachable,
     StoreError,
 )
-from perfbench.execute import Execution, LiveStats, LoopLag, Templates, merge_lag, tell
+from perfbench.execute import (
+    Execution,
+    LiveStats,
+    LoopLag,
+    Sessions,
+    Templates,
+    merge_lag,
+    tell,
+)
 from perfbench.load import Trace, arrival_offsets, constant_offsets, ramp_offsets, read_trace
 from perfbench.load.partition import Share, closed_shares, open_shares
 from perfbench.load.watch import ServerWatch, threshold_for
@@ -391,6 +399,9 @@ class _Batch:
         elif load.open_loop:
             offsets = _plan(load)
         planned = len(offsets) if offsets is not None else load.number
+        sessions = None  # conversations: the sessions planned (planned counts their turns)
+        if spec.workload.sessions:
+            sessions, planned = planned, _turns(prompts, load.warmup, planned)
         again = None
         if resumed is not None:
             again = resume.plan(store, resumed, load, planned, {p.id for p in prompts})
@@ -448,7 +459,11 @@ class _Batch:
                     t0_ns=t0,
                     endpoint=redact_url(client_spec.url or ""),
                     model=model,
-                    load={**dataclasses.asdict(load), "planned": planned},
+                    load={
+                        **dataclasses.asdict(load),
+                        "planned": planned,
+                        **({"planned_sessions": sessions} if spec.workload.sessions else {}),
+                    },
                     client=client_spec.redacted(),
                     workload={
                         **dataclasses.asdict(spec.workload),
@@ -477,8 +492,10 @@ class _Batch:
                 ),
             ).start()
             sending = int(again.todo.size) if again is not None else planned
-            stats = LiveStats(label=f"run {run_id}", total=(sending or 0) + load.warmup)
-            plan = _Plan(load, pool, offsets, traced)
+            warm = _turns(prompts, 0, load.warmup) if spec.workload.sessions else load.warmup
+            stats = LiveStats(label=f"run {run_id}", total=(sending or 0) + (warm or 0))
+            think = spec.workload.think_time if spec.workload.sessions else None
+            plan = _Plan(load, pool, offsets, traced, think_s=think)
             if again is not None:
                 plan = dataclasses.replace(plan, todo=again.todo, warm_start=again.warm_start)
             if fleet is None:
@@ -629,6 +646,11 @@ class _Plan:
     traced: bool
     todo: np.ndarray | None = None  # a resumed run: the measured indices still to send
     warm_start: int = 0  # the first warm-up index (a resumed run's come after its last)
+    think_s: float | None = None  # conversations: the think time between turns; None: none
+
+    @property
+    def sessions(self) -> bool:
+        return self.think_s is not None
 
     @property
     def warm_slots(self) -> int:
@@ -694,6 +716,7 @@ class _InProcess:
         self.lost: list[str] = []
         self.workers: list[dict[str, Any]] = []
         self.lag = LoopLag(clock)
+        self.sessions: Sessions | None = None
         self._lag_task: asyncio.Task[None] | None = None
 
     @property
@@ -702,12 +725,20 @@ class _InProcess:
 
     async def begin(self, plan: _Plan) -> None:
         self._lag_task = asyncio.create_task(self.lag.watch())
+        if plan.think_s is not None:
+            self.sessions = Sessions(self.execution, int(plan.think_s * 1e9))
 
     async def warmup(self, plan: _Plan) -> None:
+        if self.sessions is not None:  # --warmup W: W whole sessions
+            await self.sessions.closed(plan.warm_slots, plan.load.warmup, None, warmup=True)
+            return
         (share,) = plan.warmup_shares(1)
         await self.execution.closed(share.slots, share.closed_indices(), None, warmup=True)
 
     async def measured(self, plan: _Plan) -> None:
+        if self.sessions is not None:
+            await self._sessions(plan, self.sessions)
+            return
         (share,) = plan.measured_shares(1)
         if share.open_loop:
             assert share.planned_s is not None and share.indices is not None
@@ -720,10 +751,27 @@ class _InProcess:
         deadline = None if duration is None else self.clock() + int(duration * 1e9)
         await self.execution.closed(share.slots, share.closed_indices(), deadline, warmup=False)
 
+    async def _sessions(self, plan: _Plan, sessions: Sessions) -> None:
+        load = plan.load
+        if plan.offsets is not None:  # open loop: the plan is when sessions start
+            t_start = self.clock()
+            planned = (t_start + (plan.offsets * 1e9).astype(np.int64)).tolist()
+            await sessions.open(planned, load.concurrency)
+            return
+        assert load.parallel is not None
+        last = None if load.number is None else load.warmup + load.number
+        deadline = None if load.duration is None else self.clock() + int(load.duration * 1e9)
+        await sessions.closed(load.parallel, last, deadline, warmup=False)
+
     async def end(self) -> dict[str, Any]:
         if self._lag_task is not None:
             self._lag_task.cancel()
         out: dict[str, Any] = {"loop_lag_ms": self.lag.stats()}
+        if self.sessions is not None:
+            out["sessions"] = {
+                "started": self.sessions.next_session,
+                "ended_by_a_failed_turn": self.sessions.ended_early,
+            }
         if self.execution.skipped:
             out["skipped"] = self.execution.skipped
         if self.execution.holds:
@@ -863,6 +911,14 @@ def _unique(prompts: Sequence[Prompt], resumed: Run | None) -> dict[str, int] | 
     if resumed is not None and resumed.workload.get("unique_prompts"):
         return dict(resumed.workload["unique_prompts"])
     return {"head_tokens": heads.length if heads else 0, "salt": secrets.randbits(48)}
+
+
+def _turns(prompts: Sequence[Prompt], first: int, count: int | None) -> int | None:
+    """The requests of sessions ``first`` … ``first + count − 1`` (conversations in turn)."""
+    if count is None:
+        return None
+    size = len(prompts)
+    return sum(1 + len(prompts[k % size].followups) for k in range(first, first + count))
 
 
 def _resolve_number(load: LoadSpec, prompts: list[Prompt]) -> LoadSpec:

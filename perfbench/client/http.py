@@ -544,6 +544,8 @@ class _State:
             expected_tokens=req.expected_tokens,
             tool_calls=self.tool_calls(),
             cached_tokens=cached,
+            session=req.session,
+            turn=req.turn,
         )
 
 

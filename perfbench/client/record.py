@@ -48,6 +48,8 @@ def started(req: RequestSpec) -> RequestRecord:
         intended_ns=req.intended_ns,
         dataset=req.dataset,
         error=IN_FLIGHT,
+        session=req.session,
+        turn=req.turn,
     )
 
 
@@ -64,6 +66,8 @@ class RequestSpec:
     dataset: str | None = None  # carried through to the record, for per-dataset reports
     expected_tokens: int | None = None  # the exact output length asked for, if any
     prompt_tokens_local: int | None = None  # the prompt's count in the local tokenizer, if any
+    session: int | None = None  # a conversation's: its session's number in the run
+    turn: int | None = None  # ... and this turn's (1 first)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +107,8 @@ class RequestRecord:
     expected_tokens: int | None = None
     tool_calls: str | None = None  # JSON: the answer's tool calls, [{"id", "name", "arguments"}]
     cached_tokens: int | None = None  # prompt tokens the server took from its prefix cache
+    session: int | None = None  # a conversation's turn: its session in the run, and which turn
+    turn: int | None = None
 
     @property
     def ok(self) -> bool:

@@ -64,10 +64,10 @@ NO_MEANING = {
 #: so each is one line and exit 2, saying why and what to use instead
 UNSUPPORTED = {
     # evalscope perf
-    "--multi-turn": "perfbench sends single-turn requests; multi-turn sessions are not built yet",
-    "--min-turns": "perfbench sends single-turn requests",
-    "--max-turns": "perfbench sends single-turn requests",
-    "--multi-turn-args": "perfbench sends single-turn requests",
+    "--min-turns": "perfbench's synthetic conversations have one length: give --turns N",
+    "--max-turns": "perfbench's synthetic conversations have one length: give --turns N "
+    "(with --dataset sharegpt, the most turns of a recorded one)",
+    "--multi-turn-args": "give --turns N and --think-time SECONDS",
     "--image-width": "perfbench sends text prompts only",
     "--image-height": "perfbench sends text prompts only",
     "--image-format": "perfbench sends text prompts only",

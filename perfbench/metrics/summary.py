@@ -15,6 +15,7 @@ import numpy as np
 
 from perfbench.metrics.percentiles import PERCENTILES, exact, min_samples, streamed
 from perfbench.metrics.server import KV_TIGHT, summarize_samples
+from perfbench.metrics.sessions import session_figures, turn_figures
 from perfbench.store.runs import Run, Store
 from perfbench.versioned import SCHEMA_VERSION, json_safe
 
@@ -111,6 +112,8 @@ class Summary:
     prefix_cache: dict[str, Any] = field(default_factory=dict)  # usage's cached tokens, if given
     resent: dict[str, int] = field(default_factory=dict)  # requests re-sending a sent prompt
     shared_prefix: dict[str, Any] = field(default_factory=dict)  # random: the shared share
+    sessions: dict[str, Any] = field(default_factory=dict)  # conversations: metrics.sessions
+    turns: list[dict[str, Any]] = field(default_factory=list)  # ... and their figures per turn
     warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -176,6 +179,9 @@ def summarize(store: Store, run: Run) -> Summary:
         if (run.open_loop or c not in _OPEN_LOOP_ONLY or (run.workers and c == "schedule_lag_ms"))
         and (run.workers or c != "worker")
     ]
+    conversations = bool(run.workload.get("multi_turn") or run.workload.get("turns"))
+    if conversations:
+        names += ["session", "turn"]
     cols = store.columns(run.id, names, where="AND warmup = 0")
     load = run.load
     status = cols["status"]
@@ -281,6 +287,9 @@ def summarize(store: Store, run: Run) -> Summary:
     summary.prefix_cache = _prefix_cache(cols, ok)
     summary.resent = _resent(cols, run)
     summary.shared_prefix = _shared_prefix(run)
+    if conversations:
+        summary.sessions = session_figures(cols, ok, float(run.workload.get("think_time") or 0))
+        summary.turns = turn_figures(cols, ok)
     summary.token_check = _token_check(store, run)
     summary.server = _server(store, run)
     summary.workers = _workers(run, cols)
@@ -397,6 +406,8 @@ def _resent(cols: dict[str, np.ndarray], run: Run) -> dict[str, int]:
     if run.workload.get("unique_prompts") or run.source:  # imported: prompts unknown
         return {}
     ids = cols["prompt_id"]
+    if "turn" in cols:  # a conversation's turns share its id: count each session once
+        ids = ids[cols["turn"] == 1]
     if not ids.size or any(not i for i in set(ids.tolist())):
         return {}
     distinct = len(set(ids.tolist()))

@@ -27,6 +27,7 @@ def flat(s: Summary) -> dict[str, Any]:
             "exact_output",
             "token_check",
             "server",
+            "turns",
         ):
             continue
         if isinstance(value, dict):

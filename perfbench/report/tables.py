@@ -31,11 +31,14 @@ def fmt(value: float | None, digits: int = 2) -> str:
 
 def _load_label(s: Summary) -> str:
     if s.mode == "closed":
-        return f"closed loop, {s.parallel} in parallel"
+        return f"closed loop, {s.parallel} {'sessions' if s.sessions else ''} in parallel".replace(
+            "  ", " "
+        )
     cap = f", at most {s.max_concurrency} in flight" if s.max_concurrency else ""
     if s.shape in ("trace", "ramp"):
         return f"open loop, {s.shape}{cap}"
-    rate = "inf" if s.rate is not None and math.isinf(s.rate) else f"{s.rate:g} req/s"
+    unit = "sessions/s" if s.sessions else "req/s"
+    rate = "inf" if s.rate is not None and math.isinf(s.rate) else f"{s.rate:g} {unit}"
     kind = "" if s.shape == "poisson" else f" {s.shape}"
     return f"open loop, {rate}{kind}{cap}"
 
@@ -71,6 +74,29 @@ def summary_table(s: Summary) -> Table:
             (
                 "Planned / achieved send rate (req/s)",
                 f"{fmt(s.planned_rate, 3)} / {fmt(s.achieved_send_rate, 3)}",
+            ),
+        )
+    sessions = s.sessions
+    if sessions:
+        latency = sessions["latency_ms"]
+        rows.insert(
+            5,
+            (
+                "Sessions completed / with a failed turn",
+                f"{sessions['completed']} / {sessions['with_failed_turn']} "
+                f"· {fmt(sessions['mean_turns'], 1)} turns each",
+            ),
+        )
+        rows.insert(
+            6,
+            (
+                "Session latency p50 / p90 (ms)",
+                f"{fmt(latency['p50'])} / {fmt(latency['p90'])}"
+                + (
+                    f" (think time {sessions['think_time_s']:g} s a turn)"
+                    if sessions["think_time_s"]
+                    else ""
+                ),
             ),
         )
     if s.exact_output:
@@ -142,6 +168,25 @@ def percentile_table(s: Summary) -> Table:
         t.add_row(f"{p:g}%", *cells)
     counts = [str(s.distributions[k].n) if k in s.distributions else "—" for k, _, _ in columns]
     t.add_row(Text("n", style="dim"), *[Text(c, style="dim") for c in counts])
+    return t
+
+
+def turn_table(s: Summary) -> Table:
+    """A conversation run's figures per turn: where the history (and the prefix cache) shows."""
+    t = Table(title=f"By turn · run {s.run_id}", box=box.SIMPLE_HEAVY, title_justify="left")
+    for col in ("Turn", "OK / sent", "Mean in tok", "TTFT p50", "TTFT p90", "E2E p50", "Cached"):
+        t.add_column(col, justify="left" if col == "Turn" else "right")
+    for row in s.turns:
+        cached = row["cached_pct"]
+        t.add_row(
+            row["turn"],
+            f"{row['ok']} / {row['requests']}",
+            fmt(row["mean_prompt_tokens"], 1),
+            fmt(row["ttft_ms"]["p50"]),
+            fmt(row["ttft_ms"]["p90"]),
+            fmt(row["e2e_ms"]["p50"]),
+            "—" if not math.isfinite(cached) else f"{cached:.1f}%",
+        )
     return t
 
 
@@ -261,6 +306,8 @@ def render(summaries: Sequence[Summary], *, quiet: bool = False) -> RenderableTy
     for s in summaries:
         parts.append(summary_table(s))
         parts.append(percentile_table(s))
+        if s.turns:
+            parts.append(turn_table(s))
         if s.by_dataset:
             parts.append(dataset_table(s))
         if s.server.get("samples"):

@@ -50,6 +50,8 @@ REQUEST_COLUMNS: dict[str, type] = {
     "expected_tokens": int,
     "tool_calls": str,
     "cached_tokens": int,
+    "session": int,
+    "turn": int,
 }
 
 
@@ -85,7 +87,8 @@ def m001_initial(db: Database) -> None:
         {
             k: v
             for k, v in REQUEST_COLUMNS.items()
-            if k not in ("dataset", "expected_tokens", "tool_calls", "cached_tokens")
+            if k
+            not in ("dataset", "expected_tokens", "tool_calls", "cached_tokens", "session", "turn")
         },
         pk=("run_id", "idx"),
         not_null={"run_id", "idx", "warmup", "status", "intended_ns"},
@@ -238,6 +241,14 @@ def m012_tool_calls(db: Database) -> None:
 def m013_cached_tokens(db: Database) -> None:
     """The prompt tokens the server served from its prefix cache (its usage says so)."""
     db.table("requests").add_column("cached_tokens", int)
+
+
+@migrations()
+def m014_sessions(db: Database) -> None:
+    """A conversation's requests: which session of the run (0, 1, ... in start order) and
+    which turn of it (1 first); NULL for a single-turn run."""
+    db.table("requests").add_column("session", int)
+    db.table("requests").add_column("turn", int)
 
 
 def open_db(path: str, *, create: bool) -> Database:

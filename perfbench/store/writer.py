@@ -82,6 +82,8 @@ def to_row(run_id: int, t0: int, r: RequestRecord, worker: int | None = None) ->
         "expected_tokens": r.expected_tokens,
         "tool_calls": r.tool_calls,
         "cached_tokens": r.cached_tokens,
+        "session": r.session,
+        "turn": r.turn,
         "worker": worker,
     }
 

@@ -48,6 +48,8 @@ class Prompt:
     # a text built when its request is made rather than held (a trace row's blocks): neither
     # ``text`` nor ``messages`` then
     composed: Composed | None = None
+    # a conversation: the user's later turns, each sent after the answer to the one before
+    followups: tuple[Turn, ...] = ()
 
     def __post_init__(self) -> None:
         if self.composed is None and (self.text is None) == (self.messages is None):
@@ -58,6 +60,16 @@ class Prompt:
         if self.text is not None:
             return len(self.text)
         return sum(len(str(m.get("content", ""))) for m in self.messages or ())
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """A later user turn of a conversation: what the user says, and the reply length it asks
+    for (the recorded reply's, or the synthetic one's, exactly when ``exact_output``)."""
+
+    content: str
+    max_tokens: int | None = None
+    exact_output: bool = False
 
 
 class Composed(Protocol):
@@ -132,6 +144,8 @@ MIX_SIZE = 10_000
 
 def load_prompts(spec: WorkloadSpec) -> list[Prompt]:
     """The prompts of a workload, in dataset order; raises DatasetError with the fix."""
+    if spec.sessions:
+        _check_conversations(spec)
     if spec.mix:
         return _mixed(spec)
     if spec.prompt is not None:
@@ -159,6 +173,21 @@ def load_prompts(spec: WorkloadSpec) -> list[Prompt]:
     if spec.n > 1:  # each prompt n times in a row: the samples of one row share its prompt id
         prompts = [p for p in prompts for _ in range(spec.n)]
     return prompts
+
+
+#: the datasets that make conversations: recorded turns, or synthetic ones of --turns
+CONVERSATIONS = ("sharegpt", "random")
+
+
+def _check_conversations(spec: WorkloadSpec) -> None:
+    if spec.prompt is not None or spec.dataset not in CONVERSATIONS:
+        what = "--prompt" if spec.prompt is not None else f"--dataset {spec.dataset}"
+        raise DatasetError(
+            f"{what} has no conversations: for --multi-turn/--turns use --dataset sharegpt "
+            "(recorded turns) or --dataset random --turns N (synthetic turns)"
+        )
+    if spec.dataset == "random" and spec.turns is None:
+        raise DatasetError("--dataset random makes conversations of --turns N turns: give --turns")
 
 
 def read_text(path: str | Path) -> str:

@@ -1,4 +1,6 @@
-"""sharegpt: the opening question of each recorded ShareGPT conversation, sized by its reply.
+"""sharegpt: the opening question of each recorded ShareGPT conversation, sized by its reply;
+with ``--multi-turn`` (or ``--turns N``), the whole conversation, each human turn sent after the
+model's answer to the one before and sized by the reply recorded after it.
 
 The file is a JSON array (or JSON Lines) of ``{"id": ..., "conversations": [{"from": "human",
 "value": ...}, {"from": "gpt", "value": ...}, ...]}``. The first human turn becomes the prompt
@@ -7,7 +9,8 @@ lengths follow real conversations. Replies are sized at 4 characters a token (at
 ``--tokenizer`` does not change that here.
 
 A conversation is skipped when it has no human turn, when the turn after the first human one is
-not a reply, or when either text is blank. ``from`` may also be "user", and the reply "assistant",
+not a reply, or when either text is blank; as a session, it ends before the first turn that
+breaks the human/reply alternation or is blank. ``from`` may also be "user", and the reply "assistant",
 "chatgpt", "bard" or "bing", as in the dataset's variants.
 """
 
@@ -18,7 +21,7 @@ from typing import Any
 from perfbench.config import WorkloadSpec
 from perfbench.errors import DatasetError
 from perfbench.tokens import estimate_tokens
-from perfbench.workload.base import Prompt, register
+from perfbench.workload.base import Prompt, Turn, register
 from perfbench.workload.jsonl import Row, read_rows
 
 HUMAN = frozenset({"human", "user"})
@@ -36,10 +39,10 @@ def load(spec: WorkloadSpec) -> list[Prompt]:
     assert spec.dataset_path is not None
     prompts = []
     for row in read_rows(spec.dataset_path):
-        pair = _first_exchange(row)
-        if pair is None:
+        pairs = _exchanges(row, spec.turns if spec.sessions else 1)
+        if not pairs:
             continue
-        question, reply = pair
+        (question, reply), later = pairs[0], pairs[1:]
         conversation_id = row.fields.get("id")
         prompts.append(
             Prompt(
@@ -47,9 +50,12 @@ def load(spec: WorkloadSpec) -> list[Prompt]:
                 if conversation_id is not None
                 else f"sharegpt-{row.number}",
                 messages=({"role": "user", "content": question},),
-                max_tokens=max(1, estimate_tokens(len(reply))),
-                metadata={"reply_chars": len(reply)},
+                max_tokens=_reply_tokens(reply),
+                metadata={"reply_chars": len(reply)}
+                if not spec.sessions
+                else {"reply_chars": len(reply), "turns": len(pairs)},
                 dataset="sharegpt",
+                followups=tuple(Turn(q, _reply_tokens(r)) for q, r in later),
             )
         )
     if not prompts:
@@ -60,23 +66,27 @@ def load(spec: WorkloadSpec) -> list[Prompt]:
     return prompts
 
 
-def _first_exchange(row: Row) -> tuple[str, str] | None:
-    """The first human turn and the reply after it, or None when the row has no such pair."""
+def _reply_tokens(reply: str) -> int:
+    return max(1, estimate_tokens(len(reply)))
+
+
+def _exchanges(row: Row, most: int | None) -> list[tuple[str, str]]:
+    """The (human turn, reply) pairs from the first human turn on, as long as they alternate
+    and neither text is blank, at most ``most`` (None: all); [] when the row has none."""
     turns = row.fields.get("conversations")
     if not isinstance(turns, list):
         raise DatasetError(f'{row.where}: no "conversations" list; expected {_LAYOUT}')
-    for i, turn in enumerate(turns):
-        speaker, _ = _turn(row, i, turn)
-        if speaker not in HUMAN:
-            continue
-        if i + 1 == len(turns):
-            return None
-        next_speaker, reply = _turn(row, i + 1, turns[i + 1])
-        question = turn["value"]
-        if next_speaker not in REPLY or not question.strip() or not reply.strip():
-            return None
-        return question, reply
-    return None
+    spoken = [_turn(row, i, turn) for i, turn in enumerate(turns)]
+    start = next((i for i, (who, _) in enumerate(spoken) if who in HUMAN), len(spoken))
+    pairs: list[tuple[str, str]] = []
+    for i in range(start, len(spoken) - 1, 2):
+        (who, question), (replier, reply) = spoken[i], spoken[i + 1]
+        if who not in HUMAN or replier not in REPLY or not question.strip() or not reply.strip():
+            break
+        pairs.append((question, reply))
+        if most is not None and len(pairs) == most:
+            break
+    return pairs
 
 
 def _turn(row: Row, i: int, turn: Any) -> tuple[str, str]:

@@ -23,6 +23,7 @@ a server's prefix cache sees the same tokens.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import random
@@ -30,7 +31,7 @@ from collections.abc import Callable
 
 from perfbench.config import WorkloadSpec
 from perfbench.errors import DatasetError
-from perfbench.workload.base import Prompt, UniqueHeads, register
+from perfbench.workload.base import Prompt, Turn, UniqueHeads, register
 from perfbench.workload.tokenizers import Tokenizer, load_tokenizer
 
 DEFAULT_INPUT_LEN = 1024
@@ -268,7 +269,39 @@ def load_random(spec: WorkloadSpec) -> list[Prompt]:
                 heads=heads,
             )
         )
+    if spec.turns is not None and spec.turns > 1:
+        return _conversations(spec, prompts, draw, tok)
     return prompts
+
+
+FOLLOWUPS = 256  # distinct later turns: a conversation's history already makes it its own
+
+
+def _conversations(
+    spec: WorkloadSpec, prompts: list[Prompt], draw: Draw, tok: Tokenizer
+) -> list[Prompt]:
+    """The prompts as first turns of ``turns``-turn conversations: each later turn is
+    ``input_len`` new tokens (± ``range_ratio``) and asks for exactly ``output_len`` (±).
+    Later turns come from a pool of ``FOLLOWUPS``, taken in rotation: what makes each request
+    its own is the first turn's head, which every later turn carries in its history."""
+    assert spec.turns is not None
+    rng = random.Random(spec.seed + 1)
+    input_len = spec.input_len or DEFAULT_INPUT_LEN
+    output_len = spec.output_len or DEFAULT_OUTPUT_LEN
+    later = spec.turns - 1
+    pool = []
+    for _ in range(min(FOLLOWUPS, len(prompts) * later)):
+        n = _around(rng, input_len, spec.range_ratio)
+        m = _around(rng, output_len, spec.range_ratio)
+        pool.append(Turn(fit(tok, n, draw), m, exact_output=True))
+    return [
+        dataclasses.replace(
+            p,
+            followups=tuple(pool[(i * later + j) % len(pool)] for j in range(later)),
+            metadata={**p.metadata, "turns": spec.turns},
+        )
+        for i, p in enumerate(prompts)
+    ]
 
 
 @functools.lru_cache(maxsize=8)
