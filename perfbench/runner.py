@@ -236,7 +236,8 @@ class _Batch:
             from perfbench.compare.determinism import level_loads
 
             loads, self.notes = level_loads(spec.loads, spec.determinism, len(prompts))
-            spec = self.spec = dataclasses.replace(spec, loads=loads)
+            # the levels as runs (the re-run's number may be smaller): checked and planned now
+            spec = self.spec = dataclasses.replace(spec, loads=loads, determinism=None)
             self._salt = secrets.randbits(48)
         resumed = None
         if spec.resume is not None:
