@@ -258,27 +258,27 @@ class Determinism:
             f"(run {self.reference}); positions in {self.tokenizer} tokens",
             box=box.SIMPLE_HEAVY,
             title_justify="left",
+            collapse_padding=True,
         )
         graded = any(lv.graded for lv in self.levels)
-        cols = ["Concurrency", "Run", "Compared", "Differ", "Share (95% CI)"]
-        cols += ["1st diff p50 [p25–p75]", "Out tok p50", "Failed", "No ref"]
+        cols = ["Concurrency", "Run", "Compared", "Differ", "Share", "95% CI"]
+        cols += ["1st diff p50 (IQR)", "Out p50", "Failed/no ref"]
         cols += ["Accuracy"] if graded else []
         for i, c in enumerate(cols):
-            t.add_column(c, justify="left" if i == 0 else "right")
+            t.add_column(c, justify="left" if i == 0 else "right", no_wrap=True)
         for lv in self.levels:
             row = [
                 lv.label,
                 str(lv.run_id),
                 str(lv.overall.compared),
                 str(lv.overall.differ),
-                _share(lv.overall),
+                *_share(lv.overall),
                 _spread(lv.overall),
                 _num(lv.output_tokens),
-                str(lv.failed),
-                str(lv.no_reference),
+                f"{lv.failed}/{lv.no_reference}",
             ]
             if graded:
-                row.append("-" if lv.accuracy is None else f"{lv.accuracy:.1%} of {lv.graded}")
+                row.append("-" if lv.accuracy is None else f"{lv.accuracy:.1%}")
             t.add_row(*row)
         return t
 
@@ -301,7 +301,7 @@ class Determinism:
                     cells.append("-")
                     continue
                 q = b.quantiles()
-                at = f" @{q['median']:g}" if q else ""
+                at = f" @{_pos(q['median'])}" if q else ""
                 cells.append(f"{b.differ}/{b.compared} {b.share:.0%}{at}")
             t.add_row(lv.label, *cells)
         return t
@@ -311,18 +311,23 @@ def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:g}"
 
 
-def _share(t: Tally) -> str:
+def _share(t: Tally) -> tuple[str, str]:
     ci = t.interval()
     if ci is None or t.share is None:
-        return "-"
-    return f"{t.share:.1%} ({ci[0]:.1%}–{ci[1]:.1%})"
+        return "-", "-"
+    return f"{t.share:.1%}", f"{ci[0]:.1%}–{ci[1]:.1%}"
 
 
 def _spread(t: Tally) -> str:
     q = t.quantiles()
     if q is None:
         return "-"
-    return f"{q['median']:g} [{q['p25']:g}–{q['p75']:g}]"
+    return f"{_pos(q['median'])} ({_pos(q['p25'])}–{_pos(q['p75'])})"
+
+
+def _pos(value: float) -> str:
+    """A position quantile, to one decimal (an interpolated median of two tokens ends in .5)."""
+    return f"{value:.1f}".removesuffix(".0")
 
 
 def determinism(
@@ -417,7 +422,9 @@ def _bucket_labels(edges: Sequence[int]) -> tuple[str, ...]:
         return ("all",)
     out, low = [], None
     for edge in edges:
-        out.append(f"≤ {edge}" if low is None else f"{low + 1}–{edge}")
+        out.append(
+            f"≤ {edge}" if low is None else str(edge) if low + 1 == edge else f"{low + 1}–{edge}"
+        )
         low = edge
     return (*out, f"> {low}")
 
