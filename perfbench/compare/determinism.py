@@ -176,6 +176,7 @@ class Determinism:
     buckets: tuple[str, ...]  # prompt-length bucket labels (tokens)
     levels: tuple[Level, ...]
     notes: tuple[str, ...] = ()  # what a reader should know before trusting the figures
+    edges: tuple[int, ...] = ()  # the buckets' upper edges (tokens); the last bucket has none
 
     def verdict(self) -> str | None:
         """One sentence on where the differences come from, when there is a re-run to tell."""
@@ -203,7 +204,12 @@ class Determinism:
         return {
             "reference_run": self.reference,
             "tokenizer": self.tokenizer,
-            "buckets": list(self.buckets),
+            "buckets": [
+                {"label": name, "min_tokens": low, "max_tokens": high}
+                for name, low, high in zip(
+                    self.buckets, (None, *(e + 1 for e in self.edges)), (*self.edges, None)
+                )
+            ],
             "levels": [lv.to_dict(self.buckets) for lv in self.levels],
             "verdict": self.verdict(),
             "notes": list(self.notes),
@@ -382,7 +388,7 @@ def determinism(
         levels.append(dataclasses.replace(level, accuracy=accuracy, graded=graded))
     source = "estimated (4 characters)" if tok.source == "estimate" else tok.name
     all_notes = [*notes, *_notes(found, levels)]
-    return Determinism(reference.id, source, labels, tuple(levels), tuple(all_notes))
+    return Determinism(reference.id, source, labels, tuple(levels), tuple(all_notes), edges)
 
 
 def _is_reference(run: Run) -> bool:
