@@ -17,6 +17,7 @@ command                library call                    returns
 ``perfbench grade``    ``grade_runs(db, runs, spec)``  :class:`Grades`
 ``compare-answers``    ``compare_answers(db, a, b)``   :class:`AnswersResult`
 ``perfbench report``   ``report(db, runs)``            :class:`Report`
+``report --determinism`` ``determinism(db, runs)``     :class:`Determinism`
 ``perfbench runs``     ``runs(db)``                    :class:`RunList`
 ``perfbench import``   ``import_results(db, files)``   :class:`ImportResult`
 ``perfbench datasets`` ``datasets()``                  :class:`DatasetList`
@@ -51,6 +52,9 @@ _EXPORTS = {
     "GradeReport": "perfbench.grade.records",
     "compare_answers": "perfbench.compare.answers",
     "AnswersResult": "perfbench.compare.answers",
+    "determinism": "perfbench.compare.determinism",
+    "Determinism": "perfbench.compare.determinism",
+    "DeterminismSpec": "perfbench.config",
     "report": "perfbench.report.report",
     "Report": "perfbench.report.report",
     "runs": "perfbench.report.runs",
@@ -98,9 +102,11 @@ if TYPE_CHECKING:
     from perfbench.capacity.sweep import SweepResult, SweepSpec, sweep
     from perfbench.client.record import RequestRecord
     from perfbench.compare.answers import AnswersResult, compare_answers
+    from perfbench.compare.determinism import Determinism, determinism
     from perfbench.compare.runs import CompareSpec, Comparison, compare
     from perfbench.config import (
         ClientSpec,
+        DeterminismSpec,
         GradeSpec,
         LoadSpec,
         PerfSpec,

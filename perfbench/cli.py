@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any, Literal, NoReturn
 
 PROG = "perfbench"
+#: perf --determinism's levels when --parallel gives none
+DETERMINISM_LEVELS = (1, 8, 32)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -256,6 +258,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--html",
         metavar="FILE",
         help="also write one self-contained HTML page with charts of the runs to FILE",
+    )
+    report.add_argument(
+        "--determinism",
+        action="store_true",
+        help="hold the runs' outputs against the first concurrency-1 run's (runs of perf "
+        "--determinism, or any greedy runs of the same prompts): docs/determinism.md",
+    )
+    report.add_argument(
+        "--tokenizer",
+        metavar="NAME",
+        help="with --determinism: counts the first-difference positions (default: the "
+        "reference run's --tokenizer, else 4 characters a token)",
     )
     report.add_argument("--quiet", action="store_true", help="no warnings block")
     _output_options(report, "run")
@@ -637,6 +651,23 @@ def _perf_arguments(perf: argparse.ArgumentParser, *, grading: bool = True) -> N
         g.add_argument("--grade", action="store_true", help="grade the answers when each run ends")
         _grade_arguments(g)
 
+        g = perf.add_argument_group("determinism under load (docs/determinism.md)")
+        g.add_argument(
+            "--determinism",
+            action="store_true",
+            help="send the same prompts at temperature 0 at each --parallel level (default: 1 8 "
+            "32; 1 is always run first, as the reference) and report, per level, the share of "
+            "outputs that differ from concurrency 1's and where they first differ",
+        )
+        g.add_argument(
+            "--rerun",
+            type=int,
+            metavar="N",
+            help="with --determinism: how many prompts a second concurrency-1 pass after the "
+            "levels sends again, to show the engine's run-to-run variance alone (default: all; "
+            "0: no second pass)",
+        )
+
     if grading:
         from perfbench.interop import flags as other_tools
 
@@ -803,8 +834,18 @@ def _workers(text: str) -> int | str:
 
 
 def _perf_spec(ns: argparse.Namespace, argv: Sequence[str], loads: tuple[Any, ...]) -> Any:
-    from perfbench.config import PerfSpec, ServerMetricsSpec, WorkloadSpec, parse_sim_args
+    from perfbench.config import (
+        DeterminismSpec,
+        PerfSpec,
+        ServerMetricsSpec,
+        WorkloadSpec,
+        parse_sim_args,
+    )
+    from perfbench.errors import UsageError
     from perfbench.redact import redact_argv
+
+    if getattr(ns, "rerun", None) is not None and not ns.determinism:
+        raise UsageError("--rerun goes with --determinism: add it, or drop --rerun")
 
     grading = getattr(ns, "grade", False) or getattr(ns, "think", False)
     return PerfSpec(
@@ -850,6 +891,7 @@ def _perf_spec(ns: argparse.Namespace, argv: Sequence[str], loads: tuple[Any, ..
         repeat=getattr(ns, "repeat", 1),
         resume=getattr(ns, "resume", None),
         pause_s=getattr(ns, "x_sleep", None) or 0.0,
+        determinism=DeterminismSpec(rerun=ns.rerun) if getattr(ns, "determinism", False) else None,
     )
 
 
@@ -984,7 +1026,10 @@ def cmd_perf(ns: argparse.Namespace, argv: Sequence[str]) -> int:
         ns, argv = _resumed(ns, argv)
     else:
         other_tools.print_notes(other_tools.fold(ns, argv), PROG)
-    spec = _perf_spec(ns, argv, _loads(ns, ns.parallel, ns.rate, ns.number))
+    parallel = ns.parallel
+    if ns.determinism and not parallel and not ns.rate:
+        parallel = list(DETERMINISM_LEVELS)
+    spec = _perf_spec(ns, argv, _loads(ns, parallel, ns.rate, ns.number))
     observer = _live(ns)
     if ns.x_log_every:
         from perfbench.report.progress import LineObserver
@@ -1012,6 +1057,10 @@ def cmd_perf(ns: argparse.Namespace, argv: Sequence[str]) -> int:
         print(f"{PROG}: {line}", file=sys.stderr)
     if result.failure is not None:
         print(f"{PROG}: {result.failure}", file=sys.stderr)
+    for line in result.notes:
+        print(f"{PROG}: {line}", file=sys.stderr)
+    if result.determinism_error is not None:
+        print(f"{PROG}: error: determinism: {result.determinism_error}", file=sys.stderr)
     if result.grade_error is not None:
         print(f"{PROG}: error: grading failed: {result.grade_error}", file=sys.stderr)
         return max(result.exit_code, result.grade_error.exit_code)
@@ -1115,8 +1164,18 @@ def cmd_compare(ns: argparse.Namespace, argv: Sequence[str]) -> int:
 
 
 def cmd_report(ns: argparse.Namespace, argv: Sequence[str]) -> int:
+    from perfbench.errors import UsageError
     from perfbench.report.report import report
 
+    if ns.determinism:
+        from perfbench.compare.determinism import determinism
+
+        if ns.errors or ns.html:
+            raise UsageError("--determinism prints its own figures: drop --errors and --html")
+        _emit(determinism(_db_path(ns), ns.runs, name=ns.name, tokenizer=ns.tokenizer), ns)
+        return 0
+    if ns.tokenizer is not None:
+        raise UsageError("--tokenizer goes with --determinism: add it, or drop --tokenizer")
     _emit(report(_db_path(ns), ns.runs, name=ns.name, errors=ns.errors, html=ns.html), ns)
     return 0
 

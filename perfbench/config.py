@@ -534,6 +534,24 @@ class ServerMetricsSpec:
 
 
 @dataclass(frozen=True)
+class DeterminismSpec:
+    """``perf --determinism``: the same prompts at temperature 0 at every concurrency level, each
+    level's outputs held against concurrency 1's (perfbench/compare/determinism.py).
+
+    ``rerun``: how many of the prompts a second concurrency-1 pass, after the other levels, sends
+    again (None: all of them; 0: no second pass). Its differences are the engine's own
+    run-to-run variance with no batch, which tells whether the levels' differences come with
+    load; it costs another pass at the slowest level, hence the choice.
+    """
+
+    rerun: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.rerun is not None and (isinstance(self.rerun, bool) or self.rerun < 0):
+            raise ConfigError(f"--rerun {self.rerun!r}: give 0 or more prompts (0: no re-run)")
+
+
+@dataclass(frozen=True)
 class PerfSpec:
     """Everything ``perfbench.run`` needs; one run per entry of ``loads``.
 
@@ -558,6 +576,7 @@ class PerfSpec:
     repeat: int = 1  # run each load this many times (replicates, for an honest compare)
     resume: int | None = None  # finish this interrupted/killed/failed run instead (one load)
     pause_s: float = 0.0  # seconds between one run's end and the next's start (--sleep-interval)
+    determinism: DeterminismSpec | None = None  # the loads are concurrency levels to hold against 1
 
     def __post_init__(self) -> None:
         if not self.loads:
@@ -579,6 +598,8 @@ class PerfSpec:
             raise ConfigError("--on-worker-loss must be stop or continue")
         if self.workload.sessions:
             self._check_sessions()
+        if self.determinism is not None:
+            self._check_determinism()
 
     def _check_sessions(self) -> None:
         """What conversations cannot be run with (yet), each in one line."""
@@ -593,6 +614,49 @@ class PerfSpec:
             raise ConfigError("--trace replays single requests: drop --multi-turn/--turns")
         if self.workload.mix:
             raise ConfigError("--mix draws single prompts: drop --multi-turn/--turns")
+        if self.determinism is not None:
+            raise ConfigError("--determinism compares single requests: drop --multi-turn/--turns")
+
+    def _check_determinism(self) -> None:
+        """--determinism: closed-loop levels of one size at temperature 0 (set here when not
+        given), so that every level sends the same greedy requests."""
+        temperature = self.client.temperature
+        if temperature is not None and temperature != 0:
+            raise ConfigError(
+                f"--determinism compares greedy outputs at temperature 0: drop --temperature "
+                f"{temperature:g}"
+            )
+        if any(x.open_loop for x in self.loads):
+            raise ConfigError(
+                "--determinism compares closed-loop concurrency levels (e.g. --parallel 1 8 32): "
+                "drop --rate, --ramp-from/--ramp-to and --trace"
+            )
+        if any(x.duration is not None for x in self.loads):
+            raise ConfigError(
+                "--determinism sends every prompt once per level: drop --duration (--number N "
+                "sends the first N)"
+            )
+        if len({x.number for x in self.loads}) > 1:
+            raise ConfigError(
+                "--determinism sends the same prompts at every level: give one --number"
+            )
+        if self.repeat != 1:
+            raise ConfigError(
+                "--determinism runs concurrency 1 again itself (--rerun): drop --repeat"
+            )
+        if self.resume is not None:
+            raise ConfigError(
+                "--determinism cannot --resume one level: run the levels again (or resume "
+                "without --determinism and use `perfbench report --determinism`)"
+            )
+        levels = {x.parallel for x in self.loads}
+        if levels == {1} and self.determinism is not None and self.determinism.rerun == 0:
+            raise ConfigError(
+                "--determinism --parallel 1 --rerun 0 has nothing to compare: add levels "
+                "(--parallel 1 8 32) or let concurrency 1 run again"
+            )
+        if temperature is None:
+            object.__setattr__(self, "client", dataclasses.replace(self.client, temperature=0.0))
 
     @property
     def embedded_args(self) -> tuple[str, ...]:

@@ -65,6 +65,7 @@ from perfbench.workload.replay import trace_prompts
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
+    from perfbench.compare.determinism import Determinism
     from perfbench.grade.run import Grades
     from perfbench.scale.fleet import Fleet
 
@@ -101,6 +102,9 @@ class BatchResult:
     max_error_rate: float | None = None  # PerfSpec.max_error_rate: above it, exit 1
     grades: Grades | None = None  # with PerfSpec.grade
     grade_error: PerfbenchError | None = None  # why grading failed after the runs, if it did
+    determinism: Determinism | None = None  # with PerfSpec.determinism
+    determinism_error: PerfbenchError | None = None  # why it could not be computed, if so
+    notes: list[str] = field(default_factory=list)  # what the batch changed of what was asked
 
     @property
     def summaries(self) -> list[Summary]:
@@ -111,9 +115,14 @@ class BatchResult:
         from perfbench.versioned import versioned
 
         perf = {"runs": [s.to_dict() for s in self.summaries]}
-        if not self.grades:
+        if not self.grades and not self.determinism:
             return perf
-        return {"perf": versioned(perf), "grades": versioned(self.grades.to_dict())}
+        out = {"perf": versioned(perf)}
+        if self.grades:
+            out["grades"] = versioned(self.grades.to_dict())
+        if self.determinism:
+            out["determinism"] = versioned(self.determinism.to_dict())
+        return out
 
     def csv_rows(self) -> list[dict[str, Any]]:
         from perfbench.report.export import flat
@@ -128,6 +137,8 @@ class BatchResult:
         parts = [render(self.summaries, quiet=quiet)]
         if self.grades:
             parts.append(self.grades.render(quiet=quiet))
+        if self.determinism:
+            parts.append(self.determinism.render(quiet=quiet))
         return Group(*parts)
 
     def too_many_errors(self) -> list[str]:
@@ -164,7 +175,9 @@ def run(spec: PerfSpec, *, observer: Observer | None = None) -> BatchResult:
     >>> result = run(PerfSpec(ClientSpec(), loads=(LoadSpec(parallel=4, number=100),)))
     >>> result.runs[0].summary.mean_ttft_ms
     """
-    result = _event_loop_run(_Batch(spec, observer).main())
+    batch = _Batch(spec, observer)
+    result = _event_loop_run(batch.main())
+    result.notes = batch.notes
     if spec.grade is not None and result.stopped_by is None:
         from perfbench.grade.run import grade_runs
 
@@ -174,6 +187,18 @@ def run(spec: PerfSpec, *, observer: Observer | None = None) -> BatchResult:
             )
         except PerfbenchError as exc:  # the runs are measured and stored: report them anyway
             result.grade_error = exc
+    if spec.determinism is not None and result.stopped_by is None and len(result.runs) > 1:
+        from perfbench.compare.determinism import determinism
+
+        try:
+            result.determinism = determinism(
+                spec.db_path,
+                [str(r.run_id) for r in result.runs],
+                tokenizer=spec.workload.tokenizer,
+                notes=batch.notes,
+            )
+        except PerfbenchError as exc:
+            result.determinism_error = exc
     return result
 
 
@@ -200,6 +225,9 @@ class _Batch:
         self._claimed: Any = None  # a resumed run's former (status, owner)
         self._resume_sent = False  # whether a resumed run got as far as sending
         self._traces: dict[tuple[str, float, int], Trace] = {}
+        self.notes: list[str] = []  # what the batch changed of what was asked (--determinism)
+        # --determinism: one salt for every run, so that each level sends the same prompts
+        self._salt: int | None = None
 
     async def main(self) -> BatchResult:
         spec = self.spec
@@ -216,6 +244,13 @@ class _Batch:
                 f"--grade: the {spec.workload.dataset} prompts carry no gold answers; benchmark "
                 "an eval dataset (e.g. --dataset math_500, gsm8k, synthetic_math) or drop --grade"
             )
+        if spec.determinism is not None:
+            from perfbench.compare.determinism import level_loads
+
+            loads, self.notes = level_loads(spec.loads, spec.determinism, len(prompts))
+            # the levels as runs (the re-run's number may be smaller): checked and planned now
+            spec = self.spec = dataclasses.replace(spec, loads=loads, determinism=None)
+            self._salt = secrets.randbits(48)
         resumed = None
         if spec.resume is not None:
             resumed, load = self._resumable(prompts)
@@ -425,7 +460,7 @@ class _Batch:
             if fleet is None:
                 await client.prewarm(min(pool, planned or pool, 1024))
             count = _local_counter(spec.workload.tokenizer)
-            unique = _unique(prompts, again.run if again is not None else None)
+            unique = _unique(prompts, again.run if again is not None else None, self._salt)
             templates = Templates(
                 client_spec, model, prompts, count, salt=unique["salt"] if unique else 0
             )
@@ -900,17 +935,23 @@ def _local_counter(tokenizer: str | None) -> Callable[[str], int] | None:
     return load_tokenizer(tokenizer).count
 
 
-def _unique(prompts: Sequence[Prompt], resumed: Run | None) -> dict[str, int] | None:
+def _unique(
+    prompts: Sequence[Prompt], resumed: Run | None, salt: int | None = None
+) -> dict[str, int] | None:
     """How the run makes each request's synthetic prompt its own (``runs.workload``): the
     head's tokens and the salt its heads start from, drawn afresh for every run, so that the
-    next run (or invocation) does not send these prompts again; a resumed run keeps its own."""
+    next run (or invocation) does not send these prompts again; a resumed run keeps its own,
+    and ``salt`` (the batch's, with --determinism: every level the same prompts) wins."""
     heads = next((p.heads for p in prompts if p.heads is not None), None)
     composed = heads is None and any(p.composed is not None for p in prompts)  # a trace's blocks
     if heads is None and not composed:
         return None
     if resumed is not None and resumed.workload.get("unique_prompts"):
         return dict(resumed.workload["unique_prompts"])
-    return {"head_tokens": heads.length if heads else 0, "salt": secrets.randbits(48)}
+    return {
+        "head_tokens": heads.length if heads else 0,
+        "salt": secrets.randbits(48) if salt is None else salt,
+    }
 
 
 def _turns(prompts: Sequence[Prompt], first: int, count: int | None) -> int | None:

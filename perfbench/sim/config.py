@@ -58,6 +58,8 @@ class SimConfig:
     stall_ms: float = 1000.0
     error_event_rate: float = 0.0
     ignore_length_hints: bool = False
+    # Greedy outputs that depend on the batch (see perfbench.sim.variance).
+    batch_variance: float = 0.0
     no_prefix_caching: bool = False
     enable_prompt_tokens_details: bool = False
     # Answers to prompts with a gold answer (see perfbench.sim.answers).
@@ -104,6 +106,7 @@ class SimConfig:
             "malformed_rate",
             "stall_rate",
             "error_event_rate",
+            "batch_variance",
         ):
             value = getattr(self, flag)
             if not 0.0 <= value <= 1.0:  # also rejects NaN
@@ -184,6 +187,9 @@ _HELP: dict[str, str] = {
     "stall_ms": "length of a stall injected by --stall-rate",
     "error_event_rate": "probability of an error event inside a 200 stream, then [DONE]",
     "ignore_length_hints": "ignore min_tokens and ignore_eos, as servers that do not know them do",
+    "batch_variance": "probability per decode step that a greedy (temperature 0) token flips while "
+    "the batch holds more than one sequence, keyed by prompt, step and batch size, so that outputs "
+    "depend on the batch as a kernel that is not batch-invariant makes them (0: batch-invariant)",
     "no_prefix_caching": "no prefix cache: every prompt token is prefilled, usage reports no "
     "cached tokens (by default, as vLLM, prompt blocks seen before are not prefilled again; "
     "--burst has no cache)",
@@ -238,7 +244,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _metavar(name: str) -> str:
-    if name.endswith("_rate") or name in ("reasoning_ratio", "answer_accuracy"):
+    if name.endswith("_rate") or name in ("reasoning_ratio", "answer_accuracy", "batch_variance"):
         return "P"
     if name == "first_correct":
         return "F"

@@ -48,11 +48,13 @@ import heapq
 import itertools
 import logging
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from time import perf_counter_ns
 from typing import Protocol
 
 from .config import SimConfig
+from .variance import flips, threshold
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +104,8 @@ class Sequence:
         "late_sum_ns",
         "step",
         "done",
+        "vary",
+        "on_diverge",
     )
 
     def __init__(
@@ -115,8 +119,14 @@ class Sequence:
         stall_at: int = -1,
         stall_ns: int = 0,
         cached_tokens: int = 0,
+        vary: int = 0,
+        on_diverge: Callable[[int, int], None] | None = None,
     ) -> None:
         self.uid = 0
+        # --batch-variance: the greedy prompt's digest while its tokens may still flip (0: never);
+        # ``on_diverge(step, batch)`` changes its text from ``step`` on (perfbench/sim/variance.py)
+        self.vary = vary
+        self.on_diverge = on_diverge
         self.cached_tokens = cached_tokens  # prompt tokens the prefix cache spares the prefill
         self.sink = sink
         self.n = len(lengths)
@@ -257,6 +267,7 @@ class Engine:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._running_due = False
         self._budget_spent = False
+        self._flip_below = threshold(config.batch_variance)
 
     # -- public -----------------------------------------------------------------------------
 
@@ -348,6 +359,13 @@ class Engine:
                 due += seq.stall_ns
             seq.first_due_ns = due
             heapq.heappush(self._heap, (due, seq.uid, seq))
+
+    def _vary(self, seq: Sequence, step: int) -> None:
+        """--batch-variance: flip the greedy token at ``step`` when this batch's numerics do."""
+        if flips(seq.vary, step, self.running, self._flip_below):
+            seq.vary = 0  # a sequence diverges once; after that its text is another one anyway
+            if seq.on_diverge is not None:
+                seq.on_diverge(step, self.running)
 
     def _finish(self, seq: Sequence, due: int, *, completed: bool) -> None:
         self.running -= seq.n
@@ -445,6 +463,8 @@ class Engine:
             stats.generation_tokens += produced
             seq.held += produced
             self.kv_used += produced
+            if seq.vary and self.running > 1:
+                self._vary(seq, step)
             sink = seq.sink
             if sink is None:
                 alive = True

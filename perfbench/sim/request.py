@@ -1,8 +1,10 @@
 """Reading an OpenAI-style request body into the few facts the sim acts on.
 
-Only what changes the simulated output is read; sampling knobs (temperature, top_p, ...) are
-accepted and ignored, as a deterministic model would. A bad body raises :class:`RequestError`,
-which the server turns into an OpenAI-style error object.
+Only what changes the simulated output is read. Of the sampling knobs only ``temperature`` 0
+matters: it makes the request greedy, so that its output is a function of the prompt (as a real
+engine's greedy decoding is); ``top_p``, ``top_k`` and any other temperature are accepted and
+change nothing. A bad body raises :class:`RequestError`, which the server turns into an
+OpenAI-style error object.
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ class GenRequest:
     tool: tuple[str, str] | None = None
     # The prompt as the prefix cache sees it: a chat's roles and contents, or the prompt.
     text: str = ""
+    # temperature 0: greedy decoding, the output a function of the model and the prompt alone
+    greedy: bool = False
 
 
 _decoder = msgspec.json.Decoder()
@@ -95,6 +99,13 @@ def parse_request(
     seed = body.get("seed")
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
         raise RequestError("`seed` must be an integer.", param="seed")
+    temperature = body.get("temperature")
+    if temperature is not None and (
+        not isinstance(temperature, (int, float))
+        or isinstance(temperature, bool)
+        or temperature < 0
+    ):
+        raise RequestError("`temperature` must be a number >= 0.", param="temperature")
     return GenRequest(
         chat=chat,
         model=model,
@@ -109,6 +120,7 @@ def parse_request(
         key=key,
         tool=_tool(body) if chat else None,
         text=text,
+        greedy=temperature == 0,
     )
 
 

@@ -13,15 +13,22 @@ was correct, how many reasoning tokens were written and where the first answer's
 
 Determinism: each request gets a ``random.Random`` seeded from ``--seed`` and the request's
 arrival number, or, when the body carries a ``seed``, from ``--seed``, that seed and the prompt's
-token count (so a seeded request gets the same output whatever the arrival order).
+token count (so a seeded request gets the same output whatever the arrival order). A greedy
+request (``temperature`` 0) draws its output (length, text, answer) from ``--seed`` and a digest
+of its model, endpoint and prompt alone, as a real engine's greedy decoding depends on nothing
+else; its faults still come from the arrival draw (a fault is the engine's, not the model's).
+With ``--batch-variance`` a greedy output also depends on the batch it was decoded in
+(:mod:`perfbench.sim.variance`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from time import perf_counter_ns
 from typing import Any
@@ -40,6 +47,7 @@ from .request import GenRequest, RequestError, parse_request
 from .stream import ResponseStream, Token, usage_tail
 from .timing_log import TimingLog
 from .tokens import TokenPool, output_length
+from .variance import prompt_digest
 
 SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
 JSON_HEADERS = {"Content-Type": "application/json"}
@@ -62,6 +70,10 @@ class Output:
     tool: tuple[str, str] | None = None  # a tool call: (call id, function name)
     cached_tokens: int | None = None  # prompt tokens found in the prefix cache (None: no cache)
     reported_cached: int | None = None  # ... as usage reports them (--enable-prompt-tokens-details)
+    digest: int = 0  # a greedy request's prompt digest (0: sampled)
+    row: AnswerRow | None = None  # an answered request's gold answer (a flip draws again)
+    answer_ratio: float | None = None  # ... and the reasoning ratio its answers were drawn with
+    diverged: tuple[int, int] | None = None  # --batch-variance: (first changed step, batch size)
 
     def headers(self, base: dict[str, str]) -> dict[str, str]:
         if self.answers is None:
@@ -105,6 +117,7 @@ class SimState:
         self.prefix = None if off else PrefixCache(blocks)
 
     def rng_for(self, req: GenRequest) -> random.Random:
+        """The request's arrival draw: its faults, and its output unless it is greedy."""
         self.arrivals += 1
         if req.seed is not None:
             key = f"{self.base_seed}/seed/{req.seed}/{req.prompt_tokens}"
@@ -127,15 +140,19 @@ class SimState:
                 "messages or completion."
             )
         rng = self.rng_for(req)
+        digest = prompt_digest(req.model, req.chat, req.text) if req.greedy else 0
+        # greedy: the output from the prompt alone (the natural length always drawn, so that
+        # ignore_eos does not move the text: a longer cap only extends the same output)
+        said = random.Random((self.base_seed << 64) | digest) if digest else rng
         lengths: list[int] = []
         for _ in range(req.n):
-            if req.ignore_eos:
+            if req.ignore_eos and not digest:
                 length = wanted
             else:
                 natural = output_length(
-                    rng, c.output_len_dist, c.output_len_mean, c.output_len_sigma
+                    said, c.output_len_dist, c.output_len_mean, c.output_len_sigma
                 )
-                length = min(max(natural, req.min_tokens), wanted)
+                length = wanted if req.ignore_eos else min(max(natural, req.min_tokens), wanted)
             lengths.append(length)
         why = self.engine.check(req.n, req.prompt_tokens + sum(lengths))
         if why:
@@ -144,17 +161,67 @@ class SimState:
         ratio = c.reasoning_ratio if req.chat else 0.0
         reasoning_k = [round(ratio * length) for length in lengths]
         faults = draw_faults(c, rng, max(lengths))
-        starts = [self.pool.start(rng) for _ in lengths]
-        out = Output(lengths, finish, reasoning_k, faults, starts)
+        starts = [self.pool.start(said) for _ in lengths]
+        out = Output(lengths, finish, reasoning_k, faults, starts, digest=digest)
         if self.prefix is not None:
             out.cached_tokens = self.prefix.lookup(req.text, req.prompt_tokens)
             if c.enable_prompt_tokens_details:
                 out.reported_cached = out.cached_tokens
         if req.tool is not None:
-            self._tool_call(out, req.tool, rng)
+            self._tool_call(out, req.tool, said)
         elif row is not None:
-            self._answer(out, row, rng, ratio)
+            self._answer(out, row, said, ratio)
         return out
+
+    def diverge_from(self, out: Output, step: int, batch: int) -> bool:
+        """--batch-variance: each choice still generating at ``step`` continues as another text
+        from there on (see :mod:`perfbench.sim.variance`); False when none changed. Records the
+        first step whose token changed, and ``batch``, in ``out.diverged``."""
+        shared = self.pool.tokens
+        pool = out.pool if out.pool is not None else shared
+        rng = random.Random((out.digest << 32) ^ (step << 16) ^ batch)
+        runs: list[list[Token]] = []
+        first: int | None = None
+        for i, (start, length) in enumerate(zip(out.starts, out.lengths, strict=True)):
+            run = list(pool[start : start + length])
+            if step < length:
+                other = self._other_text(out, i, length, run[step], step, rng)
+                at = next((k for k in range(step, length) if other[k] != run[k]), None)
+                if at is not None:
+                    run[at:] = other[at:]
+                    first = at if first is None else min(first, at)
+            runs.append(run)
+        if first is None:
+            return False
+        out.diverged = (first, batch)
+        starts = list(itertools.accumulate((len(r) for r in runs[:-1]), initial=0))
+        out.pool = tuple(itertools.chain.from_iterable(runs))
+        out.starts[:] = starts  # in place: the response stream reads this list
+        return True
+
+    def _other_text(
+        self, out: Output, i: int, length: int, replaced: Token, step: int, rng: random.Random
+    ) -> list[Token]:
+        """Choice ``i``'s text had its token at ``step`` flipped: another answer to the same
+        question, or another run of the pool whose token at ``step`` is not ``replaced``."""
+        if out.row is not None and out.answers is not None:
+            c = self.config
+            return compose(
+                out.row,
+                length,
+                rng,
+                reasoning_ratio=out.answer_ratio,
+                accuracy=c.answer_accuracy,
+                first=c.first_correct,
+                thoughts=c.answer_thoughts,
+            ).tokens
+        tokens = self.pool.tokens
+        at = self.pool.start(rng)
+        for _ in range(TokenPool.SIZE):  # the pool is random: the first or second try differs
+            if tokens[at + step] != replaced:
+                break
+            at = (at + 1) % TokenPool.SIZE
+        return list(tokens[at : at + length])
 
     def _tool_call(self, out: Output, tool: tuple[str, str], rng: random.Random) -> None:
         """Each choice calls the request's first tool: its arguments, ``{"<first parameter>":
@@ -202,6 +269,8 @@ class SimState:
         out.starts = starts
         out.reasoning_k = [a.reasoning_k for a in answers]
         out.answers = answers
+        out.row = row
+        out.answer_ratio = ratio if ratio > 0 else None
 
 
 STATE = web.AppKey("perfbench_sim_state", SimState)
@@ -392,6 +461,8 @@ async def _stream(
         cached_tokens=out.cached_tokens or 0,
         stall_at=out.faults.stall_at,
         stall_ns=round(state.config.stall_ms * 1e6),
+        vary=_vary(state, out),
+        on_diverge=_diverger(state, out, sink),
     )
     completed = await _run(state, seq)
     state.engine.poll()
@@ -406,6 +477,27 @@ async def _stream(
             sink.outcome = "client_gone"
     _log(state, rid, recv_ns, seq, 200, out, tokens=sink.tokens_written)
     return resp
+
+
+def _vary(state: SimState, out: Output) -> int:
+    """The digest the engine flips a greedy request's tokens by (0: its tokens never flip)."""
+    if not state.config.batch_variance or out.tool is not None:
+        return 0
+    return out.digest
+
+
+def _diverger(
+    state: SimState, out: Output, sink: ResponseStream | None
+) -> Callable[[int, int], None]:
+    """What the engine calls when a greedy request's token flips: the output (and the stream
+    writing it, if any) continues as another text from that step on."""
+
+    def diverge(step: int, batch: int) -> None:
+        if state.diverge_from(out, step, batch) and sink is not None:
+            assert out.pool is not None
+            sink.pool = out.pool
+
+    return diverge
 
 
 async def _run(state: SimState, seq: Sequence) -> bool:
@@ -446,6 +538,8 @@ async def _whole(
         cached_tokens=out.cached_tokens or 0,
         stall_at=faults.stall_at,
         stall_ns=round(state.config.stall_ms * 1e6),
+        vary=_vary(state, out),
+        on_diverge=_diverger(state, out, None),
     )
     completed = await _run(state, seq)
     tokens = out.completion_tokens
@@ -673,4 +767,6 @@ def _record(
     }
     if out.answers is not None:
         record["answers"] = [a.describe() for a in out.answers]
+    if out.diverged is not None:
+        record["diverged_at"], record["diverged_batch"] = out.diverged
     return record

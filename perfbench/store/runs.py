@@ -690,6 +690,16 @@ class Store:
             if (keep := ~np.isnan(v)).any()
         }
 
+    def outputs(self, run_id: int) -> list[OutputText]:
+        """Every measured request's prompt, status and generated text, by idx (the texts that
+        ``perfbench report --determinism`` compares across runs)."""
+        rows = self.db.conn.execute(
+            "SELECT idx, prompt_id, status, prompt_tokens, completion_tokens, output_text, "
+            "reasoning_text FROM requests WHERE run_id = ? AND warmup = 0 ORDER BY idx",
+            [run_id],
+        ).fetchall()
+        return [OutputText(*row) for row in rows]
+
     # -- grades ---------------------------------------------------------------------------------
     def answers_to_grade(self, run_id: int) -> list[Answer]:
         """The measured requests whose prompt has a gold answer, with that prompt, by idx."""
@@ -782,6 +792,23 @@ class AnswerLine:
     answer_chars: int | None
     gold: str | None = None
     grades: tuple[tuple[str, str | None, bool], ...] = ()  # (grader, pred, correct)
+
+
+@dataclass(frozen=True, slots=True)
+class OutputText:
+    """One measured request's generated text: reasoning (if any), then the answer."""
+
+    idx: int
+    prompt_id: str | None
+    status: str
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    output: str | None
+    reasoning: str | None
+
+    @property
+    def text(self) -> str:
+        return (self.reasoning or "") + (self.output or "")
 
 
 @dataclass(frozen=True, slots=True)
