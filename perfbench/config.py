@@ -239,6 +239,8 @@ class LoadSpec:
             raise ConfigError("--trace-speed must be positive")
         if self.trace_block_size < 1:
             raise ConfigError("--trace-block-size must be a positive number of tokens")
+        if self.trace_block_size != 512 and self.trace is None:
+            raise ConfigError("--trace-block-size sizes a trace's hash_ids: give --trace FILE")
         if not self.open_loop and self.parallel is None:
             raise ConfigError("give --parallel (closed loop) or --rate (open loop)")
 
@@ -325,7 +327,12 @@ def paired_loads(
         else:
             assert value is not None
             load = LoadSpec(
-                parallel=int(value), number=n, duration=duration, warmup=warmup, seed=seed
+                parallel=int(value),
+                number=n,
+                duration=duration,
+                warmup=warmup,
+                seed=seed,
+                trace_block_size=trace_block_size,  # refused without a trace
             )
         loads.append(load)
     return tuple(loads)
@@ -414,8 +421,15 @@ class WorkloadSpec:
             )
         if not 0 <= self.think_time < math.inf:
             raise ConfigError(f"--think-time {self.think_time}: give 0 or more seconds")
+        if self.think_time and not self.sessions:
+            raise ConfigError(
+                "--think-time is the pause between a conversation's turns: add --multi-turn "
+                "(sharegpt) or --turns N"
+            )
         if self.sessions and self.n > 1:
-            raise ConfigError("--n samples one prompt several times: not with conversations")
+            raise ConfigError(
+                "--samples/--n sends one prompt several times: not with conversations"
+            )
 
     @property
     def sessions(self) -> bool:

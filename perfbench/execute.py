@@ -165,6 +165,7 @@ class Templates:
         slot: int,
         turn: int,
         history: Sequence[Mapping[str, Any]],
+        history_tokens: int | None,
         *,
         index: int,
         intended_ns: int,
@@ -172,9 +173,10 @@ class Templates:
         session: int,
     ) -> tuple[RequestSpec, list[dict[str, Any]]]:
         """Turn ``turn`` (0 first) of session ``session``, whose conversation is prompt
-        ``slot``, after ``history`` (the earlier turns and their answers): the request, and the
-        turn's own messages (what the history gains before the answer). A synthetic first turn
-        gets the session's own head, so no two sessions share more than the prefix asked for."""
+        ``slot``, after ``history`` (the earlier turns and their answers, ``history_tokens``
+        of them in the local tokenizer): the request, and the turn's own messages (what the
+        history gains before the answer). A synthetic first turn gets the session's own head,
+        so that no two sessions share more than the prefix asked for."""
         prompt = self.prompts[slot]
         if turn == 0:
             max_tokens, exact = prompt.max_tokens, prompt.exact_output
@@ -191,26 +193,32 @@ class Templates:
             max_tokens, exact = later.max_tokens, later.exact_output
             own = [{"role": "user", "content": later.content}]
         messages = [*map(dict, history), *own]
-        chars = sum(len(str(m.get("content") or "")) for m in messages)
         local = None
-        if self.count is not None:
-            local = self.count("\n".join(str(m.get("content") or "") for m in messages))
+        if self.count is not None and history_tokens is not None:
+            local = history_tokens + sum(self.count(str(m.get("content") or "")) for m in own)
         budget = max_tokens if max_tokens is not None else self.spec.max_tokens
-        body = build_body(self.spec, self.model, messages, None, budget, exact=exact)
         req = RequestSpec(
-            index,
-            body,
-            intended_ns,
-            warmup,
-            prompt.id,
-            chars,
-            prompt.dataset,
-            max_tokens if exact and self._exact_asked else None,
-            local,
-            session,
-            turn + 1,
+            index=index,
+            body=build_body(self.spec, self.model, messages, None, budget, exact=exact),
+            intended_ns=intended_ns,
+            warmup=warmup,
+            prompt_id=prompt.id,
+            prompt_chars=sum(len(str(m.get("content") or "")) for m in messages),
+            dataset=prompt.dataset,
+            expected_tokens=max_tokens if exact and self._exact_asked else None,
+            prompt_tokens_local=local,
+            session=session,
+            turn=turn + 1,
+            turns=1 + len(prompt.followups),
         )
         return req, own
+
+    def grown(self, prompt_tokens: int | None, answer: str) -> int | None:
+        """The local count of a history after a turn: that turn's prompt and its answer (the
+        history is counted once, turn by turn, not again at every turn)."""
+        if self.count is None or prompt_tokens is None:
+            return None
+        return prompt_tokens + self.count(answer)
 
     def turns(self, slot: int) -> int:
         """How many turns the conversation at prompt ``slot`` has."""
@@ -248,6 +256,7 @@ class Execution:
         self.on_start: Callable[[RequestSpec], None] | None = None  # e.g. its in-flight row
         self.scheduled = 0
         self.skipped = 0  # open loop: arrivals that fell due while the server was away
+        self._skip_before = 0  # ... those planned before this instant
         self.gate: asyncio.Event | None = None  # closed: no request starts (the server is suspect)
         # true while the records' writer is too far behind: no request starts (memory stays
         # bounded, and the report says the client limited the run)
@@ -280,24 +289,45 @@ class Execution:
         await self.gate.wait()
         return self.clock() - before
 
-    def _start(self, req: RequestSpec) -> None:
+    async def arrive(self, intended: int) -> bool:
+        """An open loop's arrival planned at ``intended``: False when it fell due while the
+        server was away for over a second (it is skipped, and counted); else True once the
+        writer has caught up (its schedule lag shows any wait)."""
+        if self._gate_closed() and await self._through_gate() > 1_000_000_000:
+            self._skip_before = self.clock()  # the server was away: what fell due is not sent
+        if intended < self._skip_before:
+            self.skipped += 1
+            return False
+        if self.hold is not None and self.hold():
+            await self._wait_for_writer()
+        return True
+
+    async def admit(self) -> None:
+        """Wait until a request may start: the server is not suspect (the gate) and the writer
+        is not too far behind."""
+        if self._gate_closed():
+            await self._through_gate()
+        if self.hold is not None and self.hold():
+            await self._wait_for_writer()
+
+    def start(self, req: RequestSpec) -> None:
         self.scheduled += 1
         if self.started is not None:
             self.started.append(req.index)
         if self.on_start is not None:
             self.on_start(req)
 
-    async def _send(self, req: RequestSpec) -> RequestRecord:
+    async def send(self, req: RequestSpec) -> RequestRecord:
         stats = self.stats
         stats.in_flight += 1
         try:
             record = await self.client.send(req)
         finally:
             stats.in_flight -= 1
-        self._sink(record)
+        self.finish(record)
         return record
 
-    def _sink(self, record: RequestRecord) -> None:
+    def finish(self, record: RequestRecord) -> None:
         self.sink(record)
         stats = self.stats
         if record.status == "ok":
@@ -317,10 +347,7 @@ class Execution:
 
         async def slot() -> None:
             while True:
-                if self._gate_closed():
-                    await self._through_gate()
-                if self.hold is not None and self.hold():
-                    await self._wait_for_writer()
+                await self.admit()
                 now = clock()
                 if deadline is not None and now >= deadline:
                     return
@@ -328,8 +355,8 @@ class Execution:
                 if i is None:
                     return
                 req = self.templates.request(i, now, warmup)
-                self._start(req)
-                if (await self._send(req)).status == "cancelled":
+                self.start(req)
+                if (await self.send(req)).status == "cancelled":
                     return  # the run is stopping
 
         tasks = [asyncio.create_task(slot()) for _ in range(slots)]
@@ -354,28 +381,22 @@ class Execution:
 
         async def one(req: RequestSpec) -> None:
             try:
-                await self._send(req)
+                await self.send(req)
             finally:
                 if sem is not None:
                     sem.release()
 
         waiting: RequestSpec | None = None
-        skip_before = 0
         try:
             for k, intended in enumerate(planned_ns):
                 delay = intended - clock()
                 if delay > 0:
                     await asyncio.sleep(delay / 1e9)
-                if self._gate_closed() and await self._through_gate() > 1_000_000_000:
-                    skip_before = clock()  # the server was away: what fell due is not sent
-                if intended < skip_before:
-                    self.skipped += 1
+                if not await self.arrive(intended):
                     continue
-                if self.hold is not None and self.hold():
-                    await self._wait_for_writer()  # its schedule lag shows the wait
                 slot = None if prompt_slots is None else prompt_slots[k]
                 req = self.templates.request(indices[k], intended, False, slot)
-                self._start(req)
+                self.start(req)
                 if sem is not None:
                     waiting = req
                     await sem.acquire()
@@ -385,7 +406,7 @@ class Execution:
                 task.add_done_callback(tasks.discard)
         except asyncio.CancelledError:
             if waiting is not None:  # its time had come: it gets its row
-                self._sink(_cancelled(waiting, clock()))
+                self.finish(_cancelled(waiting, clock()))
             await cancel_all(list(tasks))
             raise
         await join(list(tasks))
@@ -409,7 +430,7 @@ class Sessions:
         self.templates = execution.templates
         self.next_session = 0
         self.next_index = 0
-        self.ended_early = 0  # sessions a failed turn ended
+        self.ended_early = 0  # sessions a failed turn ended before their last turn
 
     def _take(self, last: int | None) -> tuple[int, int, int] | None:
         """The next session (number, first index, turns), or None past session ``last``."""
@@ -423,47 +444,49 @@ class Sessions:
 
     async def _session(
         self,
-        number: int,
-        first: int,
-        turns: int,
+        taken: tuple[int, int, int],
         start_ns: int,
         warmup: bool,
         cap: asyncio.Semaphore | None,
+        holding: bool = False,
     ) -> str:
-        """Send one session's turns; the status of the last turn sent."""
+        """Send one session's turns; the status of the last turn sent. With ``cap``, each turn
+        sends with a permit of it (``holding``: the first turn's was taken by the planner)."""
+        number, first, turns = taken
         ex, clock = self.execution, self.execution.clock
         history: list[dict[str, Any]] = []
+        history_tokens: int | None = 0
         intended = start_ns
         status = "ok"
         for turn in range(turns):
-            if turn:
-                delay = intended - clock()
-                if delay > 0:
-                    await asyncio.sleep(delay / 1e9)
-            if ex._gate_closed():
-                await ex._through_gate()
-            if ex.hold is not None and ex.hold():
-                await ex._wait_for_writer()
-            req, own = self.templates.turn(
-                number % self.templates.size,
-                turn,
-                history,
-                index=first + turn,
-                intended_ns=intended,
-                warmup=warmup,
-                session=number,
-            )
-            ex._start(req)
-            if cap is not None:
-                try:
-                    await cap.acquire()
-                except asyncio.CancelledError:  # its time had come: it gets its row
-                    ex._sink(_cancelled(req, clock()))
-                    raise
+            permit = holding and turn == 0
             try:
-                record = await ex._send(req)
+                if turn:
+                    delay = intended - clock()
+                    if delay > 0:
+                        await asyncio.sleep(delay / 1e9)
+                    await ex.admit()
+                req, own = self.templates.turn(
+                    number % self.templates.size,
+                    turn,
+                    history,
+                    history_tokens,
+                    index=first + turn,
+                    intended_ns=intended,
+                    warmup=warmup,
+                    session=number,
+                )
+                ex.start(req)
+                if cap is not None and not permit:
+                    try:
+                        await cap.acquire()
+                    except asyncio.CancelledError:  # its time had come: it gets its row
+                        ex.finish(_cancelled(req, clock()))
+                        raise
+                    permit = True
+                record = await ex.send(req)
             finally:
-                if cap is not None:
+                if cap is not None and permit:
                     cap.release()
             status = record.status
             if status != "ok":
@@ -471,6 +494,7 @@ class Sessions:
                     self.ended_early += 1
                 return status
             history += [*own, {"role": "assistant", "content": record.output_text}]
+            history_tokens = self.templates.grown(req.prompt_tokens_local, record.output_text)
             intended = (record.end_ns or clock()) + self.think_ns
         return status
 
@@ -483,23 +507,26 @@ class Sessions:
 
         async def user() -> None:
             while True:
-                if ex._gate_closed():
-                    await ex._through_gate()
+                await ex.admit()
                 now = clock()
                 if deadline is not None and now >= deadline:
                     return
                 taken = self._take(last)
                 if taken is None:
                     return
-                if await self._session(*taken, now, warmup, None) == "cancelled":
+                if await self._session(taken, now, warmup, None) == "cancelled":
                     return  # the run is stopping
 
         await join([asyncio.create_task(user()) for _ in range(slots)])
 
     async def open(self, planned_ns: Sequence[int], cap: int | None) -> None:
-        """Start session k at ``planned_ns[k]`` whatever the server does; with ``cap``, a turn
-        whose time has come waits for one of ``cap`` requests in flight to end."""
-        clock = self.execution.clock
+        """Start session k at ``planned_ns[k]`` whatever the server does, as the single-turn
+        open loop sends its requests: a start that fell due while the server was away for over
+        a second is skipped (and counted); with ``cap``, the planner takes the first turn's
+        permit before the session starts, so that a full cap delays the starts (their
+        schedule lag shows it) instead of piling up sessions; a later turn waits for a permit
+        of its own."""
+        ex, clock = self.execution, self.execution.clock
         sem = asyncio.Semaphore(cap) if cap else None
         tasks: set[asyncio.Task[str]] = set()
         try:
@@ -507,9 +534,15 @@ class Sessions:
                 delay = intended - clock()
                 if delay > 0:
                     await asyncio.sleep(delay / 1e9)
+                if not await ex.arrive(intended):
+                    continue
+                if sem is not None:
+                    await sem.acquire()
                 taken = self._take(None)
                 assert taken is not None
-                task = asyncio.create_task(self._session(*taken, intended, False, sem))
+                task = asyncio.create_task(
+                    self._session(taken, intended, False, sem, holding=sem is not None)
+                )
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
         except asyncio.CancelledError:
@@ -526,6 +559,7 @@ def _cancelled(req: RequestSpec, now: int) -> RequestRecord:
         dataset=req.dataset,
         session=req.session,
         turn=req.turn,
+        turns=req.turns,
         status="cancelled",
         intended_ns=req.intended_ns,
         end_ns=now,

@@ -684,10 +684,6 @@ class _Plan:
     think_s: float | None = None  # conversations: the think time between turns; None: none
 
     @property
-    def sessions(self) -> bool:
-        return self.think_s is not None
-
-    @property
     def warm_slots(self) -> int:
         return self.load.concurrency or self.pool
 

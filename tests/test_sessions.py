@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import json
 import math
+import signal
 from collections import defaultdict
 
 import pytest
 
-from tests.conftest import perfbench, rows
+from tests.conftest import perfbench, rows, start_perfbench, wait_for
 
 INSTANT = ("--preset", "instant")
 DETAILS = "--enable-prompt-tokens-details"
@@ -58,18 +59,26 @@ def test_each_turn_carries_the_history_with_the_models_own_answers(sim, tmp_path
     question: the history is what a chat client would send."""
     path = _sharegpt(tmp_path / "conv.json")
     db = tmp_path / "s.db"
-    s = _perf(sim(*INSTANT, "--seed", "71"), db, "--dataset", "sharegpt", "--dataset-path",
-              str(path), "--multi-turn", "--parallel", "1", "--number", "2")  # fmt: skip
-    sessions = _by_session(db, "prompt_id, prompt_tokens, output_text, status")
+    s = _perf(sim(*INSTANT, "--seed", "71", DETAILS), db, "--dataset", "sharegpt",
+              "--dataset-path", str(path), "--multi-turn", "--parallel", "1",
+              "--number", "2")  # fmt: skip
+    sessions = _by_session(db, "prompt_id, prompt_tokens, output_text, status, cached_tokens")
     assert sorted(sessions) == [0, 1]
     for number, turns in sessions.items():
         questions = QUESTIONS[number]
         assert [t[0] for t in turns] == [1, 2, 3] and {t[1] for t in turns} == {f"c{number}"}
-        for t, (_, _, prompt_tokens, _, status) in enumerate(turns):
+        history = before = ""  # as the sim's prefix cache reads a chat: <role>content, ...
+        for t, (_, _, prompt_tokens, answer, status, cached) in enumerate(turns):
             assert status == "ok"
             chars = sum(len(q) for q in questions[: t + 1])
             chars += sum(len(turns[k][3]) for k in range(t))  # the model's own answers
             assert prompt_tokens == math.ceil(chars / 4), (number, t)
+            # the turn before's prompt starts this one, so its whole 64-character blocks are
+            # cache hits: only the history in its order, answers included, gives this count
+            assert cached == min(len(before) // 64 * 16, prompt_tokens - 1), (number, t)
+            before = history + f"<user>{questions[t]}"
+            history = before + f"<assistant>{answer}"
+    assert all(turns[2][5] > 0 for turns in sessions.values())  # the check above had hits
     assert s["sessions"]["started"] == s["sessions"]["completed"] == 2
     assert [row["turn"] for row in s["turns"]] == ["1", "2", "3"]
     assert s["turns"][2]["mean_prompt_tokens"] > s["turns"][0]["mean_prompt_tokens"]
@@ -153,7 +162,7 @@ def test_later_turns_find_their_history_in_the_prefix_cache(sim, tmp_path):
     """200 µs of prefill per uncached token: with the sim's prefix cache a third turn
     prefills only its new tokens, so it starts far sooner than with the cache off."""
     args = ("--dataset", "random", "--turns", "3", "--input-len", "400", "--output-len", "8",
-            "--parallel", "1", "--number", "4")  # fmt: skip
+            "--parallel", "1", "--number", "8")  # fmt: skip
     on = _perf(sim(*PREFILL, "--seed", "75", DETAILS), tmp_path / "on.db", *args)
     off = _perf(sim(*PREFILL, "--seed", "76", DETAILS, "--no-prefix-caching"),
                 tmp_path / "off.db", *args)  # fmt: skip
@@ -189,6 +198,57 @@ def test_recorded_conversations_keep_their_turns_up_to_a_break(tmp_path):
     assert all(not p.followups for p in single)  # without --multi-turn: first turns, as before
 
 
+def _stopped(args, db, after_rows):
+    """Run perfbench perf in the background and SIGINT it once ``after_rows`` rows exist."""
+    proc = start_perfbench("perf", "--db", str(db), "--quiet", *args)
+    try:
+        wait_for(db, "SELECT count(*) FROM requests WHERE status != 'in_flight'", after_rows)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    (scheduled, recorded, status) = rows(db, "SELECT scheduled, recorded, status FROM runs")[0]
+    assert scheduled == recorded and status == "interrupted"
+    report = perfbench("report", "--db", str(db), "--json")
+    (summary,) = json.loads(report.stdout)["runs"]
+    return summary
+
+
+def test_sessions_the_stop_cuts_short_are_not_completed(sim, tmp_path):
+    """Ctrl-C while sessions think between turns: every request started has its row; the
+    sessions it cut are counted apart, not as completed, and not in the session latency."""
+    db = tmp_path / "c.db"
+    url = sim(*INSTANT, "--seed", "77")
+    s = _stopped(("--url", url, "--dataset", "random", "--turns", "4", "--input-len", "16",
+                  "--output-len", "2", "--think-time", "0.5", "--parallel", "2",
+                  "--number", "40"), db, 4)  # fmt: skip
+    sessions = _by_session(db, "status")
+    whole = sum(len(t) == 4 and all(x[1] == "ok" for x in t) for t in sessions.values())
+    assert whole < len(sessions)  # the stop came mid-session
+    got = s["sessions"]
+    assert got["completed"] == whole == got["latency_ms"]["n"]
+    assert got["cut_short"] == len(sessions) - whole and got["with_failed_turn"] == 0
+
+
+def test_a_full_cap_holds_session_starts_back(sim, tmp_path):
+    """--rate 50 with --max-concurrency 1 against 0.2 s answers: the planner waits for the
+    cap before it starts a session, so a stop finds one request waiting or in flight, not a
+    pile of sessions that had started and queued (the first version started every session on
+    time and parked it on the cap: about 90 rows cancelled at a stop after 2 s)."""
+    db = tmp_path / "cap.db"
+    url = sim("--ttft-ms", "5", "--itl-ms", "20", "--itl-ms-per-seq", "0", "--seed", "78")
+    s = _stopped(("--url", url, "--dataset", "random", "--turns", "2", "--input-len", "16",
+                  "--output-len", "10", "--rate", "50", "--max-concurrency", "1",
+                  "--number", "500"), db, 6)  # fmt: skip
+    statuses = [x for (x,) in rows(db, "SELECT status FROM requests")]
+    assert statuses.count("cancelled") <= 2 and statuses.count("ok") >= 6
+    lag = rows(db, "SELECT max(schedule_lag_ms) FROM requests WHERE turn = 1")[0][0]
+    assert lag > 100  # the starts waited, and their lag says so
+    assert s["sessions"]["started"] == len(_by_session(db, "status"))
+
+
 @pytest.mark.parametrize(
     ("args", "says"),
     [
@@ -197,6 +257,8 @@ def test_recorded_conversations_keep_their_turns_up_to_a_break(tmp_path):
         (["--dataset", "random", "--multi-turn"], "give --turns"),
         (["--dataset", "random", "--turns", "2", "--workers", "2"], "drop --workers"),
         (["--dataset", "random", "--turns", "2", "--think-time", "-1"], "--think-time -1.0"),
+        (["--dataset", "random", "--think-time", "2"], "add --multi-turn"),
+        (["--dataset", "random", "--trace-block-size", "64"], "give --trace FILE"),
     ],
 )
 def test_bad_conversation_flags_are_one_line(tmp_path, args, says):

@@ -110,11 +110,27 @@ def test_the_simulators_cache_hits_are_the_traces(sim, tmp_path):
         shared = max([_common(ROWS[a], ROWS[b]) for a in range(b)], default=0)
         want.append((n, min(shared, n - 1) // BLOCK_TOKENS * BLOCK_TOKENS))
     assert got == want
-    shared = summary["shared_prefix"]
-    assert shared["block_size"] == BLOCK and shared["tokens"] == 128 + 150 + 64 + 192
+    reuse = summary["trace_reuse"]
+    assert reuse["block_size"] == BLOCK and reuse["reusable_tokens"] == 128 + 150 + 64 + 192
+    assert not summary["shared_prefix"]
     metadata = rows(tmp_path / "t.db", "SELECT text, metadata FROM prompts ORDER BY rowid")
     assert metadata[0] == (None, json.dumps({"input_len": 192, "output_len": 3,
                                              "hash_ids": [0, 1, 2]}))  # fmt: skip
+
+
+def test_the_reusable_share_counts_only_what_was_sent(tmp_path):
+    """A block an earlier row sent in part (its last, partial block) shares only that part;
+    a row that brings its own prompt sends no block."""
+    path = tmp_path / "t.jsonl"
+    rows_ = [{"timestamp": 0, "input_length": 100, "output_length": 1, "hash_ids": [0]},
+             {"timestamp": 1, "input_length": 512, "output_length": 1, "hash_ids": [0]},
+             {"timestamp": 2, "input_length": 600, "output_length": 1, "hash_ids": [5, 6],
+              "prompt": "its own text"},
+             {"timestamp": 3, "input_length": 1024, "output_length": 1, "hash_ids": [0, 5]}]  # fmt: skip
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows_))
+    trace = read_trace(path)
+    assert trace.reuse(4) == {"block_size": 512, "reusable_tokens": 100 + 512,
+                              "prompt_tokens": 100 + 512 + 600 + 1024}  # fmt: skip
 
 
 def test_rows_of_one_length_no_longer_share_a_text(tmp_path):

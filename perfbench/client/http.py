@@ -546,6 +546,7 @@ class _State:
             cached_tokens=cached,
             session=req.session,
             turn=req.turn,
+            turns=req.turns,
         )
 
 

@@ -50,6 +50,7 @@ def started(req: RequestSpec) -> RequestRecord:
         error=IN_FLIGHT,
         session=req.session,
         turn=req.turn,
+        turns=req.turns,
     )
 
 
@@ -67,7 +68,8 @@ class RequestSpec:
     expected_tokens: int | None = None  # the exact output length asked for, if any
     prompt_tokens_local: int | None = None  # the prompt's count in the local tokenizer, if any
     session: int | None = None  # a conversation's: its session's number in the run
-    turn: int | None = None  # ... and this turn's (1 first)
+    turn: int | None = None  # ... this turn's (1 first)
+    turns: int | None = None  # ... and how many its conversation has
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,8 +109,9 @@ class RequestRecord:
     expected_tokens: int | None = None
     tool_calls: str | None = None  # JSON: the answer's tool calls, [{"id", "name", "arguments"}]
     cached_tokens: int | None = None  # prompt tokens the server took from its prefix cache
-    session: int | None = None  # a conversation's turn: its session in the run, and which turn
-    turn: int | None = None
+    session: int | None = None  # a conversation's turn: its session in the run, which turn,
+    turn: int | None = None  # and of how many
+    turns: int | None = None
 
     @property
     def ok(self) -> bool:

@@ -67,17 +67,19 @@ docs/compare.md states every definition for users; in short:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field
 from pathlib import Path
 from statistics import NormalDist
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from perfbench.config import WorkloadSpec
 from perfbench.errors import ConfigError, UsageError
 from perfbench.metrics.percentiles import min_samples
 from perfbench.metrics.summary import Summary, summarize
@@ -522,6 +524,9 @@ def compare_stored(
 # -- what must match ---------------------------------------------------------------------------
 
 # (where, field, flag): a difference refuses the comparison
+_WORKLOAD_DEFAULTS = {
+    f.name: f.default for f in dataclasses.fields(WorkloadSpec) if f.default is not MISSING
+}
 _MUST_MATCH = (
     ("workload", "dataset", "--dataset"),
     ("workload", "dataset_path", "--dataset-path"),
@@ -551,6 +556,9 @@ _MUST_MATCH = (
     ("load", "trace", "--trace"),
     ("load", "trace_speed", "--trace-speed"),
     ("load", "trace_block_size", "--trace-block-size"),
+    ("workload", "multi_turn", "--multi-turn"),
+    ("workload", "turns", "--turns"),
+    ("workload", "think_time", "--think-time"),
 )
 # shown when they differ; comparing models, servers and sample sizes is the point
 _MAY_DIFFER = (
@@ -576,6 +584,8 @@ def workload_differences(base: Run, new: Run) -> tuple[list[str], list[str]]:
         if where == "load":
             return getattr(run.load, name)
         section: dict[str, Any] = getattr(run, where)
+        if where == "workload":  # a run older than a setting had its default
+            return section.get(name, _WORKLOAD_DEFAULTS.get(name))
         return section.get(name)
 
     def mode(run: Run) -> str:

@@ -41,23 +41,26 @@ class Trace:
         return len(self.input_lens)
 
     def reuse(self, rows: int) -> dict[str, int]:
-        """What the first ``rows`` rows could take from a prefix cache that forgets nothing: the
-        prompt tokens of each row's leading blocks that an earlier row had sent (a last, partial
-        block by its own length), against all prompt tokens. {} when no row has ``hash_ids``."""
+        """What the first ``rows`` rows could take from a prefix cache that forgets nothing: of
+        each row's leading blocks, the tokens an earlier row had sent of the same block (so a
+        block sent before only in part counts that part), until a block is new or longer than
+        what was sent of it; against all prompt tokens. {} when no row has ``hash_ids``."""
         if not any(ids is not None for ids in self.hash_ids[:rows]):
             return {}
-        seen: set[int] = set()
+        sent: dict[int, int] = {}  # block id: the most tokens of it any row sent
         reusable = total = 0
         size = self.block_size
-        for n, ids in zip(self.input_lens[:rows], self.hash_ids[:rows]):
+        for n, ids, given in zip(self.input_lens[:rows], self.hash_ids[:rows], self.prompts):
             total += n
-            if ids is None:
+            if ids is None or given is not None:  # a row's own text sends no block
                 continue
             for j, h in enumerate(ids):
-                if h not in seen:
+                mine, had = min(size, n - j * size), sent.get(h, 0)
+                reusable += min(mine, had)
+                if had < mine:
                     break
-                reusable += min(size, n - j * size)
-            seen.update(ids)
+            for j, h in enumerate(ids):
+                sent[h] = max(sent.get(h, 0), min(size, n - j * size))
         return {"block_size": size, "reusable_tokens": reusable, "prompt_tokens": total}
 
 

@@ -5,7 +5,8 @@ A **session** is one conversation sent as a chat client sends it (``perfbench/ex
 wait for the whole conversation, the think time between turns included (the run's
 ``think_time`` says how much of it that is: (turns − 1) × think time). It is reported over
 **completed** sessions, whose every turn succeeded; a session with a failed turn ended there,
-its later turns never sent.
+its later turns never sent; one the run's stop (Ctrl-C, a server gone) cut short is
+counted apart, and neither is in the latency.
 
 **Per turn**, the successful requests of each turn number: how many, their mean prompt tokens
 (the history grows with each turn: earlier questions and the model's answers), TTFT and E2E
@@ -78,8 +79,9 @@ def turn_figures(cols: dict[str, np.ndarray], ok: np.ndarray) -> list[dict[str, 
 def session_figures(
     cols: dict[str, np.ndarray], ok: np.ndarray, think_time: float
 ) -> dict[str, Any]:
-    """Sessions started, completed and with a failed turn; turns per session; latency of the
-    completed ones (first send to last end, ms)."""
+    """Measured sessions: completed (every turn of the conversation sent and ok), with a
+    failed turn, or cut short by the run's stop (a cancelled turn, or fewer turns sent than the
+    conversation has, all ok); turns per session; latency of the completed ones (ms)."""
     session = cols["session"]
     has = ~np.isnan(session)
     if not has.any():
@@ -88,16 +90,22 @@ def session_figures(
     order = np.argsort(ids, kind="stable")
     ids = ids[order]
     sent, end, good = cols["sent_ns"][has][order], cols["end_ns"][has][order], ok[has][order]
+    cancelled = (cols["status"][has][order] == "cancelled").astype(np.int8)
     starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
     count = np.diff(np.r_[starts, ids.size])
+    whole = np.fmax.reduceat(cols["turns"][has][order], starts)  # the conversation's turns
     all_ok = np.minimum.reduceat(good.astype(np.int8), starts).astype(bool)
+    stopped = np.maximum.reduceat(cancelled, starts).astype(bool)
+    completed = all_ok & (count >= whole)
+    cut = stopped | (all_ok & (count < whole))
     first = np.fmin.reduceat(sent, starts)
     last = np.fmax.reduceat(end, starts)
-    latency = (last - first)[all_ok] / 1e6
+    latency = (last - first)[completed] / 1e6
     return {
         "started": int(starts.size),
-        "completed": int(all_ok.sum()),
-        "with_failed_turn": int((~all_ok).sum()),
+        "completed": int(completed.sum()),
+        "with_failed_turn": int((~all_ok & ~stopped).sum()),
+        "cut_short": int(cut.sum()),
         "mean_turns": float(count.mean()),
         "think_time_s": think_time,
         "latency_ms": {

@@ -112,6 +112,7 @@ class Summary:
     prefix_cache: dict[str, Any] = field(default_factory=dict)  # usage's cached tokens, if given
     resent: dict[str, int] = field(default_factory=dict)  # requests re-sending a sent prompt
     shared_prefix: dict[str, Any] = field(default_factory=dict)  # random: the shared share
+    trace_reuse: dict[str, Any] = field(default_factory=dict)  # a trace's blocks sent before
     sessions: dict[str, Any] = field(default_factory=dict)  # conversations: metrics.sessions
     turns: list[dict[str, Any]] = field(default_factory=list)  # ... and their figures per turn
     warnings: list[str] = field(default_factory=list)
@@ -181,7 +182,7 @@ def summarize(store: Store, run: Run) -> Summary:
     ]
     conversations = bool(run.workload.get("multi_turn") or run.workload.get("turns"))
     if conversations:
-        names += ["session", "turn"]
+        names += ["session", "turn", "turns"]
     cols = store.columns(run.id, names, where="AND warmup = 0")
     load = run.load
     status = cols["status"]
@@ -229,8 +230,10 @@ def summarize(store: Store, run: Run) -> Summary:
             dists[key] = _dist(
                 np.where(ok, cols[key], np.nan) if key != "schedule_lag_ms" else cols[key]
             )
-        planned_rate = _rate(cols["intended_ns"], resumes)
-        achieved_rate = _rate(sent[~np.isnan(sent)], resumes)
+        # conversations: the plan is when sessions start (their first turns)
+        first = cols["turn"] == 1 if conversations else np.ones(sent.size, dtype=bool)
+        planned_rate = _rate(cols["intended_ns"][first], resumes)
+        achieved_rate = _rate(sent[first & ~np.isnan(sent)], resumes)
 
     chunks = np.where(ok, cols["n_chunks"], np.nan)
     streamed_ok = ok & (cols["streamed"] == 1)
@@ -287,6 +290,7 @@ def summarize(store: Store, run: Run) -> Summary:
     summary.prefix_cache = _prefix_cache(cols, ok)
     summary.resent = _resent(cols, run)
     summary.shared_prefix = _shared_prefix(run)
+    summary.trace_reuse = _trace_reuse(run)
     if conversations:
         summary.sessions = session_figures(cols, ok, float(run.workload.get("think_time") or 0))
         summary.turns = turn_figures(cols, ok)
@@ -373,20 +377,8 @@ def _prefix_cache(cols: dict[str, np.ndarray], ok: np.ndarray) -> dict[str, Any]
 
 def _shared_prefix(run: Run) -> dict[str, Any]:
     """The random dataset's shared prefix: its tokens, the share of a prompt it is (at the
-    mean input length), and in how many groups. A trace with ``hash_ids``: the prompt tokens
-    of blocks an earlier row had sent, of all (what a cache that forgets nothing could hit,
-    before the chat template). {} for anything else."""
+    mean input length), and in how many groups; {} without one."""
     w = run.workload
-    reuse = w.get("trace_reuse")
-    if reuse:
-        reusable, total = int(reuse["reusable_tokens"]), int(reuse["prompt_tokens"])
-        return {
-            "tokens": reusable,
-            "of": total,
-            "share_pct": 100 * reusable / total if total else math.nan,
-            "groups": 1,
-            "block_size": int(reuse["block_size"]),
-        }
     prefix = int(w.get("prefix_len") or 0)
     if not prefix or w.get("dataset") != "random":
         return {}
@@ -396,6 +388,21 @@ def _shared_prefix(run: Run) -> dict[str, Any]:
         "of": whole,
         "share_pct": 100 * prefix / whole,
         "groups": int(w.get("prefix_groups") or 1),
+    }
+
+
+def _trace_reuse(run: Run) -> dict[str, Any]:
+    """A trace with ``hash_ids``: the prompt tokens of blocks an earlier row had sent, of all
+    (what a prefix cache that forgets nothing could hit, before the chat template); {} else."""
+    reuse = run.workload.get("trace_reuse")
+    if not reuse:
+        return {}
+    reusable, total = int(reuse["reusable_tokens"]), int(reuse["prompt_tokens"])
+    return {
+        "reusable_tokens": reusable,
+        "prompt_tokens": total,
+        "share_pct": 100 * reusable / total if total else math.nan,
+        "block_size": int(reuse["block_size"]),
     }
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 from rich import box
 from rich.console import Console, Group, RenderableType
@@ -31,9 +32,7 @@ def fmt(value: float | None, digits: int = 2) -> str:
 
 def _load_label(s: Summary) -> str:
     if s.mode == "closed":
-        return f"closed loop, {s.parallel} {'sessions' if s.sessions else ''} in parallel".replace(
-            "  ", " "
-        )
+        return f"closed loop, {s.parallel}{' sessions' if s.sessions else ''} in parallel"
     cap = f", at most {s.max_concurrency} in flight" if s.max_concurrency else ""
     if s.shape in ("trace", "ramp"):
         return f"open loop, {s.shape}{cap}"
@@ -68,37 +67,18 @@ def summary_table(s: Summary) -> Table:
         ("Mean output tokens", fmt(s.mean_output_tokens, 1)),
         ("Chunks/s · tokens per chunk", f"{fmt(s.chunks_per_s)} · {fmt(s.tokens_per_chunk, 3)}"),
     ]
+    after_requests = 5  # the rows that follow "Requests ok / failed"
     if s.mode == "open":
+        unit = "sessions/s" if s.sessions else "req/s"
         rows.insert(
             4,
             (
-                "Planned / achieved send rate (req/s)",
+                f"Planned / achieved send rate ({unit})",
                 f"{fmt(s.planned_rate, 3)} / {fmt(s.achieved_send_rate, 3)}",
             ),
         )
-    sessions = s.sessions
-    if sessions:
-        latency = sessions["latency_ms"]
-        rows.insert(
-            5,
-            (
-                "Sessions completed / with a failed turn",
-                f"{sessions['completed']} / {sessions['with_failed_turn']} "
-                f"· {fmt(sessions['mean_turns'], 1)} turns each",
-            ),
-        )
-        rows.insert(
-            6,
-            (
-                "Session latency p50 / p90 (ms)",
-                f"{fmt(latency['p50'])} / {fmt(latency['p90'])}"
-                + (
-                    f" (think time {sessions['think_time_s']:g} s a turn)"
-                    if sessions["think_time_s"]
-                    else ""
-                ),
-            ),
-        )
+        after_requests += 1
+    rows[after_requests:after_requests] = _session_rows(s.sessions)
     if s.exact_output:
         rows.append(
             (
@@ -113,16 +93,18 @@ def summary_table(s: Summary) -> Table:
                 f"{s.token_check['mean_diff_pct']:+.1f}% ({s.token_check['n']} requests)",
             )
         )
-    shared = s.shared_prefix
-    if shared.get("block_size"):
+    reuse = s.trace_reuse
+    if reuse:
         rows.append(
             (
                 "Trace's shared blocks",
-                f"{shared['tokens']} of {shared['of']} prompt tokens ({fmt(shared['share_pct'], 1)}%)"
-                f" repeat an earlier row's {shared['block_size']}-token blocks",
+                f"{reuse['reusable_tokens']} of {reuse['prompt_tokens']} prompt tokens "
+                f"({fmt(reuse['share_pct'], 1)}%) repeat an earlier row's "
+                f"{reuse['block_size']}-token blocks",
             )
         )
-    elif shared:
+    shared = s.shared_prefix
+    if shared:
         rows.append(
             (
                 "Shared prefix",
@@ -169,6 +151,26 @@ def percentile_table(s: Summary) -> Table:
     counts = [str(s.distributions[k].n) if k in s.distributions else "—" for k, _, _ in columns]
     t.add_row(Text("n", style="dim"), *[Text(c, style="dim") for c in counts])
     return t
+
+
+def _session_rows(sessions: dict[str, Any]) -> list[tuple[str, str]]:
+    if not sessions:
+        return []
+    latency = sessions["latency_ms"]
+    cut = f" · {sessions['cut_short']} cut short by the stop" if sessions["cut_short"] else ""
+    think = sessions["think_time_s"]
+    return [
+        (
+            "Sessions completed / with a failed turn",
+            f"{sessions['completed']} / {sessions['with_failed_turn']}{cut} "
+            f"· {fmt(sessions['mean_turns'], 1)} turns each",
+        ),
+        (
+            "Session latency p50 / p90 (ms)",
+            f"{fmt(latency['p50'])} / {fmt(latency['p90'])}"
+            + (f" (think time {think:g} s a turn)" if think else ""),
+        ),
+    ]
 
 
 def turn_table(s: Summary) -> Table:

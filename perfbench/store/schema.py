@@ -52,6 +52,7 @@ REQUEST_COLUMNS: dict[str, type] = {
     "cached_tokens": int,
     "session": int,
     "turn": int,
+    "turns": int,
 }
 
 
@@ -88,7 +89,15 @@ def m001_initial(db: Database) -> None:
             k: v
             for k, v in REQUEST_COLUMNS.items()
             if k
-            not in ("dataset", "expected_tokens", "tool_calls", "cached_tokens", "session", "turn")
+            not in (
+                "dataset",
+                "expected_tokens",
+                "tool_calls",
+                "cached_tokens",
+                "session",
+                "turn",
+                "turns",
+            )
         },
         pk=("run_id", "idx"),
         not_null={"run_id", "idx", "warmup", "status", "intended_ns"},
@@ -245,10 +254,11 @@ def m013_cached_tokens(db: Database) -> None:
 
 @migrations()
 def m014_sessions(db: Database) -> None:
-    """A conversation's requests: which session of the run (0, 1, ... in start order) and
-    which turn of it (1 first); NULL for a single-turn run."""
+    """A conversation's requests: which session of the run (0, 1, ... in start order), which
+    turn of it (1 first), and how many turns its conversation has; NULL for a single-turn run."""
     db.table("requests").add_column("session", int)
     db.table("requests").add_column("turn", int)
+    db.table("requests").add_column("turns", int)
 
 
 def open_db(path: str, *, create: bool) -> Database:

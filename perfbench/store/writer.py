@@ -84,6 +84,7 @@ def to_row(run_id: int, t0: int, r: RequestRecord, worker: int | None = None) ->
         "cached_tokens": r.cached_tokens,
         "session": r.session,
         "turn": r.turn,
+        "turns": r.turns,
         "worker": worker,
     }
 

@@ -49,7 +49,10 @@ class TraceBlocks:
     def __init__(self, words: tuple[str, ...], size: int, largest_id: int) -> None:
         self.words, self.size = words, size
         # enough words to spell every id of the trace, fewer only when a block is shorter
-        self.head = min(size, max(1, math.ceil(math.log(largest_id + 1, len(words)) + 1e-9)))
+        digits = 1
+        while len(words) ** digits <= largest_id:
+            digits += 1
+        self.head = min(size, digits)
         seq = random.Random(0).choices(words, k=CORPUS_WORDS + size)
         self._text = " ".join(seq)
         self._starts = array.array("q", itertools.accumulate((len(w) + 1 for w in seq), initial=0))

@@ -72,15 +72,19 @@ def _reply_tokens(reply: str) -> int:
 
 def _exchanges(row: Row, most: int | None) -> list[tuple[str, str]]:
     """The (human turn, reply) pairs from the first human turn on, as long as they alternate
-    and neither text is blank, at most ``most`` (None: all); [] when the row has none."""
+    and neither text is blank, at most ``most`` (None: all); [] when the row has none. Turns
+    up to the first reply must be well formed; a later malformed turn ends the conversation."""
     turns = row.fields.get("conversations")
     if not isinstance(turns, list):
         raise DatasetError(f'{row.where}: no "conversations" list; expected {_LAYOUT}')
-    spoken = [_turn(row, i, turn) for i, turn in enumerate(turns)]
-    start = next((i for i, (who, _) in enumerate(spoken) if who in HUMAN), len(spoken))
+    start = 0
+    while start < len(turns) and _turn(row, start, turns[start])[0] not in HUMAN:
+        start += 1
     pairs: list[tuple[str, str]] = []
-    for i in range(start, len(spoken) - 1, 2):
-        (who, question), (replier, reply) = spoken[i], spoken[i + 1]
+    for i in range(start, len(turns) - 1, 2):
+        if pairs and not all(_well_formed(t) for t in turns[i : i + 2]):
+            break
+        (who, question), (replier, reply) = _turn(row, i, turns[i]), _turn(row, i + 1, turns[i + 1])
         if who not in HUMAN or replier not in REPLY or not question.strip() or not reply.strip():
             break
         pairs.append((question, reply))
@@ -89,12 +93,16 @@ def _exchanges(row: Row, most: int | None) -> list[tuple[str, str]]:
     return pairs
 
 
+def _well_formed(turn: Any) -> bool:
+    return (
+        isinstance(turn, dict)
+        and isinstance(turn.get("from"), str)
+        and isinstance(turn.get("value"), str)
+    )
+
+
 def _turn(row: Row, i: int, turn: Any) -> tuple[str, str]:
-    if (
-        not isinstance(turn, dict)
-        or not isinstance(turn.get("from"), str)
-        or not isinstance(turn.get("value"), str)
-    ):
+    if not _well_formed(turn):
         raise DatasetError(
             f'{row.where}: conversations[{i}] needs "from" and "value" strings; expected {_LAYOUT}'
         )
