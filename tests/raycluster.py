@@ -61,12 +61,21 @@ STARTED = "Ray runtime started."
 _TOKEN_VAR = "PERFBENCH_RAY_CLUSTER"  # in the environment of every process of the cluster
 
 
+_GIVEN: set[int] = set()  # every port free_port handed out in this process
+
+
 def free_port() -> int:
-    """A TCP port free right now on the loopback interface (the OS picks it)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A TCP port free right now on the loopback interface (the OS picks it), and never one
+    handed out before: the OS can pick a just-closed port again, and two of a node's components
+    given one port stop its start ("a port number ... that is used by other components")."""
+    for _ in range(1000):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port: int = s.getsockname()[1]
+        if port not in _GIVEN:
+            _GIVEN.add(port)
+            return port
+    raise RuntimeError("no fresh loopback port in 1,000 tries")
 
 
 def _processes(token: str, sessions: set[int]) -> list[int]:

@@ -276,3 +276,15 @@ def test_a_conversation_file_without_replies_is_one_line(tmp_path):
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
     assert "no conversation has a human turn followed by a reply" in done.stderr
     assert not (tmp_path / "x.db").exists()
+
+
+def test_compare_refuses_a_conversation_against_single_requests(sim, tmp_path):
+    db = tmp_path / "c.db"
+    url = sim(*INSTANT, "--seed", "79")
+    common = ("--dataset", "random", "--input-len", "16", "--output-len", "2", "--parallel", "2",
+              "--number", "10")  # fmt: skip
+    _perf(url, db, *common)
+    _perf(url, db, *common, "--turns", "2")
+    done = perfbench("compare", "1", "2", "--db", str(db))
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "--turns" in done.stderr and "--multi-turn" not in done.stderr

@@ -72,7 +72,7 @@ import json
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import MISSING, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import NormalDist
 from typing import TYPE_CHECKING, Any, Literal
@@ -524,8 +524,11 @@ def compare_stored(
 # -- what must match ---------------------------------------------------------------------------
 
 # (where, field, flag): a difference refuses the comparison
+#: settings added after runs were recorded: a run without one had the default
 _WORKLOAD_DEFAULTS = {
-    f.name: f.default for f in dataclasses.fields(WorkloadSpec) if f.default is not MISSING
+    f.name: f.default
+    for f in dataclasses.fields(WorkloadSpec)
+    if f.name in ("multi_turn", "turns", "think_time")
 }
 _MUST_MATCH = (
     ("workload", "dataset", "--dataset"),
