@@ -104,9 +104,8 @@ class Templates:
         text = prompt.text
         if prompt.composed is not None:  # built for this request, and not kept
             text = prompt.composed.text(self.salt)
-        elif prompt.unique_span is not None and text is not None:
-            start, end = prompt.unique_span
-            text = text[:start] + _HEAD + text[end:]
+        elif prompt.unique_span is not None:
+            text = prompt.with_head(_HEAD)
         messages = [dict(m) for m in prompt.messages] if prompt.messages is not None else None
         max_tokens = prompt.max_tokens if prompt.max_tokens is not None else self.spec.max_tokens
         local = None
@@ -124,12 +123,12 @@ class Templates:
             tools=[dict(t) for t in prompt.tools] if prompt.tools else None,
         )
         tail = None
-        if prompt.unique_span is not None and text is not prompt.text:
+        if prompt.unique_span is not None:
             body, tail = body.split(_HEAD.encode(), 1)
         made = Template(
             body,
             prompt.id,
-            len(text) if prompt.composed is not None and text is not None else prompt.chars,
+            prompt.chars if prompt.composed is None else len(text or ""),
             prompt.dataset,
             prompt.max_tokens if prompt.exact_output and self._exact_asked else None,
             local,
@@ -185,8 +184,7 @@ class Templates:
             else:
                 text = prompt.text or ""
                 if prompt.unique_span is not None and prompt.heads is not None:
-                    start, end = prompt.unique_span
-                    text = text[:start] + prompt.heads.head(self.salt + session) + text[end:]
+                    text = prompt.with_head(prompt.heads.head(self.salt + session))
                 own = [{"role": "user", "content": text}]
         else:
             later = prompt.followups[turn - 1]
@@ -209,7 +207,7 @@ class Templates:
             prompt_tokens_local=local,
             session=session,
             turn=turn + 1,
-            turns=1 + len(prompt.followups),
+            turns=prompt.turns,
         )
         return req, own
 
@@ -222,7 +220,7 @@ class Templates:
 
     def turns(self, slot: int) -> int:
         """How many turns the conversation at prompt ``slot`` has."""
-        return 1 + len(self.prompts[slot % self.size].followups)
+        return self.prompts[slot % self.size].turns
 
 
 def _joined(prompt: Prompt) -> str:

@@ -955,7 +955,7 @@ def _turns(prompts: Sequence[Prompt], first: int, count: int | None) -> int | No
     if count is None:
         return None
     size = len(prompts)
-    return sum(1 + len(prompts[k % size].followups) for k in range(first, first + count))
+    return sum(prompts[k % size].turns for k in range(first, first + count))
 
 
 def _resolve_number(load: LoadSpec, prompts: list[Prompt]) -> LoadSpec:

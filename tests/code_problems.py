@@ -104,8 +104,8 @@ PROBLEMS: list[dict[str, Any]] = [
 ]
 
 
-def row(p: dict[str, Any], *, with_solution: bool = True) -> dict[str, Any]:
-    out = {
+def row(p: dict[str, Any]) -> dict[str, Any]:
+    return {
         "question_title": p["id"].replace("-", " ").title(),
         "question_content": p["content"],
         "platform": "leetcode" if p.get("func") else "atcoder",
@@ -117,13 +117,10 @@ def row(p: dict[str, Any], *, with_solution: bool = True) -> dict[str, Any]:
         "public_test_cases": json.dumps(p["public"]),
         "private_test_cases": pack(p["private"]),
         "metadata": json.dumps({"func_name": p["func"]} if p.get("func") else {}),
+        "solution": p["correct"],
     }
-    if with_solution:
-        out["solution"] = p["correct"]
-    return out
 
 
-def write(path: Path, *, with_solution: bool = True) -> Path:
-    path.write_text("".join(json.dumps(row(p, with_solution=with_solution)) + "\n"
-                            for p in PROBLEMS))  # fmt: skip
+def write(path: Path) -> Path:
+    path.write_text("".join(json.dumps(row(p)) + "\n" for p in PROBLEMS))
     return path

@@ -116,6 +116,15 @@ def gone_within(pids: list[int], seconds: float) -> bool:
     return False
 
 
+def uid_of(pid: int) -> int | None:
+    """The real user id of process ``pid``, or None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("Uid:"))
+    except (OSError, StopIteration, ValueError):
+        return None
+
+
 def children(pid: int) -> list[int]:
     """The processes whose parent is ``pid``."""
     return [

@@ -237,22 +237,13 @@ def _no_tests(tmp_path: Path, path: Path) -> Path:
     return out
 
 
-def _uid(pid: int) -> int | None:
-    """The real user id of process ``pid``, or None when it is gone."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            return next(int(line.split()[1]) for line in f if line.startswith("Uid:"))
-    except (OSError, StopIteration, ValueError):
-        return None
-
-
 def test_ctrl_c_while_grading_code_leaves_nothing_running(tmp_path):
     """SIGINT to `perfbench grade` while answers that sleep are running: exit 130, and every
     sandboxed process (found through the grading process's descendants) is gone."""
     import signal
     import time
 
-    from tests.conftest import alive, children, start_perfbench
+    from tests.conftest import alive, children, start_perfbench, uid_of
 
     db = tmp_path / "s.db"
     done = perfbench("perf", "--dataset", "humaneval", "--number", "6", "--sim-args",
@@ -268,7 +259,9 @@ def test_ctrl_c_while_grading_code_leaves_nothing_running(tmp_path):
     deadline = time.monotonic() + 30
     # wait for a sandboxed program (it runs as another user), not merely the grading pool's
     # own workers, which start first
-    while time.monotonic() < deadline and not any(_uid(p) not in (None, os.getuid()) for p in seen):
+    while time.monotonic() < deadline and not any(
+        uid_of(p) not in (None, os.getuid()) for p in seen
+    ):
         time.sleep(0.1)
         todo, found = [grade.pid], set()
         while todo:
@@ -276,7 +269,7 @@ def test_ctrl_c_while_grading_code_leaves_nothing_running(tmp_path):
                 found.add(child)
                 todo.append(child)
         seen |= found
-    assert any(_uid(p) not in (None, os.getuid()) for p in seen), "no sandboxed program started"
+    assert any(uid_of(p) not in (None, os.getuid()) for p in seen), "no sandboxed program started"
     grade.send_signal(signal.SIGINT)
     _, err = grade.communicate(timeout=30)
     assert grade.returncode == 130, err

@@ -17,11 +17,11 @@ from perfbench.compare.runs import (
     _cluster_bootstrap,
     _Clusters,
     _order_bootstrap,
-    _wilson,
     compare,
     gate_exit_code,
     parse_threshold,
     render,
+    wilson,
 )
 from perfbench.errors import ConfigError, UsageError
 from tests.conftest import perfbench
@@ -361,8 +361,8 @@ def test_cluster_bootstrap_equals_percentiles_of_the_expanded_resamples() -> Non
 def test_newcombe_interval_matches_the_published_example() -> None:
     # Newcombe (1998), Stat. Med. 17:873, table II, example (a): 56/70 − 48/80, method 10
     z = 1.959963984540054
-    l1, u1 = _wilson(56, 70, z)
-    l2, u2 = _wilson(48, 80, z)
+    l1, u1 = wilson(56, 70, z)
+    l2, u2 = wilson(48, 80, z)
     d = 56 / 70 - 48 / 80
     lo = d - math.hypot(56 / 70 - l1, u2 - 48 / 80)
     hi = d + math.hypot(u1 - 56 / 70, 48 / 80 - l2)

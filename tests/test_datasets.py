@@ -44,7 +44,7 @@ def no_hub_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(source: hub.HubFiles) -> list[Path]:
         raise AssertionError(f"an in-process test tried to download {source.repo_id}")
 
-    monkeypatch.setattr(perfbench.workload.evals, "fetch", refuse)
+    monkeypatch.setattr(perfbench.workload.jsonl, "fetch", refuse)
     monkeypatch.delenv(hub.HUB_ENV, raising=False)
 
 

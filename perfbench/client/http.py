@@ -491,6 +491,7 @@ class _State:
         thought = "".join(self.reasoning)
         usage = self.usage
         prompt_tokens = completion = reasoning_tokens = cached = None
+        calls = self.tool_calls()
         source = None
         if usage is not None:
             prompt_tokens = usage.prompt_tokens
@@ -507,7 +508,7 @@ class _State:
                 completion, source = len(chunks), "chunks"
             else:
                 completion, source = (
-                    _estimate(output + thought + (self.tool_calls() or "")),
+                    _estimate(output + thought + (calls or "")),
                     "estimate",
                 )
         if prompt_tokens is None and self.status == "ok":
@@ -542,7 +543,7 @@ class _State:
             streamed=self.streamed,
             dataset=req.dataset,
             expected_tokens=req.expected_tokens,
-            tool_calls=self.tool_calls(),
+            tool_calls=calls,
             cached_tokens=cached,
             session=req.session,
             turn=req.turn,

@@ -44,8 +44,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from perfbench.compare.runs import wilson
 from perfbench.config import DeterminismSpec, LoadSpec
 from perfbench.errors import UsageError
+from perfbench.metrics.percentiles import exact
 from perfbench.store import Run, Store
 from perfbench.store.runs import OutputText
 from perfbench.tokens import CHARS_PER_TOKEN
@@ -99,20 +101,14 @@ class Tally:
 
     def interval(self) -> tuple[float, float] | None:
         """Wilson's 95% score interval for the share (see the module docstring)."""
-        n = self.compared
-        if not n:
-            return None
-        z, p = 1.959964, self.differ / n
-        centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-        half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-        return max(0.0, centre - half), min(1.0, centre + half)
+        return wilson(self.differ, self.compared, 1.959964) if self.compared else None
 
     def quantiles(self) -> dict[str, float] | None:
         """min, p10, p25, median, p75, p90 and max of the first-difference positions."""
         if not self.positions:
             return None
         qs = (0, 10, 25, 50, 75, 90, 100)
-        values = np.percentile(np.array(self.positions, dtype=np.float64), qs)
+        values = exact(np.array(self.positions, dtype=np.float64), qs)
         names = ("min", "p10", "p25", "median", "p75", "p90", "max")
         return {k: float(v) for k, v in zip(names, values, strict=True)}
 

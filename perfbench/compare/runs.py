@@ -1103,7 +1103,8 @@ def _relative(
     )
 
 
-def _wilson(k: int, n: int, z: float) -> tuple[float, float]:
+def wilson(k: int, n: int, z: float) -> tuple[float, float]:
+    """Wilson's score interval for the share k / n at normal quantile ``z`` ((0, 1) for n 0)."""
     if n == 0:
         return 0.0, 1.0
     p = k / n
@@ -1130,8 +1131,8 @@ def _error_rate(
             fig, nan, nan, nan, None, "n/a", threshold, False, nb, nn, method, note="no requests"
         )
     pb, pn = kb / nb, kn / nn
-    lb, ub = _wilson(kb, nb, z)
-    ln, un = _wilson(kn, nn, z)
+    lb, ub = wilson(kb, nb, z)
+    ln, un = wilson(kn, nn, z)
     d = pn - pb
     ci = (d - math.hypot(pn - ln, ub - pb), d + math.hypot(un - pn, pb - lb))
     significant = ci[0] > 0 or ci[1] < 0

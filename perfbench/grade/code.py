@@ -20,7 +20,7 @@ from __future__ import annotations
 import collections
 import json
 import secrets
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,10 +47,10 @@ class CodeTask:
 
 def extract_code(text: str) -> str | None:
     """The last complete fenced block (```` ``` ```` with or without a language), or None."""
-    fences = [n for n, line in enumerate(text.split("\n")) if line.strip().startswith("```")]
+    lines = text.split("\n")
+    fences = [n for n, line in enumerate(lines) if line.strip().startswith("```")]
     if len(fences) < 2:
         return None
-    lines = text.split("\n")
     pairs = list(zip(fences[0::2], fences[1::2]))  # an unclosed last fence is left out
     start, end = pairs[-1]
     code = "\n".join(lines[start + 1 : end])
@@ -65,7 +65,6 @@ def grade_code(
     tasks: Sequence[CodeTask],
     *,
     workers: int | None = None,
-    progress: Callable[[int], None] | None = None,
 ) -> list[Verdict]:
     """Every answer run against its tests, in parallel sandboxed processes, in task order.
 
@@ -77,20 +76,15 @@ def grade_code(
     harness = HARNESS.read_text(encoding="utf-8")
     out: list[Verdict] = [Verdict(None, False, False)] * len(tasks)
     running: collections.deque[tuple[int, str, Any]] = collections.deque()
-    done = 0
     with sandbox.Pool(workers=workers) as pool:
         window = 2 * pool.workers
 
         def collect() -> None:
-            nonlocal done
             k, nonce, future = running.popleft()
             try:
                 out[k] = _verdict(future.result(), nonce)
             except sandbox.SandboxError as exc:  # the sandbox failed, not the answer
                 out[k] = Verdict(None, False, True, f"not run: {exc}")
-            done += 1
-            if progress is not None:
-                progress(done)
 
         for k, task in enumerate(tasks):
             code = extract_code(task.output)

@@ -97,15 +97,25 @@ def _limited(seconds: float, fn: Any, *args: Any) -> Any:
         signal.setitimer(signal.ITIMER_REAL, 0)
 
 
+def _load(source: str, timeout: float) -> types.ModuleType:
+    """The program run as module ``solution`` (its top level within ``timeout``)."""
+    module = types.ModuleType("solution")
+    _limited(timeout, exec, compile(source, "solution.py", "exec"), module.__dict__)
+    return module
+
+
+def _syntax(exc: SyntaxError) -> str:
+    return f"syntax error: {exc.msg} (line {exc.lineno})"
+
+
 def run_humaneval(task: dict[str, Any]) -> dict[str, Any]:
     program = (
         task["prompt"] + task["code"] + "\n\n" + task["test"] + "\n" + f"check({task['entry']})\n"
     )
-    module = types.ModuleType("solution")
     try:
-        _limited(task["timeout"], exec, compile(program, "solution.py", "exec"), module.__dict__)
+        _load(program, task["timeout"])
     except SyntaxError as exc:
-        return {"passed": 0, "total": 1, "failure": f"syntax error: {exc.msg} (line {exc.lineno})"}
+        return {"passed": 0, "total": 1, "failure": _syntax(exc)}
     except AssertionError:
         return {"passed": 0, "total": 1, "failure": "wrong answer: a test assertion failed"}
     except BaseException as exc:
@@ -175,10 +185,9 @@ def run_stdin(task: dict[str, Any]) -> dict[str, Any]:
     try:
         source = _as_function(task["code"])
     except SyntaxError as exc:
-        return _fail(0, task, f"syntax error: {exc.msg} (line {exc.lineno})")
-    module = types.ModuleType("solution")
+        return _fail(0, task, _syntax(exc))
     try:
-        _limited(task["timeout"], exec, compile(source, "solution.py", "exec"), module.__dict__)
+        module = _load(source, task["timeout"])
     except BaseException as exc:
         return _fail(0, task, _error(exc))
     main = module.__dict__["wrapped_function"]
@@ -207,18 +216,16 @@ def run_stdin(task: dict[str, Any]) -> dict[str, Any]:
         why = outputs_match(out.getvalue(), test["output"])
         if why is not None:
             return _fail(n, task, f"wrong answer: {why}")
-    return {"passed": len(task["tests"]), "total": len(task["tests"]), "failure": None}
+    return _passed(task)
 
 
 def run_functional(task: dict[str, Any]) -> dict[str, Any]:
-    source = COMMON_IMPORTS + "\n" + task["code"]
-    module = types.ModuleType("solution")
     try:
-        _limited(task["timeout"], exec, compile(source, "solution.py", "exec"), module.__dict__)
+        module = _load(COMMON_IMPORTS + "\n" + task["code"], task["timeout"])
         owner: Any = module.Solution() if "class Solution" in task["code"] else module
         method = getattr(owner, task["entry"])
     except SyntaxError as exc:
-        return _fail(0, task, f"syntax error: {exc.msg} (line {exc.lineno})")
+        return _fail(0, task, _syntax(exc))
     except AttributeError:
         return _fail(0, task, f"no method {task['entry']!r} in the answer")
     except BaseException as exc:
@@ -234,6 +241,10 @@ def run_functional(task: dict[str, Any]) -> dict[str, Any]:
             got = list(got)
         if got != want:
             return _fail(n, task, f"wrong answer: {_short(got, 60)} != {_short(want, 60)}")
+    return _passed(task)
+
+
+def _passed(task: dict[str, Any]) -> dict[str, Any]:
     return {"passed": len(task["tests"]), "total": len(task["tests"]), "failure": None}
 
 

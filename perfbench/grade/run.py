@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from perfbench.config import GradeSpec, ThinkSpec
+from perfbench.config import GradeSpec, ThinkSpec, WorkloadSpec
 from perfbench.errors import PerfbenchError, UsageError
 from perfbench.grade import code, extract, graders, records, scores, think
 from perfbench.grade.pool import run_tasks
@@ -194,10 +194,13 @@ def grade_run(
 def _with_tests(run: Run, tasks: list[code.CodeTask]) -> list[code.CodeTask]:
     """Tasks whose problem's tests were too big for the database, with the tests read again
     from the run's dataset file (or the hub's cache)."""
-    wanted = {str(t.spec["id"]) for t in tasks if t.spec.get("tests") is None and "id" in t.spec}
+
+    def lacking(t: code.CodeTask) -> bool:
+        return t.spec.get("tests") is None and "id" in t.spec
+
+    wanted = {str(t.spec["id"]) for t in tasks if lacking(t)}
     if not wanted:
         return tasks
-    from perfbench.config import WorkloadSpec
     from perfbench.workload.code import tests_for
 
     path = None
@@ -209,7 +212,7 @@ def _with_tests(run: Run, tasks: list[code.CodeTask]) -> list[code.CodeTask]:
     found = tests_for(WorkloadSpec(dataset="live_code_bench", dataset_path=path), wanted)
     return [
         dataclasses.replace(t, spec={**t.spec, "tests": found[str(t.spec["id"])]})
-        if t.spec.get("tests") is None and "id" in t.spec
+        if lacking(t)
         else t
         for t in tasks
     ]

@@ -54,7 +54,7 @@ from time import perf_counter_ns
 from typing import Protocol
 
 from .config import SimConfig
-from .variance import flips, threshold
+from .variance import mix, threshold
 
 log = logging.getLogger(__name__)
 
@@ -361,8 +361,9 @@ class Engine:
             heapq.heappush(self._heap, (due, seq.uid, seq))
 
     def _vary(self, seq: Sequence, step: int) -> None:
-        """--batch-variance: flip the greedy token at ``step`` when this batch's numerics do."""
-        if flips(seq.vary, step, self.running, self._flip_below):
+        """--batch-variance: flip the greedy token at ``step`` when this batch's numerics do (the
+        caller has seen the batch hold more than this sequence)."""
+        if mix(seq.vary, step, self.running) < self._flip_below:
             seq.vary = 0  # a sequence diverges once; after that its text is another one anyway
             if seq.on_diverge is not None:
                 seq.on_diverge(step, self.running)

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+from perfbench.tokens import CHARS_PER_TOKEN
+
 BLOCK_TOKENS = 16
-BLOCK_CHARS = 4 * BLOCK_TOKENS
+BLOCK_CHARS = CHARS_PER_TOKEN * BLOCK_TOKENS
 
 
 class PrefixCache:

@@ -168,7 +168,7 @@ class SimState:
             if c.enable_prompt_tokens_details:
                 out.reported_cached = out.cached_tokens
         if req.tool is not None:
-            self._tool_call(out, req.tool, said)
+            self._tool_call(out, req.tool)
         elif row is not None:
             self._answer(out, row, said, ratio)
         return out
@@ -204,17 +204,8 @@ class SimState:
     ) -> list[Token]:
         """Choice ``i``'s text had its token at ``step`` flipped: another answer to the same
         question, or another run of the pool whose token at ``step`` is not ``replaced``."""
-        if out.row is not None and out.answers is not None:
-            c = self.config
-            return compose(
-                out.row,
-                length,
-                rng,
-                reasoning_ratio=out.answer_ratio,
-                accuracy=c.answer_accuracy,
-                first=c.first_correct,
-                thoughts=c.answer_thoughts,
-            ).tokens
+        if out.row is not None:
+            return self._compose(out.row, length, rng, out.answer_ratio).tokens
         tokens = self.pool.tokens
         at = self.pool.start(rng)
         for _ in range(TokenPool.SIZE):  # the pool is random: the first or second try differs
@@ -223,7 +214,7 @@ class SimState:
             at = (at + 1) % TokenPool.SIZE
         return list(tokens[at : at + length])
 
-    def _tool_call(self, out: Output, tool: tuple[str, str], rng: random.Random) -> None:
+    def _tool_call(self, out: Output, tool: tuple[str, str]) -> None:
         """Each choice calls the request's first tool: its arguments, ``{"<first parameter>":
         "<words>"}``, streamed one piece a token, at the planned length."""
         name, param = tool
@@ -247,19 +238,8 @@ class SimState:
 
     def _answer(self, out: Output, row: AnswerRow, rng: random.Random, ratio: float) -> None:
         """Give each choice an answer to ``row`` instead of pool words, at its planned length."""
-        c = self.config
-        answers = [
-            compose(
-                row,
-                length,
-                rng,
-                reasoning_ratio=ratio if ratio > 0 else None,
-                accuracy=c.answer_accuracy,
-                first=c.first_correct,
-                thoughts=c.answer_thoughts,
-            )
-            for length in out.lengths
-        ]
+        out.answer_ratio = ratio if ratio > 0 else None
+        answers = [self._compose(row, length, rng, out.answer_ratio) for length in out.lengths]
         tokens: list[Token] = []
         starts: list[int] = []
         for answer in answers:
@@ -270,7 +250,20 @@ class SimState:
         out.reasoning_k = [a.reasoning_k for a in answers]
         out.answers = answers
         out.row = row
-        out.answer_ratio = ratio if ratio > 0 else None
+
+    def _compose(
+        self, row: AnswerRow, length: int, rng: random.Random, ratio: float | None
+    ) -> Answer:
+        c = self.config
+        return compose(
+            row,
+            length,
+            rng,
+            reasoning_ratio=ratio,
+            accuracy=c.answer_accuracy,
+            first=c.first_correct,
+            thoughts=c.answer_thoughts,
+        )
 
 
 STATE = web.AppKey("perfbench_sim_state", SimState)
@@ -452,6 +445,7 @@ async def _stream(
     resp = web.StreamResponse(headers=out.headers(SSE_HEADERS))
     await resp.prepare(request)
     sink = _response_stream(state, req, out, rid, request.transport)
+    vary = _vary(state, out)
     seq = Sequence(
         lengths=out.lengths,
         prompt_tokens=req.prompt_tokens,
@@ -461,8 +455,8 @@ async def _stream(
         cached_tokens=out.cached_tokens or 0,
         stall_at=out.faults.stall_at,
         stall_ns=round(state.config.stall_ms * 1e6),
-        vary=_vary(state, out),
-        on_diverge=_diverger(state, out, sink),
+        vary=vary,
+        on_diverge=_diverger(state, out, sink) if vary else None,
     )
     completed = await _run(state, seq)
     state.engine.poll()
@@ -529,6 +523,7 @@ async def _whole(
         (at for at in (faults.disconnect_at, faults.error_event_at) if at != NO_STEP),
         default=NO_STEP,
     )
+    vary = _vary(state, out)
     seq = Sequence(
         lengths=out.lengths,
         prompt_tokens=req.prompt_tokens,
@@ -538,8 +533,8 @@ async def _whole(
         cached_tokens=out.cached_tokens or 0,
         stall_at=faults.stall_at,
         stall_ns=round(state.config.stall_ms * 1e6),
-        vary=_vary(state, out),
-        on_diverge=_diverger(state, out, None),
+        vary=vary,
+        on_diverge=_diverger(state, out, None) if vary else None,
     )
     completed = await _run(state, seq)
     tokens = out.completion_tokens
@@ -593,9 +588,6 @@ async def _burst(
     stats = state.engine.stats
     stats.prompt_tokens += req.prompt_tokens
     stats.generation_tokens += out.completion_tokens
-    if out.cached_tokens is not None:
-        stats.prefix_queries += req.prompt_tokens
-        stats.prefix_hits += out.cached_tokens
     if not req.stream:
         body = _whole_body(state, req, out, rid)
         stats.finished[out.engine_reason] += 1

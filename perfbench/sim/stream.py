@@ -34,7 +34,6 @@ class ResponseStream:
         "outcome",
         "tokens_written",
         "_single",
-        "_tool",
     )
 
     def __init__(
@@ -55,6 +54,9 @@ class ResponseStream:
         self.enc = enc
         self.pool = pool
         self.starts = starts
+        if tool is not None:  # step 0 opens the call (its "reasoning" wrapper), later ones go on
+            enc.calling(tool, len(lengths))
+            reasoning_k = [1] * len(lengths)
         self.reasoning_k = reasoning_k
         self.lengths = lengths
         self.finish_reasons = finish_reasons
@@ -64,26 +66,11 @@ class ResponseStream:
         self.outcome = "ok"  # or "disconnect", "error_event", "client_gone", "shutdown"
         self.tokens_written = 0
         self._single = len(lengths) == 1
-        # a tool call (call id, function name): each choice's tokens are pieces of its arguments
-        self._tool = None
-        if tool is not None:
-            n = len(lengths)
-            self._tool = ([enc.tool_pre(i, tool) for i in range(n)],
-                          [enc.tool_pre(i, None) for i in range(n)])  # fmt: skip
-
-    def _wrap(self, i: int, step: int, token: bytes) -> tuple[bytes, bytes, bytes]:
-        """A token event's three parts (pre, token JSON, post) for choice ``i``."""
-        enc = self.enc
-        if self._tool is not None:
-            first, later = self._tool
-            return (first[i] if step == 0 else later[i]), token, enc.tool_post
-        pre = enc.reasoning_pre[i] if step < self.reasoning_k[i] else enc.token_pre[i]
-        return pre, token, enc.post
 
     def step_bytes(self, step: int) -> bytes:
         """The SSE bytes of one step, without faults and without HTTP framing."""
         enc = self.enc
-        if self._single and self._tool is None:
+        if self._single:
             k = self.reasoning_k[0]
             pre = enc.reasoning_pre[0] if step < k else enc.token_pre[0]
             data = pre + self.pool[self.starts[0] + step][1] + enc.post
@@ -98,7 +85,8 @@ class ResponseStream:
             parts.extend(enc.role(i) for i in range(len(self.lengths)))
         for i, length in enumerate(self.lengths):
             if step < length:
-                parts += self._wrap(i, step, self.pool[self.starts[i] + step][1])
+                pre = enc.reasoning_pre[i] if step < self.reasoning_k[i] else enc.token_pre[i]
+                parts += (pre, self.pool[self.starts[i] + step][1], enc.post)
                 self.tokens_written += 1
                 if step == length - 1:
                     parts.append(enc.finish(i, self.finish_reasons[i]))

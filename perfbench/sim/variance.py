@@ -12,7 +12,7 @@ The simulator models that simply, for greedy (temperature 0) requests on the tim
 
 * Batch size 1 is the reference numerics: a sequence decoded alone never flips.
 * At each decode step ``t`` where the engine runs ``b > 1`` sequences, the token flips with
-  probability ``P``, drawn by hashing (prompt, ``t``, ``b``) (:func:`flips`). The draw is a
+  probability ``P``, drawn by hashing (prompt, ``t``, ``b``) (:func:`mix`). The draw is a
   function of the batch history, not of chance: the same prompt under the same batch sizes
   flips at the same step, as a real engine replays its numerics.
 * From the first flip on, the choice's text is another run of tokens (another stretch of the
@@ -49,8 +49,3 @@ def mix(digest: int, step: int, batch: int) -> int:
     z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK
     z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK
     return z ^ (z >> 31)
-
-
-def flips(digest: int, step: int, batch: int, below: int) -> bool:
-    """Whether the token at ``step`` flips in a batch of ``batch`` sequences (never alone)."""
-    return batch > 1 and mix(digest, step, batch) < below

@@ -53,7 +53,7 @@ class Encoder:
     a reasoning token. Everything else is built on demand, being written once per choice at most.
     """
 
-    __slots__ = ("chat", "head", "token_pre", "reasoning_pre", "post", "_field", "tool_post")
+    __slots__ = ("chat", "head", "token_pre", "reasoning_pre", "post", "_field")
 
     def __init__(
         self, *, chat: bool, rid: str, model: str, n: int, reasoning_field: str, created: int = 0
@@ -79,11 +79,17 @@ class Encoder:
             self.token_pre = tuple(self.head + b'{"index":%d,"text":' % i for i in range(n))
             self.reasoning_pre = self.token_pre
             self.post = b',"logprobs":null,"finish_reason":null}]}\n\n'
-        self.tool_post = b'}}]},"logprobs":null,"finish_reason":null}]}\n\n'
 
-    def tool_pre(self, index: int, call: tuple[str, str] | None) -> bytes:
-        """What wraps a piece of a tool call's arguments: the first piece names the call (id,
-        type, function name), as vLLM's tool parsers stream it; later pieces are arguments."""
+    def calling(self, call: tuple[str, str], n: int) -> None:
+        """Make every choice's tokens pieces of a tool call's arguments: what wraps the first
+        piece (``reasoning_pre``, for a stream whose first step is its "reasoning") names the
+        call (id, type, function name), as vLLM's tool parsers stream it; what wraps a later
+        piece (``token_pre``) carries arguments only."""
+        self.reasoning_pre = tuple(self._tool_pre(i, call) for i in range(n))
+        self.token_pre = tuple(self._tool_pre(i, None) for i in range(n))
+        self.post = b'}}]},"logprobs":null,"finish_reason":null}]}\n\n'
+
+    def _tool_pre(self, index: int, call: tuple[str, str] | None) -> bytes:
         head = self.head + b'{"index":%d,"delta":{"tool_calls":[{"index":0,' % index
         if call is None:
             return head + b'"function":{"arguments":'

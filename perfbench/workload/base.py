@@ -61,6 +61,17 @@ class Prompt:
             return len(self.text)
         return sum(len(str(m.get("content", ""))) for m in self.messages or ())
 
+    @property
+    def turns(self) -> int:
+        """How many turns the prompt is: 1, or a conversation's first and its followups."""
+        return 1 + len(self.followups)
+
+    def with_head(self, head: str) -> str:
+        """The text with its ``unique_span`` replaced by ``head`` (a request's own)."""
+        assert self.text is not None and self.unique_span is not None
+        start, end = self.unique_span
+        return self.text[:start] + head + self.text[end:]
+
 
 @dataclass(frozen=True, slots=True)
 class Turn:
@@ -74,7 +85,7 @@ class Turn:
 
 class Composed(Protocol):
     """A prompt's text, made for each request from the run's salt: a trace of 12,000 rows of
-    12,000 tokens would hold about a gigabyte of text if every row's were kept."""
+    12,000 tokens would hold about 580 MB of request bodies if every row's were kept."""
 
     @property
     def tokens(self) -> int:

@@ -39,16 +39,15 @@ import io
 import json
 import pickle
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 from perfbench.config import WorkloadSpec
 from perfbench.errors import DatasetError
 from perfbench.workload.base import Prompt, register
-from perfbench.workload.hub import HubFiles, fetch
-from perfbench.workload.jsonl import Row, read_rows
+from perfbench.workload.hub import HubFiles
+from perfbench.workload.jsonl import Row, dataset_rows, read_rows
 
 HUMANEVAL_TEMPLATE = (
     "Read the following function signature and docstring, and fully implement the function "
@@ -133,7 +132,7 @@ def load_live_code_bench(spec: WorkloadSpec) -> list[Prompt]:
     if start and end and start > end:
         raise DatasetError(f"--start-date {start} is after --end-date {end}")
     prompts = []
-    for row in _lcb_rows(spec):
+    for row in dataset_rows(spec, LCB):
         when = _contest_date(row)
         if (start and when < start) or (end and when > end):
             continue
@@ -146,19 +145,14 @@ def load_live_code_bench(spec: WorkloadSpec) -> list[Prompt]:
     return prompts
 
 
-def _lcb_rows(spec: WorkloadSpec) -> Iterator[Row]:
-    for path in [Path(spec.dataset_path)] if spec.dataset_path else fetch(LCB):
-        yield from read_rows(path)
-
-
 def tests_for(spec: WorkloadSpec, ids: set[str]) -> dict[str, list[dict[str, str]]]:
     """The tests of these live_code_bench problems, read again from the run's dataset (the
     tests too big to travel in the database); DatasetError when the file is gone."""
     out = {}
-    for row in _lcb_rows(spec):
+    for row in dataset_rows(spec, LCB):
         qid = str(row.fields.get("question_id") or "")
         if qid in ids:
-            out[qid] = _cases(row)
+            out[qid] = _cases(_all_tests(row))
     missing = ids - set(out)
     if missing:
         raise DatasetError(
@@ -168,8 +162,11 @@ def tests_for(spec: WorkloadSpec, ids: set[str]) -> dict[str, list[dict[str, str
     return out
 
 
-def _cases(row: Row) -> list[dict[str, str]]:
-    tests = [*_tests(row, "public_test_cases"), *_tests(row, "private_test_cases")]
+def _all_tests(row: Row) -> list[dict[str, str]]:
+    return [*_tests(row, "public_test_cases"), *_tests(row, "private_test_cases")]
+
+
+def _cases(tests: Sequence[Mapping[str, str]]) -> list[dict[str, str]]:
     return [{"input": t["input"], "output": t["output"]} for t in tests]
 
 
@@ -181,11 +178,11 @@ def _lcb_prompt(spec: WorkloadSpec, row: Row, when: date) -> Prompt:
     difficulty = str(fields.get("difficulty") or "").strip().lower() or None
     meta = _json_field(row, "metadata", default={})
     func = meta.get("func_name") if isinstance(meta, dict) else None
-    tests = [*_tests(row, "public_test_cases"), *_tests(row, "private_test_cases")]
+    tests = _all_tests(row)
     if not tests:
         raise DatasetError(f"{row.where}: the problem has no tests; expected {_LCB_LAYOUT}")
     kind = "functional" if func else "stdin"
-    cases = [{"input": t["input"], "output": t["output"]} for t in tests]
+    cases = _cases(tests)
     inline = sum(len(c["input"]) + len(c["output"]) for c in cases) <= INLINE_TESTS_BYTES
     if kind == "functional" and any(t["testtype"] != "functional" for t in tests):
         raise DatasetError(f"{row.where}: a problem with func_name must have functional tests")

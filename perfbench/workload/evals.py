@@ -29,15 +29,14 @@ from __future__ import annotations
 import hashlib
 import random
 import re
-from collections.abc import Iterator, Mapping
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 from perfbench.config import WorkloadSpec
 from perfbench.errors import DatasetError
 from perfbench.workload.base import Prompt, register
-from perfbench.workload.hub import HubFiles, fetch
-from perfbench.workload.jsonl import Row, read_rows
+from perfbench.workload.hub import HubFiles
+from perfbench.workload.jsonl import Row, dataset_rows
 
 STEP_BY_STEP = "Please reason step by step, and put your final answer within \\boxed{{}}."
 MATH_TEMPLATE = "{problem}\n" + STEP_BY_STEP
@@ -73,7 +72,7 @@ _GPQA_LAYOUT = "the GPQA layout (Question, Correct Answer, Incorrect Answer 1 to
 @register("math_500", "MATH-500: 500 competition problems in 5 levels and 7 subjects, gold answers")
 def load_math_500(spec: WorkloadSpec) -> list[Prompt]:
     prompts = []
-    for k, row in enumerate(_rows(spec, MATH_500), 1):
+    for k, row in enumerate(dataset_rows(spec, MATH_500), 1):
         problem = _text(row, ("problem",), _MATH_LAYOUT)
         level = _level(row)
         prompts.append(
@@ -105,7 +104,7 @@ def load_aime25(spec: WorkloadSpec) -> list[Prompt]:
 
 def _load_aime(spec: WorkloadSpec, name: str, source: HubFiles) -> list[Prompt]:
     prompts = []
-    for k, row in enumerate(_rows(spec, source), 1):
+    for k, row in enumerate(dataset_rows(spec, source), 1):
         problem = _text(row, ("problem", "question", "Problem"), _AIME_LAYOUT)
         given = _answer(row, _AIME_LAYOUT)
         # AIME answers are integers 0-999; some copies keep leading zeros ("025"), which a
@@ -134,7 +133,7 @@ def _load_aime(spec: WorkloadSpec, name: str, source: HubFiles) -> list[Prompt]:
 @register("gsm8k", "GSM8K test: 1,319 grade-school word problems with numeric answers")
 def load_gsm8k(spec: WorkloadSpec) -> list[Prompt]:
     prompts = []
-    for k, row in enumerate(_rows(spec, GSM8K), 1):
+    for k, row in enumerate(dataset_rows(spec, GSM8K), 1):
         question = _text(row, ("question",), _GSM8K_LAYOUT)
         prompts.append(
             _prompt(
@@ -172,7 +171,7 @@ def _gsm8k_answer(row: Row) -> str:
 )
 def load_gpqa_diamond(spec: WorkloadSpec) -> list[Prompt]:
     prompts = []
-    for k, row in enumerate(_rows(spec, GPQA_DIAMOND), 1):
+    for k, row in enumerate(dataset_rows(spec, GPQA_DIAMOND), 1):
         question = _text(row, ("Question",), _GPQA_LAYOUT)
         correct = _text(row, ("Correct Answer",), _GPQA_LAYOUT)
         options = [correct] + [
@@ -219,12 +218,6 @@ def shuffle_options(options: list[str], seed: int, key: str) -> tuple[list[str],
     order = list(range(len(options)))
     random.Random(int.from_bytes(digest[:8], "big")).shuffle(order)
     return [options[i] for i in order], order.index(0)
-
-
-def _rows(spec: WorkloadSpec, source: HubFiles) -> Iterator[Row]:
-    paths = [Path(spec.dataset_path)] if spec.dataset_path else fetch(source)
-    for path in paths:
-        yield from read_rows(path)
 
 
 def _prompt(

@@ -29,6 +29,7 @@ from typing import Any
 from perfbench.config import WorkloadSpec
 from perfbench.errors import DatasetError
 from perfbench.workload.base import Prompt, read_text, register
+from perfbench.workload.hub import HubFiles, fetch
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +56,12 @@ def read_rows(path: str | Path) -> Iterator[Row]:
     if text.lstrip().startswith("["):
         return _json_array_rows(path, text)
     return _json_lines_rows(path, text)
+
+
+def dataset_rows(spec: WorkloadSpec, source: HubFiles) -> Iterator[Row]:
+    """The rows of ``--dataset-path``, or else of the dataset's files from the hub."""
+    for path in [Path(spec.dataset_path)] if spec.dataset_path else fetch(source):
+        yield from read_rows(path)
 
 
 def _json_lines_rows(path: Path, text: str) -> Iterator[Row]:

@@ -16,7 +16,8 @@ The rest of a block is cut from one random text at an offset picked by the id an
 salt, so that a second replay against the same server finds nothing of the first in its cache.
 
 Texts are built when a request is made (:class:`BlockRow`): holding every row's text of a
-12,000-row trace of 12,000-token prompts would take about 1 GB.
+12,000-row trace of 12,000-token prompts would take about 580 MB of bodies
+(``benchmarks/trace_replay.py``).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from dataclasses import dataclass
 from perfbench.config import WorkloadSpec
 from perfbench.errors import DatasetError
 from perfbench.load.trace import Trace
-from perfbench.workload.base import Prompt
+from perfbench.workload.base import Prompt, UniqueHeads
 from perfbench.workload.synthetic import one_token_words
 from perfbench.workload.tokenizers import load_tokenizer
 
@@ -47,28 +48,25 @@ class TraceBlocks:
     """
 
     def __init__(self, words: tuple[str, ...], size: int, largest_id: int) -> None:
-        self.words, self.size = words, size
+        self.size = size
         # enough words to spell every id of the trace, fewer only when a block is shorter
         digits = 1
         while len(words) ** digits <= largest_id:
             digits += 1
-        self.head = min(size, digits)
+        self.heads = UniqueHeads(words, min(size, digits))
         seq = random.Random(0).choices(words, k=CORPUS_WORDS + size)
         self._text = " ".join(seq)
         self._starts = array.array("q", itertools.accumulate((len(w) + 1 for w in seq), initial=0))
 
     def _words(self, salt: int, h: int, count: int) -> str:
         """The first ``count`` words of block ``h``."""
-        base, number, head = len(self.words), h, []
-        for _ in range(min(count, self.head)):
-            number, digit = divmod(number, base)
-            head.append(self.words[digit])
-        rest = count - len(head)
+        head = self.heads.head(h)
+        rest = count - self.heads.length
         if rest <= 0:
-            return " ".join(head)
+            return " ".join(head.split(" ")[:count])
         at = hash((salt, h)) % CORPUS_WORDS  # ints hash alike in every process
         starts = self._starts
-        return " ".join(head) + " " + self._text[starts[at] : starts[at + rest] - 1]
+        return head + " " + self._text[starts[at] : starts[at + rest] - 1]
 
     def text(self, ids: tuple[int, ...], tokens: int, salt: int) -> str:
         """The text of ``ids``' blocks, the last one cut to make ``tokens`` words in all."""

@@ -51,9 +51,7 @@ def load(spec: WorkloadSpec) -> list[Prompt]:
                 else f"sharegpt-{row.number}",
                 messages=({"role": "user", "content": question},),
                 max_tokens=_reply_tokens(reply),
-                metadata={"reply_chars": len(reply)}
-                if not spec.sessions
-                else {"reply_chars": len(reply), "turns": len(pairs)},
+                metadata={"reply_chars": len(reply)},
                 dataset="sharegpt",
                 followups=tuple(Turn(q, _reply_tokens(r)) for q, r in later),
             )

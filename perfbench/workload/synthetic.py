@@ -298,7 +298,6 @@ def _conversations(
         dataclasses.replace(
             p,
             followups=tuple(pool[(i * later + j) % len(pool)] for j in range(later)),
-            metadata={**p.metadata, "turns": spec.turns},
         )
         for i, p in enumerate(prompts)
     ]
